@@ -1,0 +1,3 @@
+from claude_pool.reconciler.cli import main
+
+raise SystemExit(main())

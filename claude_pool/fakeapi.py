@@ -1,0 +1,890 @@
+"""A fake Anthropic API server for tests, demos and the real Claude Code CLI.
+
+It listens on a real loopback port and imitates the handful of endpoints that
+claude-pool and Claude Code talk to:
+
+* ``GET  /api/oauth/usage``           - subscription utilization windows
+* ``GET  /api/oauth/profile``         - account / organization profile
+* ``POST /v1/oauth/token``            - refresh-token grant with strict rotation
+* ``POST /v1/messages``               - Messages API (JSON or SSE stream)
+* ``POST /v1/messages/count_tokens``  - token counting
+* ``POST /_fake/control``             - loopback-only control channel for
+  out-of-process tests (add accounts, change usage, inspect state)
+
+Everything is stdlib only.  Run ``python -m claude_pool.fakeapi [--port N]``
+to serve in the foreground; the first stdout line is the base URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid as uuid_mod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["FakeAccount", "FakeAnthropic", "main"]
+
+USAGE_PATH = "/api/oauth/usage"
+PROFILE_PATH = "/api/oauth/profile"
+TOKEN_PATH = "/v1/oauth/token"
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+CONTROL_PATH = "/_fake/control"
+
+OAUTH_SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
+OAUTH_BETA = "oauth-2025-04-20"
+USAGE_MODES = ("ok", "limits", "429", "500", "timeout", "garbage", "html", "empty", "nulls")
+DEFAULT_MODEL = "claude-sonnet-4-5"
+RATE_LIMIT_MESSAGE = "This request would exceed your account's rate limit. Please try again later."
+TIMEOUT_MODE_SECONDS = 30.0
+
+_DISCONNECT_ERRORS = (ConnectionError, BrokenPipeError, TimeoutError, OSError)
+
+
+def _access_token() -> str:
+    """Return a fresh fake OAuth access token."""
+    return "sk-ant-oat01-" + secrets.token_urlsafe(48)
+
+
+def _refresh_token() -> str:
+    """Return a fresh fake OAuth refresh token."""
+    return "sk-ant-ort01-" + secrets.token_urlsafe(48)
+
+
+def _iso(ts: float | None) -> str | None:
+    """Format epoch seconds as ISO 8601 UTC with ``+00:00`` (or None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def _error(kind: str, message: str) -> dict:
+    """Build an Anthropic-style error body."""
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _key_id(key: str) -> str:
+    """Short, non-secret label for an API key (used in replies and state)."""
+    return "key-" + key[-4:]
+
+
+@dataclass
+class FakeAccount:
+    """One fake Claude subscription account and its live credentials."""
+
+    email: str
+    uuid: str = field(default_factory=lambda: str(uuid_mod.uuid4()))
+    access_token: str = field(default_factory=_access_token, repr=False)
+    refresh_token: str = field(default_factory=_refresh_token, repr=False)
+    five_hour: float = 0.0
+    seven_day: float = 0.0
+    five_hour_resets_at: float | None = field(default_factory=lambda: time.time() + 3 * 3600)
+    seven_day_resets_at: float | None = field(default_factory=lambda: time.time() + 4 * 86400)
+    usage_mode: str = "ok"
+    revoked: bool = False
+    org_uuid: str = field(default_factory=lambda: str(uuid_mod.uuid4()))
+    # Whether the *current* access token is accepted (see FakeAnthropic.expire_access_token).
+    access_token_valid: bool = True
+    # Access tokens from before a rotation; they stay valid.
+    previous_access_tokens: set[str] = field(default_factory=set, repr=False)
+    # Rotated-out refresh tokens; never valid, kept only to attribute log entries.
+    previous_refresh_tokens: set[str] = field(default_factory=set, repr=False)
+    # Per-account counters.
+    usage_calls: int = 0
+    profile_calls: int = 0
+    refreshes: int = 0
+    invalid_grants: int = 0
+    messages: int = 0
+
+    def exhausted(self) -> bool:
+        """True when either utilization window is at or above 100 %."""
+        return self.five_hour >= 100 or self.seven_day >= 100
+
+    def accepts_access_token(self, token: str | None) -> bool:
+        """True if ``token`` is a currently accepted access token of this account."""
+        if not token:
+            return False
+        if token == self.access_token:
+            return self.access_token_valid
+        return token in self.previous_access_tokens
+
+    def summary(self) -> dict:
+        """JSON-safe view without any credential."""
+        return {
+            "email": self.email,
+            "uuid": self.uuid,
+            "five_hour": self.five_hour,
+            "seven_day": self.seven_day,
+            "five_hour_resets_at": self.five_hour_resets_at,
+            "seven_day_resets_at": self.seven_day_resets_at,
+            "usage_mode": self.usage_mode,
+            "revoked": self.revoked,
+            "exhausted": self.exhausted(),
+            "usage_calls": self.usage_calls,
+            "profile_calls": self.profile_calls,
+            "refreshes": self.refreshes,
+            "invalid_grants": self.invalid_grants,
+            "messages": self.messages,
+        }
+
+
+@dataclass
+class _ApiKey:
+    """A registered plain API key."""
+
+    key: str = field(repr=False)
+    exhausted: bool = False
+    messages: int = 0
+
+
+class _Server(ThreadingHTTPServer):
+    """Threading HTTP server that knows its FakeAnthropic and stays quiet."""
+
+    daemon_threads = True
+    request_queue_size = 64
+    fake: "FakeAnthropic"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Swallow handler exceptions instead of printing tracebacks."""
+
+
+class FakeAnthropic:
+    """In-process fake of the Anthropic API, served over real HTTP.
+
+    The socket is bound in the constructor so ``base_url`` is known at once;
+    call :meth:`start` (or use ``with``) to begin serving.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        usage_delay: float = 0.0,
+        expires_in: int = 28800,
+        require_oauth_beta: bool = False,
+    ) -> None:
+        self.usage_delay = usage_delay
+        self.expires_in = expires_in
+        self.require_oauth_beta = require_oauth_beta
+        self.timeout_mode_seconds = TIMEOUT_MODE_SECONDS
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.invalid_grants = 0
+        self._accounts: dict[str, FakeAccount] = {}
+        self._api_keys: dict[str, _ApiKey] = {}
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._server = _Server((host, port), _Handler)
+        self._server.fake = self
+        bound_host, bound_port = self._server.server_address[:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        self.token_url = self.base_url + TOKEN_PATH
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> "FakeAnthropic":
+        """Serve in a daemon thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="fake-anthropic",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake sleeping handlers and drop open connections."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+        with self.lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def __enter__(self) -> "FakeAnthropic":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- seeding
+
+    def add_account(self, email: str, *, five_hour: float = 0.0, seven_day: float = 0.0, **kw: Any) -> FakeAccount:
+        """Create an account (any FakeAccount field may be passed as keyword)."""
+        acct = FakeAccount(email=email, five_hour=five_hour, seven_day=seven_day, **kw)
+        if acct.usage_mode not in USAGE_MODES:
+            raise ValueError(f"unknown usage_mode {acct.usage_mode!r}")
+        with self.lock:
+            if email in self._accounts:
+                raise ValueError(f"account {email!r} already exists")
+            self._accounts[email] = acct
+        return acct
+
+    def account(self, email: str) -> FakeAccount:
+        """Return the account for ``email`` (KeyError if unknown)."""
+        with self.lock:
+            return self._accounts[email]
+
+    def accounts(self) -> list[FakeAccount]:
+        """All accounts in insertion order."""
+        with self.lock:
+            return list(self._accounts.values())
+
+    def set_usage(self, email: str, **kw: Any) -> FakeAccount:
+        """Thread-safely update usage fields (five_hour, seven_day, usage_mode, ...)."""
+        allowed = {"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode", "revoked"}
+        unknown = set(kw) - allowed
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)}")
+        if "usage_mode" in kw and kw["usage_mode"] not in USAGE_MODES:
+            raise ValueError(f"unknown usage_mode {kw['usage_mode']!r}")
+        with self.lock:
+            acct = self._accounts[email]
+            for name, value in kw.items():
+                setattr(acct, name, value)
+            return acct
+
+    def revoke(self, email: str) -> None:
+        """Revoke the account's refresh token: every refresh gets invalid_grant."""
+        self.set_usage(email, revoked=True)
+
+    def expire_access_token(self, email: str) -> None:
+        """Make the account's current and previous access tokens stop working."""
+        with self.lock:
+            acct = self._accounts[email]
+            acct.access_token_valid = False
+            acct.previous_access_tokens.clear()
+
+    def add_api_key(self, key: str, *, exhausted: bool = False) -> None:
+        """Register (or update) a plain API key usable on /v1/messages."""
+        with self.lock:
+            entry = self._api_keys.get(key)
+            if entry is None:
+                self._api_keys[key] = _ApiKey(key=key, exhausted=exhausted)
+            else:
+                entry.exhausted = exhausted
+
+    def credential_blob(self, email: str, *, expires_at_ms: int | None = None) -> dict:
+        """The ``.credentials.json`` content Claude Code would store for ``email``."""
+        with self.lock:
+            acct = self._accounts[email]
+            access, refresh = acct.access_token, acct.refresh_token
+        if expires_at_ms is None:
+            expires_at_ms = int((time.time() + self.expires_in) * 1000)
+        return {
+            "claudeAiOauth": {
+                "accessToken": access,
+                "refreshToken": refresh,
+                "expiresAt": expires_at_ms,
+                "scopes": list(OAUTH_SCOPES),
+                "subscriptionType": "max",
+                "rateLimitTier": "default_claude_max_20x",
+            }
+        }
+
+    # --------------------------------------------------------- observation
+
+    def messages_requests(self) -> list[dict]:
+        """Logged POST /v1/messages requests (copies)."""
+        with self.lock:
+            return [dict(r) for r in self.requests if r["method"] == "POST" and r["path"] == MESSAGES_PATH]
+
+    def count(self, path: str) -> int:
+        """Number of logged requests to ``path`` (query string ignored)."""
+        path = urlsplit(path).path
+        with self.lock:
+            return sum(1 for r in self.requests if r["path"] == path)
+
+    def reset_log(self) -> None:
+        """Clear the request log and all counters."""
+        with self.lock:
+            self.requests.clear()
+            self.invalid_grants = 0
+            for acct in self._accounts.values():
+                acct.usage_calls = acct.profile_calls = acct.refreshes = 0
+                acct.invalid_grants = acct.messages = 0
+            for key in self._api_keys.values():
+                key.messages = 0
+
+    def state(self) -> dict:
+        """JSON summary used by the control endpoint's ``state`` op."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for r in self.requests:
+                counts[r["path"]] = counts.get(r["path"], 0) + 1
+            known = self._known_credentials_locked()
+            messages = []
+            for r in self.requests:
+                if r["method"] == "POST" and r["path"] == MESSAGES_PATH:
+                    item = {k: v for k, v in r.items() if k != "body"}
+                    tok = item.get("token")
+                    if tok and tok not in known:
+                        item["token"] = "<unknown " + tok[-4:] + ">"
+                    messages.append(item)
+            return {
+                "base_url": self.base_url,
+                "accounts": [a.summary() for a in self._accounts.values()],
+                "api_keys": [
+                    {"id": _key_id(k.key), "exhausted": k.exhausted, "messages": k.messages}
+                    for k in self._api_keys.values()
+                ],
+                "invalid_grants": self.invalid_grants,
+                "counts": counts,
+                "messages": messages,
+            }
+
+    # ------------------------------------------------- internals (locked)
+
+    def _known_credentials_locked(self) -> set[str]:
+        known = set(self._api_keys)
+        for a in self._accounts.values():
+            known.add(a.access_token)
+            known.update(a.previous_access_tokens)
+        return known
+
+    def _account_by_access_locked(self, token: str | None) -> FakeAccount | None:
+        for acct in self._accounts.values():
+            if acct.accepts_access_token(token):
+                return acct
+        return None
+
+    def _account_by_refresh_locked(self, token: str | None) -> FakeAccount | None:
+        """Find the account owning ``token`` as current *or* rotated-out refresh token."""
+        if not token:
+            return None
+        for acct in self._accounts.values():
+            if token == acct.refresh_token or token in acct.previous_refresh_tokens:
+                return acct
+        return None
+
+    def _log(self, method: str, path: str, auth_kind: str | None, token: str | None, body: Any) -> dict:
+        """Append a request record and return it (status is filled in later)."""
+        with self.lock:
+            acct: FakeAccount | None
+            if path == TOKEN_PATH and isinstance(body, dict):
+                acct = self._account_by_refresh_locked(body.get("refresh_token"))
+            else:
+                acct = self._account_by_access_locked(token)
+            rec = {
+                "method": method,
+                "path": path,
+                "auth_kind": auth_kind,
+                "token": token,
+                "body": body,
+                "email": acct.email if acct else None,
+                "time": time.time(),
+                "status": None,
+            }
+            self.requests.append(rec)
+            return rec
+
+    def _refresh(self, refresh_token: str) -> dict | None:
+        """Rotate tokens for the owner of ``refresh_token``; None means invalid_grant."""
+        with self.lock:
+            for acct in self._accounts.values():
+                if refresh_token == acct.refresh_token and not acct.revoked:
+                    if acct.access_token_valid:
+                        acct.previous_access_tokens.add(acct.access_token)
+                    acct.previous_refresh_tokens.add(acct.refresh_token)
+                    acct.access_token = _access_token()
+                    acct.refresh_token = _refresh_token()
+                    acct.access_token_valid = True
+                    acct.refreshes += 1
+                    return {
+                        "token_type": "Bearer",
+                        "access_token": acct.access_token,
+                        "expires_in": self.expires_in,
+                        "refresh_token": acct.refresh_token,
+                        "scope": " ".join(OAUTH_SCOPES),
+                        "account": {"uuid": acct.uuid, "email_address": acct.email},
+                        "organization": {"uuid": acct.org_uuid},
+                    }
+            self.invalid_grants += 1
+            owner = self._account_by_refresh_locked(refresh_token)
+            if owner is not None:
+                owner.invalid_grants += 1
+            return None
+
+    # -------------------------------------------------------- control op
+
+    def _control(self, cmd: Any) -> tuple[int, Any]:
+        """Execute one control command; returns (status, JSON body)."""
+        if not isinstance(cmd, dict):
+            return 400, {"error": "body must be a JSON object"}
+        op = cmd.get("op")
+        for name in {"add_account": ("email",), "credential_blob": ("email",), "set_usage": ("email",),
+                     "revoke": ("email",), "expire_access_token": ("email",), "add_api_key": ("key",)}.get(op, ()):
+            if not isinstance(cmd.get(name), str) or not cmd[name]:
+                return 400, {"error": f"{op} needs a string {name!r}"}
+        try:
+            if op == "add_account":
+                kw = {k: cmd[k] for k in ("five_hour", "seven_day", "usage_mode", "five_hour_resets_at",
+                                          "seven_day_resets_at", "revoked") if k in cmd}
+                self.add_account(cmd["email"], **kw)
+                return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
+            if op == "credential_blob":
+                return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
+            if op == "set_usage":
+                kw = {k: v for k, v in cmd.items() if k not in ("op", "email")}
+                return 200, self.set_usage(cmd["email"], **kw).summary()
+            if op == "add_api_key":
+                self.add_api_key(cmd["key"], exhausted=bool(cmd.get("exhausted", False)))
+                return 200, {"ok": True}
+            if op == "revoke":
+                self.revoke(cmd["email"])
+                return 200, {"ok": True}
+            if op == "expire_access_token":
+                self.expire_access_token(cmd["email"])
+                return 200, {"ok": True}
+            if op == "reset_log":
+                self.reset_log()
+                return 200, {"ok": True}
+            if op == "state":
+                return 200, self.state()
+        except KeyError as exc:
+            return 404, {"error": f"not found: {exc.args[0]!s}"}
+        except (ValueError, TypeError) as exc:
+            return 400, {"error": str(exc)}
+        return 400, {"error": f"unknown op {op!r}"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes requests to the owning FakeAnthropic."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeAnthropic/1.0"
+    server: _Server
+    _rec: dict | None = None
+
+    # -------------------------------------------------- plumbing / quiet
+
+    def version_string(self) -> str:
+        """Value of the Server header."""
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Never write access logs to stderr."""
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        with self.server.fake.lock:
+            self.server.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except _DISCONNECT_ERRORS:
+            pass
+        finally:
+            with self.server.fake.lock:
+                self.server.fake._connections.discard(self.connection)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except _DISCONNECT_ERRORS:
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def _read_body(self) -> bytes | None:
+        """Read the request body (Content-Length or chunked); None if malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            n = int(length)
+        except ValueError:
+            return None
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _send(self, status: int, body: bytes | str | dict | list, *,
+              content_type: str = "application/json", headers: dict | None = None) -> None:
+        """Write a complete response with a correct Content-Length."""
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body
+        if self._rec is not None:
+            self._rec["status"] = status
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", "req_fake" + secrets.token_hex(12))
+        for name, value in (headers or {}).items():
+            self.send_header(name, str(value))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        # Headers and body go out in one write to avoid Nagle/delayed-ACK stalls.
+        self._headers_buffer.append(b"\r\n")
+        if self.command != "HEAD":
+            self._headers_buffer.append(data)
+        self.flush_headers()
+
+    def _abort(self) -> None:
+        """Drop the connection without answering."""
+        self.close_connection = True
+
+    # ------------------------------------------------------------ routing
+
+    def _dispatch(self, method: str) -> None:
+        fake = self.server.fake
+        self._rec = None
+        path = urlsplit(self.path).path or "/"
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
+            self._send(400, _error("invalid_request_error", "Malformed request body"))
+            return
+        body = self._parse_body(raw)
+
+        if path == CONTROL_PATH:
+            self._handle_control(method, body)
+            return
+
+        bearer = self._bearer()
+        api_key = self.headers.get("x-api-key") or None
+        if api_key:
+            kind, token = "x-api-key", api_key
+        elif bearer:
+            kind, token = "bearer", bearer
+        else:
+            kind, token = None, None
+        self._rec = fake._log(method, path, kind, token, body)
+
+        routes = {
+            "/": ("GET", "HEAD"),
+            USAGE_PATH: ("GET",),
+            PROFILE_PATH: ("GET",),
+            TOKEN_PATH: ("POST",),
+            MESSAGES_PATH: ("POST",),
+            COUNT_TOKENS_PATH: ("POST",),
+        }
+        if path not in routes:
+            self._send(404, _error("not_found_error", f"Not found: {path}"))
+            return
+        if method not in routes[path]:
+            self._send(405, _error("invalid_request_error", f"Method {method} not allowed"))
+            return
+        if path == "/":
+            self._send(200, {})
+        elif path == USAGE_PATH:
+            self._handle_usage(bearer)
+        elif path == PROFILE_PATH:
+            self._handle_profile(bearer)
+        elif path == TOKEN_PATH:
+            self._handle_token(body)
+        elif path == MESSAGES_PATH:
+            self._handle_messages(kind, token, body)
+        else:
+            self._send(200, {"input_tokens": 10})
+
+    def _parse_body(self, raw: bytes) -> Any:
+        """JSON if possible, else form-encoded dict for form posts, else None."""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+        if "application/x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+            try:
+                return dict(parse_qsl(raw.decode(), keep_blank_values=True))
+            except UnicodeDecodeError:
+                return None
+        return None
+
+    def _bearer(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+
+    def _oauth_account(self, bearer: str | None) -> FakeAccount | None:
+        """Resolve a bearer token to an account or send the 401 reply."""
+        fake = self.server.fake
+        with fake.lock:
+            acct = fake._account_by_access_locked(bearer)
+        if acct is None:
+            self._send(401, _error("authentication_error", "Invalid bearer token"))
+            return None
+        if fake.require_oauth_beta and OAUTH_BETA not in self.headers.get("anthropic-beta", ""):
+            self._send(401, _error("authentication_error", "OAuth authentication is currently not supported."))
+            return None
+        return acct
+
+    # ---------------------------------------------------------- endpoints
+
+    def _handle_usage(self, bearer: str | None) -> None:
+        fake = self.server.fake
+        acct = self._oauth_account(bearer)
+        if acct is None:
+            return
+        if fake.usage_delay > 0 and fake._stopping.wait(fake.usage_delay):
+            self._abort()
+            return
+        with fake.lock:
+            acct.usage_calls += 1
+            mode = acct.usage_mode
+            five, seven = acct.five_hour, acct.seven_day
+            five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
+
+        if mode == "ok":
+            self._send(200, {
+                "five_hour": {"utilization": float(five), "resets_at": _iso(five_reset)},
+                "seven_day": {"utilization": float(seven), "resets_at": _iso(seven_reset)},
+                "seven_day_opus": None,
+                "seven_day_sonnet": {"utilization": 1.0, "resets_at": None},
+                "extra_usage": {"is_enabled": False, "monthly_limit": None,
+                                "used_credits": None, "utilization": None},
+            })
+        elif mode == "limits":
+            self._send(200, {"limits": [
+                {"kind": "session", "percent": five, "resets_at": _iso(five_reset)},
+                {"kind": "weekly_all", "percent": seven, "resets_at": _iso(seven_reset)},
+                {"kind": "weekly_scoped", "scope": "opus", "percent": 3, "resets_at": _iso(seven_reset)},
+            ]})
+        elif mode == "429":
+            self._send(429, _error("rate_limit_error", "Rate limited. Please try again later."),
+                       headers={"Retry-After": "60"})
+        elif mode == "timeout":
+            fake._stopping.wait(fake.timeout_mode_seconds)
+            self._abort()
+        elif mode == "garbage":
+            self._send(200, b"not json at all {{{")
+        elif mode == "html":
+            self._send(200, "<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
+                            "<body><h1>Please wait</h1></body></html>",
+                       content_type="text/html; charset=utf-8")
+        elif mode == "empty":
+            self._send(200, {})
+        elif mode == "nulls":
+            self._send(200, {"five_hour": None, "seven_day": None})
+        else:  # "500" and anything unexpected
+            self._send(500, _error("api_error", "Internal server error"))
+
+    def _handle_profile(self, bearer: str | None) -> None:
+        fake = self.server.fake
+        acct = self._oauth_account(bearer)
+        if acct is None:
+            return
+        with fake.lock:
+            acct.profile_calls += 1
+        local = acct.email.split("@", 1)[0]
+        self._send(200, {
+            "account": {
+                "uuid": acct.uuid,
+                "email_address": acct.email,
+                "full_name": local.replace(".", " ").title(),
+                "display_name": local,
+                "has_claude_max": True,
+                "has_claude_pro": False,
+            },
+            "organization": {
+                "uuid": acct.org_uuid,
+                "name": f"{acct.email}'s Organization",
+                "organization_type": "claude_max",
+                "rate_limit_tier": "default_claude_max_20x",
+            },
+        })
+
+    def _handle_token(self, body: Any) -> None:
+        if not isinstance(body, dict) or not body.get("grant_type"):
+            self._send(400, {"error": "invalid_request", "error_description": "Missing grant_type"})
+            return
+        if body["grant_type"] != "refresh_token":
+            self._send(400, {"error": "unsupported_grant_type",
+                             "error_description": f"Unsupported grant_type {body['grant_type']!r}"})
+            return
+        refresh = body.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:
+            self._send(400, {"error": "invalid_request", "error_description": "Missing refresh_token"})
+            return
+        result = self.server.fake._refresh(refresh)
+        if result is None:
+            self._send(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+        else:
+            self._send(200, result)
+
+    def _handle_messages(self, kind: str | None, token: str | None, body: Any) -> None:
+        fake = self.server.fake
+        with fake.lock:
+            acct = fake._account_by_access_locked(token)
+            key = fake._api_keys.get(token) if token and acct is None else None
+            if acct is not None:
+                acct.messages += 1
+                label, exhausted = acct.email, acct.exhausted()
+                five, seven = acct.five_hour, acct.seven_day
+                five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
+            elif key is not None:
+                key.messages += 1
+                label, exhausted = _key_id(key.key), key.exhausted
+        if acct is None and key is None:
+            message = "Invalid bearer token" if kind == "bearer" else "invalid x-api-key"
+            self._send(401, _error("authentication_error", message))
+            return
+
+        headers: dict[str, str] = {}
+        if acct is not None:
+            now = time.time()
+            r5 = int(five_reset if five_reset is not None else now + 5 * 3600)
+            r7 = int(seven_reset if seven_reset is not None else now + 7 * 86400)
+            headers.update({
+                "anthropic-ratelimit-unified-status": "rejected" if exhausted else "allowed",
+                "anthropic-ratelimit-unified-5h-status": "rejected" if five >= 100 else "allowed",
+                "anthropic-ratelimit-unified-5h-utilization": f"{five / 100:.4f}",
+                "anthropic-ratelimit-unified-5h-reset": str(r5),
+                "anthropic-ratelimit-unified-7d-status": "rejected" if seven >= 100 else "allowed",
+                "anthropic-ratelimit-unified-7d-utilization": f"{seven / 100:.4f}",
+                "anthropic-ratelimit-unified-7d-reset": str(r7),
+                "anthropic-ratelimit-unified-representative-claim": "seven_day" if seven >= five else "five_hour",
+                "anthropic-ratelimit-unified-reset": str(r7 if seven >= five else r5),
+            })
+        if exhausted:
+            headers["anthropic-ratelimit-unified-status"] = "rejected"
+            headers["retry-after"] = "60"
+            self._send(429, _error("rate_limit_error", RATE_LIMIT_MESSAGE), headers=headers)
+            return
+        if not isinstance(body, dict):
+            self._send(400, _error("invalid_request_error", "Request body must be a JSON object"))
+            return
+
+        model = body.get("model") or DEFAULT_MODEL
+        text = f"ok from fake ({label})"
+        input_tokens = max(1, len(json.dumps(body.get("messages", []))) // 4)
+        output_tokens = max(1, len(text) // 4)
+        msg_id = "msg_fake" + secrets.token_hex(12)
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+        if body.get("stream"):
+            events = [
+                ("message_start", {"type": "message_start", "message": {
+                    "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {**usage, "output_tokens": 1}}}),
+                ("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": text}}),
+                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "usage": {"output_tokens": output_tokens}}),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+            payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+            headers["Cache-Control"] = "no-cache"
+            self._send(200, payload, content_type="text/event-stream; charset=utf-8", headers=headers)
+            return
+
+        self._send(200, {
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }, headers=headers)
+
+    def _handle_control(self, method: str, body: Any) -> None:
+        host = self.client_address[0] if self.client_address else ""
+        if not (host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")):
+            self._send(403, {"error": "control endpoint is loopback-only"})
+            return
+        if method != "POST":
+            self._send(405, {"error": "use POST"})
+            return
+        status, reply = self.server.fake._control(body)
+        self._send(status, reply)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake server in the foreground until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m claude_pool.fakeapi", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--usage-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+
+    fake = FakeAnthropic(host=args.host, port=args.port, usage_delay=args.usage_delay).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print(fake.base_url, flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The Anthropic HTTP APIs (SPEC §4): usage, profile, token refresh. httpx, short timeouts.
+
+Errors come in two types: `TransientError` (timeouts, 429, 5xx, garbage: "unknown", never
+exhaustion) and `InvalidGrant` (the refresh token is dead: the account needs a fresh login).
+Messages never contain a token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from claude_pool.schema.config import Config
+from claude_pool.schema.pool import Usage
+from claude_pool.schema.usage import UsageFormatError, parse_usage
+
+CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+OAUTH_BETA = "oauth-2025-04-20"
+
+
+class ApiError(Exception):
+    """Base: one line, no secret."""
+
+
+class TransientError(ApiError):
+    """Try again later: timeout, connection failure, 429, 5xx, an unreadable answer."""
+
+
+class Unauthorized(ApiError):
+    """401/403 on usage or profile: the access token is not (or no longer) accepted."""
+
+
+class InvalidGrant(ApiError):
+    """The refresh token was rejected: logged out, revoked, or rotated elsewhere."""
+
+
+class EndpointError(ValueError):
+    """A configured endpoint URL is not acceptable."""
+
+
+def check_endpoint(url: str) -> str:
+    """https anywhere; plain http only to a loopback host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url.rstrip("/")
+    if parts.scheme == "http" and host:
+        loopback = host == "localhost"
+        try:
+            loopback = loopback or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            pass
+        if loopback:
+            return url.rstrip("/")
+        raise EndpointError(f"refusing plain http:// to a non-loopback host ({host}); use https://")
+    raise EndpointError(f"not an http(s) URL: {url!r}")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api_base: str
+    token_url: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Endpoints":
+        base = os.environ.get("CLAUDE_POOL_API_BASE_URL") or config.endpoints.api_base
+        token = os.environ.get("CLAUDE_POOL_OAUTH_TOKEN_URL") or config.endpoints.token_url
+        return cls(api_base=check_endpoint(base), token_url=check_endpoint(token))
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    scope: str | None
+
+
+def _status_error(resp: httpx.Response, what: str) -> ApiError:
+    if resp.status_code in (401, 403):
+        return Unauthorized(f"{what}: HTTP {resp.status_code}")
+    if resp.status_code == 429:
+        retry = resp.headers.get("retry-after")
+        return TransientError(f"{what}: throttled (HTTP 429{', retry after ' + retry + 's' if retry else ''})")
+    return TransientError(f"{what}: HTTP {resp.status_code}")
+
+
+class AnthropicApi:
+    name = "anthropic"
+
+    def __init__(self, endpoints: Endpoints, *, timeout: float = 5.0, max_connections: int = 16) -> None:
+        self.endpoints = endpoints
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"anthropic-beta": OAUTH_BETA, "user-agent": "claude-pool"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "AnthropicApi":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get_json(self, path: str, access_token: str, what: str) -> object:
+        try:
+            resp = self.client.get(self.endpoints.api_base + path,
+                                   headers={"authorization": f"Bearer {access_token}"})
+        except httpx.TimeoutException:
+            raise TransientError(f"{what}: timed out") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}") from None
+        if resp.status_code != 200:
+            raise _status_error(resp, what)
+        try:
+            return resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise TransientError(f"{what}: the answer is not JSON") from None
+
+    def usage(self, access_token: str) -> Usage:
+        body = self._get_json("/api/oauth/usage", access_token, "usage")
+        try:
+            return parse_usage(body)
+        except UsageFormatError as exc:
+            raise TransientError(f"usage: {exc}") from None
+
+    def profile_email(self, access_token: str) -> str:
+        body = self._get_json("/api/oauth/profile", access_token, "profile")
+        account = body.get("account") if isinstance(body, dict) else None
+        if isinstance(account, dict):
+            email = account.get("email_address") or account.get("email")
+            if isinstance(email, str) and email:
+                return email
+        raise TransientError("profile: the answer has no account email")
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        payload = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
+        try:
+            resp = self.client.post(self.endpoints.token_url, json=payload)
+        except httpx.TimeoutException:
+            raise TransientError("token refresh: timed out") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"token refresh: {type(exc).__name__}") from None
+        try:
+            body = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if resp.status_code in (400, 401) and isinstance(body, dict) and body.get("error") == "invalid_grant":
+            raise InvalidGrant("token refresh: invalid_grant (the refresh token is no longer valid)")
+        if resp.status_code != 200:
+            raise _status_error(resp, "token refresh") if resp.status_code not in (401, 403) else \
+                TransientError(f"token refresh: HTTP {resp.status_code}")
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
+            raise TransientError("token refresh: the answer has no access_token")
+        expires = body.get("expires_in")
+        return TokenGrant(
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else "",
+            expires_in=int(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else 3600,
+            scope=body.get("scope") if isinstance(body.get("scope"), str) else None,
+        )

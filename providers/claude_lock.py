@@ -1,0 +1,82 @@
+"""Claude Code's own refresh lock: `<Claude Code dir>/.oauth_refresh.lock`, a directory.
+
+Claude Code (through proper-lockfile) takes it by creating the directory, treats it as stale when
+its mtime is over 10 s old, and re-reads the credential store inside it. Taking it the same way
+means a Claude Code refresh and ours never interleave. Re-entrant within one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+STALE_SECONDS = 10.0
+DEFAULT_WAIT = 12.0
+
+_held: dict[tuple[str, int], int] = {}
+_guard = threading.Lock()
+
+
+class ClaudeLockTimeout(Exception):
+    pass
+
+
+def _try_take(path: Path) -> bool:
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return False  # released meanwhile: try again at once
+        if age > STALE_SECONDS:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        return False
+
+
+@contextlib.contextmanager
+def hold(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
+    """Take the lock directory (re-entrant per thread; other threads and processes wait)."""
+    key = (str(path), threading.get_ident())
+    with _guard:
+        depth = _held.get(key, 0)
+        if depth:
+            _held[key] = depth + 1
+    if depth:
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    while not _try_take(path):
+        if time.monotonic() >= deadline:
+            raise ClaudeLockTimeout(f"Claude Code's refresh lock {path} stayed busy for {wait:.0f}s")
+        time.sleep(0.05)
+    with _guard:
+        _held[key] = 1
+    try:
+        yield
+    finally:
+        with _guard:
+            del _held[key]
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def touch(path: Path) -> None:
+    """Keep a held lock fresh during a slow step."""
+    with contextlib.suppress(OSError):
+        os.utime(path)

@@ -1,0 +1,42 @@
+"""Claude Code's credential store as a file: `<Claude Code dir>/.credentials.json` (Linux,
+WSL, Windows). Mode 0600, replaced atomically, written under Claude Code's refresh lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import claude_lock, paths
+from .base import ProviderError
+from .fsutil import atomic_write
+
+
+class FileCredentialStore:
+    name = "credentials"
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.credentials_file()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.parent / ".oauth_refresh.lock"
+
+    def location(self) -> str:
+        return str(self.path)
+
+    def observe(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProviderError(f"cannot read {self.path}: {type(exc).__name__}") from None
+
+    def write(self, value: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with claude_lock.hold(self.lock_path):
+                atomic_write(self.path, value.encode("utf-8"), mode=0o600)
+        except claude_lock.ClaudeLockTimeout as exc:
+            raise ProviderError(str(exc)) from None
+        except OSError as exc:
+            raise ProviderError(f"cannot write {self.path}: {exc.strerror or type(exc).__name__}") from None

@@ -1,0 +1,155 @@
+"""The pool file: encrypted (Go-compatible), locked with filelock, written atomically 0600.
+
+Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary with no secret so
+`claude-pool status` answers without decrypting anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from claude_pool.schema.credentials import oauth_fingerprint
+from claude_pool.schema.pool import Pool
+from claude_pool.schema.timefmt import format_time
+
+from . import crypto, paths
+from .base import ProviderError
+from .fsutil import atomic_write, clean_stale_temps, ensure_private_dir
+
+LOCK_WAIT_SECONDS = 20.0
+
+
+class PoolError(ProviderError):
+    """The pool cannot be used as it is; it is left untouched."""
+
+
+class PoolBusy(ProviderError):
+    pass
+
+
+def decision_digest(pool: Pool) -> str:
+    """A digest of what decisions depend on (not the usage cache): a saved plan compares it."""
+    parts = [pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper]
+    parts += [f"a:{a.id}:{oauth_fingerprint(a.blob)}:{int(a.needs_relogin)}" for a in pool.accounts]
+    parts += [f"k:{k.id}" for k in pool.api_keys]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def status_summary(pool: Pool) -> dict[str, object]:
+    """What `claude-pool status` prints, precomputed at every save."""
+    if pool.mode == "apikey":
+        # An account is back when its latest exhausted window resets; the pool, when the first
+        # account is back.
+        per_account = []
+        for acc in pool.accounts:
+            ws = [w.resets_at for w in (acc.usage.five_hour, acc.usage.seven_day)
+                  if w.pct >= 100 and w.resets_at is not None]
+            if ws and not acc.needs_relogin:
+                per_account.append(max(ws))
+        summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key}
+        if per_account:
+            summary["resets_at"] = format_time(min(per_account))
+        return summary
+    if not pool.accounts and not pool.api_keys:
+        return {"mode": "empty", "name": ""}
+    return {"mode": "account", "name": pool.current}
+
+
+class PoolFile:
+    name = "pool"
+
+    def __init__(self, path: Path | None = None, key: bytes | None = None) -> None:
+        self.path = path or paths.pool_file()
+        self._key = key
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = crypto.derive_key()
+        return self._key
+
+    @property
+    def status_path(self) -> Path:
+        return self.path.parent / "status.json"
+
+    def location(self) -> str:
+        return str(self.path)
+
+    def lock(self, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:
+        ensure_private_dir(self.path.parent)
+        return FileLock(str(self.path) + ".lock", timeout=timeout, mode=0o600)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def observe(self) -> Pool:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return Pool()
+        except OSError as exc:
+            raise PoolError(f"cannot read the pool file {self.path}: {exc.strerror or type(exc).__name__}") from None
+        if data.startswith(crypto.MAGIC):
+            try:
+                data = crypto.decrypt(data, self.key)
+            except crypto.DecryptError:
+                raise PoolError(
+                    f"the pool file {self.path} could not be decrypted: it was probably made on another machine "
+                    "or by another user. It was left untouched; to start over, move it aside and run "
+                    "`claude-pool import`."
+                ) from None
+        elif not data.lstrip().startswith(b"{"):
+            raise PoolError(
+                f"{self.path} is not a claude-pool pool file (no CPL1 header, not JSON); it was left untouched. "
+                "Move it aside to start a new pool."
+            )
+        try:
+            raw = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PoolError(f"the pool file {self.path} is corrupt (not JSON inside); it was left untouched") from None
+        if not isinstance(raw, dict):
+            raise PoolError(f"the pool file {self.path} is corrupt (not a JSON object); it was left untouched")
+        try:
+            return Pool.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            # the message names the field and the problem, never the value (it may be a token)
+            raise PoolError(
+                f"the pool file {self.path} is corrupt ({where}: {first.get('msg', 'invalid')}); it was left untouched"
+            ) from None
+
+    def write(self, value: Pool) -> None:
+        ensure_private_dir(self.path.parent)
+        clean_stale_temps(self.path.parent)
+        try:
+            atomic_write(self.path, crypto.encrypt(value.to_json(), self.key), mode=0o600, follow_symlink=False)
+            self.write_status(value)
+        except OSError as exc:
+            raise PoolError(f"cannot write the pool file {self.path}: {exc.strerror or type(exc).__name__}") from None
+
+    def write_status(self, value: Pool) -> None:
+        atomic_write(self.status_path, json.dumps(status_summary(value)).encode("utf-8"), mode=0o600,
+                     follow_symlink=False)
+
+
+def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:
+    lock = pool.lock(timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PoolBusy(f"another claude-pool run held the pool lock for {timeout:.0f}s; try again") from None
+    return lock
+
+
+def reset_in_seconds(resets_at: str, now: datetime) -> int:
+    from claude_pool.schema.timefmt import _parse
+
+    when = _parse(resets_at)
+    return max(0, int((when - now).total_seconds())) if when else 0

@@ -1,0 +1,320 @@
+"""The full CLI (argparse). Every mutating command goes through the same plan/apply engine, so
+each is logged and can be shown before it happens."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from claude_pool import __version__
+
+from .audit import REDACTOR, configure, log
+from .errors import UserError
+from .intents import AddKey, Import, Reconcile, Remove, Switch, check_id
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+
+
+def _runtime(trigger: str):  # type: ignore[no-untyped-def]
+    from .runtime import Runtime, load_config
+
+    config = load_config()
+    configure(trigger, max_bytes=config.log.max_bytes, keep=config.log.keep,
+              stderr_level=os.environ.get("CLAUDE_POOL_LOG_LEVEL", "info"))
+    return Runtime.default(trigger, config)
+
+
+def _run(trigger: str, intent, *, execute: bool, saved=None, network: bool = True):  # type: ignore[no-untyped-def]
+    from . import engine
+
+    rt = _runtime(trigger)
+    return engine.run(rt, intent, execute=execute, saved=saved, network=network)
+
+
+# ---- plan / apply / reconcile -------------------------------------------------------------
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from .render import plan_text
+
+    outcome = _run("plan", Reconcile(live=True), execute=False)
+    plan = outcome.plan
+    if a.out:
+        from claude_pool.providers.fsutil import atomic_write
+
+        atomic_write(Path(a.out), (plan.model_dump_json(indent=2) + "\n").encode(), mode=0o600)
+    _out(plan.model_dump_json(indent=2) if a.json else plan_text(plan))
+    if a.detailed_exitcode:
+        return 2 if plan.actions else 0
+    return 0
+
+
+def cmd_apply(a: argparse.Namespace) -> int:
+    from claude_pool.schema.plan import Plan
+
+    from .render import plan_text
+
+    saved = None
+    if a.planfile:
+        try:
+            saved = Plan.model_validate_json(Path(a.planfile).read_bytes())
+        except FileNotFoundError:
+            raise UserError(f"no such plan file: {a.planfile}") from None
+        except (OSError, ValueError):
+            raise UserError(f"{a.planfile} is not a claude-pool plan") from None
+    outcome = _run("apply", Reconcile(live=True), execute=True, saved=saved)
+    if a.json:
+        _out(json.dumps({"plan": outcome.plan.model_dump(mode="json"),
+                         "applied": [x.model_dump(mode="json") for x in outcome.applied]}, indent=2))
+    else:
+        _out(plan_text(outcome.plan))
+        if outcome.applied:
+            _out(f"Applied {len(outcome.applied)} change{'s' if len(outcome.applied) != 1 else ''}.")
+    return 0
+
+
+def cmd_reconcile(a: argparse.Namespace) -> int:
+    threshold = a.threshold
+    if threshold is None:
+        from .runtime import load_config
+
+        threshold = load_config().policy.threshold
+    if threshold > 1:
+        threshold /= 100.0  # accept 90 as well as 0.9
+    if not 0 <= threshold <= 1:
+        raise UserError("--threshold must be between 0 and 1 (or a percentage)")
+    trigger = os.environ.get("CLAUDE_POOL_TRIGGER", "reconcile")
+    outcome = _run(trigger, Reconcile(if_needed=a.if_needed, threshold=threshold), execute=True)
+    if not outcome.applied and outcome.plan.notes and sys.stderr.isatty():
+        for note in outcome.plan.notes:
+            sys.stderr.write(f"claude-pool: {note}\n")
+    return 0
+
+
+# ---- editing the pool -----------------------------------------------------------------------
+
+def cmd_switch(a: argparse.Namespace) -> int:
+    check_id(a.id)
+    outcome = _run("switch", Switch(a.id), execute=True, network=False)
+    if not outcome.applied:
+        _out(f"Already on {a.id}.")
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    if a.id is not None:
+        check_id(a.id)
+    outcome = _run("import", Import(a.id), execute=True)
+    target = outcome.desired.current
+    _out(f"Imported {target}" + (f" ({outcome.observed.store.email})" if outcome.observed.store.email else "")
+         + "; it is the active account." if outcome.applied else f"{target} is already in the pool and active.")
+    return 0
+
+
+def _read_key(arg: str | None) -> str:
+    if arg is not None and arg != "-":
+        return arg
+    if arg is None and sys.stdin.isatty():
+        return getpass.getpass("API key (hidden): ")
+    return sys.stdin.read()
+
+
+def cmd_key_add(a: argparse.Namespace) -> int:
+    key = _read_key(a.key).strip()
+    if not key:
+        raise UserError("the API key is empty")
+    if any(ord(c) < 33 or ord(c) == 127 for c in key):
+        raise UserError("the API key contains spaces or control characters")
+    REDACTOR.add(key)
+    key_id = a.id if a.id is not None else "key-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    check_id(key_id, "key name")
+    from . import engine
+    from .render import mask_key
+
+    rt = _runtime("key add")
+    rt.new_secrets[key_id] = key
+    pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
+    if any(k.key == key for k in pool_keys):
+        raise UserError("this API key is already in the pool")
+    engine.run(rt, AddKey(key_id), execute=True, network=False)
+    _out(f"Added API key {key_id} ({mask_key(key)}).")
+    return 0
+
+
+def cmd_rm(a: argparse.Namespace) -> int:
+    check_id(a.id)
+    _run("rm", Remove(a.id), execute=True, network=False)
+    _out(f"Removed {a.id}.")
+    return 0
+
+
+# ---- looking -------------------------------------------------------------------------------
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from claude_pool.providers.poolfile import PoolFile
+    from claude_pool.providers.base import ProviderError
+
+    from .render import list_text
+
+    if a.json:
+        try:
+            pool = PoolFile().observe()
+        except ProviderError as exc:
+            raise UserError(str(exc)) from None
+        _out(json.dumps(_list_json(pool), indent=2))
+        return 0
+    from . import engine
+
+    rt = _runtime("list")
+    outcome = engine.run(rt, Reconcile(live=True), execute=False)
+    if rt.usage_dirty:
+        from claude_pool.providers.poolfile import lock_or_busy
+
+        lock = lock_or_busy(rt.pool_file)
+        try:
+            fresh = rt.pool_file.observe()
+            for acc in fresh.accounts:  # keep the readings, change nothing else
+                mine = rt.pool.account(acc.id)
+                if mine is not None and mine.usage_at and (acc.usage_at is None or mine.usage_at > acc.usage_at):
+                    acc.usage, acc.usage_at = mine.usage, mine.usage_at
+            rt.pool_file.write(fresh)
+        finally:
+            lock.release()
+    _out(list_text(rt.pool, outcome.observed, outcome.observed.now))
+    if outcome.plan.actions:
+        _out(f"({len(outcome.plan.actions)} pending change(s): `claude-pool plan` shows them)")
+    return 0
+
+
+def _list_json(pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    from claude_pool.schema.credentials import fingerprint
+    from claude_pool.schema.timefmt import format_time
+
+    def win(w):  # type: ignore[no-untyped-def]
+        return {"pct": w.pct, "resets_at": format_time(w.resets_at) if w.resets_at else None}
+
+    return {
+        "mode": pool.mode,
+        "current": pool.current,
+        "current_key": pool.current_key,
+        "accounts": [{"id": a.id, "email": a.email, "needs_relogin": a.needs_relogin,
+                      "usage": {"five_hour": win(a.usage.five_hour), "seven_day": win(a.usage.seven_day)},
+                      "usage_at": format_time(a.usage_at) if a.usage_at else None} for a in pool.accounts],
+        "api_keys": [{"id": k.id, "fingerprint": fingerprint(k.key)} for k in pool.api_keys],
+    }
+
+
+def cmd_version(a: argparse.Namespace) -> int:
+    _out(f"claude-pool {__version__}")
+    return 0
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    from claude_pool.providers import paths
+    from claude_pool.providers.fsutil import atomic_write, ensure_private_dir
+    from claude_pool.schema.config import DEFAULT_CONFIG_TOML
+
+    from .runtime import load_config
+
+    path = paths.config_file()
+    if a.config_cmd == "init":
+        if path.exists() and not a.force:
+            raise UserError(f"{path} already exists (use --force to overwrite it)")
+        ensure_private_dir(path.parent)
+        atomic_write(path, DEFAULT_CONFIG_TOML.encode(), mode=0o600)
+        _out(f"Wrote {path}")
+        return 0
+    import tomli_w
+
+    config = load_config()
+    _out(f"# effective configuration ({path}{'' if path.exists() else ', not present: defaults'})")
+    _out(tomli_w.dumps(config.model_dump(mode="json")))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+# ---- parser --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="claude-pool", description="Keep Claude Code on the credential with the most "
+                                "rate-limit headroom.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, aliases: list[str] | None = None):
+        sp = sub.add_parser(name, help=help, description=help, aliases=aliases or [])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("plan", cmd_plan, "show what would change and why, changing nothing")
+    sp.add_argument("--json", action="store_true", help="print the plan as JSON")
+    sp.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
+    sp.add_argument("--detailed-exitcode", action="store_true", help="exit 0: no changes, 2: changes, 1: error")
+    sp = add("apply", cmd_apply, "plan and apply (for scripts); with PLANFILE, apply that saved plan")
+    sp.add_argument("planfile", nargs="?")
+    sp.add_argument("--json", action="store_true")
+    sp = add("reconcile", cmd_reconcile, "the hooks' job: move to the credential with the most headroom",
+             aliases=["auto"])
+    sp.add_argument("--if-needed", action="store_true", help="stay while the current account is under the threshold")
+    sp.add_argument("--threshold", type=float, default=None, metavar="T", help="0..1 (default 0.9)")
+    sp = add("switch", cmd_switch, "make an account (or API key) active")
+    sp.add_argument("id")
+    sp = add("import", cmd_import, "add the login Claude Code holds now as an account and make it active")
+    sp.add_argument("--id", metavar="NAME")
+    sp = add("key", lambda a: (p.parse_args(["key", "--help"]), 0)[1], "manage API keys")
+    ksub = sp.add_subparsers(dest="key_cmd", metavar="add")
+    kp = ksub.add_parser("add", help="register an API key (argument, stdin, or a hidden prompt)")
+    kp.add_argument("--id", metavar="NAME")
+    kp.add_argument("key", nargs="?", help="the key; better: omit it and paste at the prompt or pipe it on stdin")
+    kp.set_defaults(fn=cmd_key_add)
+    sp = add("rm", cmd_rm, "remove an account or API key")
+    sp.add_argument("id")
+    sp = add("list", cmd_list, "accounts with live usage, then keys (masked)")
+    sp.add_argument("--json", action="store_true", help="no network, no secrets")
+    add("status", cmd_version, "{mode, name} as JSON for a statusline (no network)")
+    add("version", cmd_version, "print the version")
+    sp = add("config", lambda a: (p.parse_args(["config", "--help"]), 0)[1], "config.toml")
+    csub = sp.add_subparsers(dest="config_cmd", metavar="init|show")
+    cp = csub.add_parser("init", help="write a commented default config.toml")
+    cp.add_argument("--force", action="store_true")
+    cp.set_defaults(fn=cmd_config)
+    csub.add_parser("show", help="print the effective configuration").set_defaults(fn=cmd_config)
+    add("demo", cmd_demo, "run the sandboxed demo against a local fake Anthropic API")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code in (0, None) else 1
+    if not getattr(args, "fn", None):
+        parser.print_help(sys.stderr)
+        return 1
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        sys.stderr.write(f"claude-pool: {REDACTOR.text(str(exc))}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("claude-pool: interrupted\n")
+        return 130
+    except Exception as exc:  # last line of defence: one line, no traceback, no secret
+        try:
+            log().exception("internal_error", error=type(exc).__name__)
+        except Exception:
+            pass
+        sys.stderr.write(f"claude-pool: internal error: {type(exc).__name__}: {REDACTOR.text(str(exc))}\n")
+        return 1

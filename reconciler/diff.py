@@ -1,0 +1,96 @@
+"""Diff: a pure function from (observed, desired) to an ordered plan (SPEC §7 order).
+
+Actions name accounts and keys by id and carry fingerprints, never a secret.
+"""
+
+from __future__ import annotations
+
+from claude_pool import __version__
+from claude_pool.schema.credentials import fingerprint, oauth_fingerprint
+from claude_pool.schema.plan import Action, Plan
+from claude_pool.schema.state import DesiredState, ObservedState
+
+
+def describe_helper(value: str | None, ours: str) -> str:
+    """A plan-safe name for an apiKeyHelper value (a foreign one may embed a key)."""
+    if not value:
+        return "(none)"
+    if value == ours:
+        return "claude-pool helper"
+    return f"foreign helper {fingerprint(value)[:8]}"
+
+
+def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> Plan:
+    pool = observed.pool
+    store_fp = observed.store.fingerprint
+    fps = {a.id: oauth_fingerprint(a.blob) for a in pool.accounts}
+    membership: list[Action] = []
+    for acc_id in desired.adopt:
+        membership.append(Action(type="adopt_credential", change="update", target=acc_id,
+                                 reason="Claude Code refreshed this login itself; the pool takes its copy",
+                                 before=fps.get(acc_id, ""), after=store_fp))
+        fps[acc_id] = store_fp
+    for acc_id in desired.add_accounts:
+        membership.append(Action(type="import_account", change="create", target=acc_id,
+                                 reason="the login Claude Code holds joins the pool", after=store_fp,
+                                 detail={"email": observed.store.email}))
+        fps[acc_id] = store_fp
+    for key_id in desired.add_keys:
+        membership.append(Action(type="add_key", change="create", target=key_id, reason="new API key"))
+
+    settings: list[Action] = []
+    current_helper = observed.settings.api_key_helper
+    if desired.touch_settings and desired.api_key_helper != current_helper:
+        if desired.mode == "apikey":
+            value = "ours"
+        else:
+            value = "saved" if desired.api_key_helper else "remove"
+        settings.append(Action(
+            type="write_settings", change="update" if current_helper else "create", target="settings.json",
+            reason=desired.reason, detail={"value": value},
+            before=describe_helper(current_helper, observed.helper_command),
+            after=describe_helper(desired.api_key_helper, observed.helper_command)))
+
+    credential: list[Action] = []
+    if desired.store_account and fps.get(desired.store_account) != store_fp:
+        credential.append(Action(
+            type="write_credential", change="update" if observed.store.present else "create",
+            target=desired.store_account, reason=desired.reason, before=store_fp,
+            after=fps.get(desired.store_account, "")))
+
+    state: list[Action] = []
+    before = (pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper)
+    after = (desired.mode, desired.current, desired.current_key, desired.saved_api_key_helper)
+    if before != after:
+        if desired.saved_api_key_helper == pool.saved_api_key_helper:
+            saved = "keep"
+        elif desired.saved_api_key_helper:
+            saved = "from_settings"
+        else:
+            saved = "clear"
+        state.append(Action(
+            type="save_pool_state", change="update", target="pool", reason=desired.reason,
+            before=_state_label(*before[:3]), after=_state_label(*after[:3]),
+            detail={"mode": desired.mode, "current": desired.current, "current_key": desired.current_key,
+                    "saved_api_key_helper": saved}))
+
+    removals = [Action(type="remove_account", change="delete", target=a, reason=desired.reason,
+                       before=fps.get(a, "")) for a in desired.remove_accounts]
+    removals += [Action(type="remove_key", change="delete", target=k, reason=desired.reason)
+                 for k in desired.remove_keys]
+
+    if pool.mode == "account" and desired.mode == "apikey":
+        # Entering API-key mode: the pool says apikey before settings.json names the helper.
+        ordered = membership + state + settings + credential + removals
+    else:
+        # Leaving (or staying): settings first, then the credential, then the pool's own state.
+        ordered = membership + settings + credential + state + removals
+    return Plan(tool_version=__version__, created_at=observed.now.isoformat(timespec="seconds"),
+                trigger=trigger, observed_digest=observed.digest(), reason=desired.reason,
+                actions=ordered, notes=list(desired.notes))
+
+
+def _state_label(mode: str, current: str, key: str) -> str:
+    if mode == "apikey":
+        return f"apikey:{key or '-'}"
+    return f"account:{current or '-'}"

@@ -1,0 +1,62 @@
+"""One run: lock, observe, decide, diff, and (when asked) apply. Every command goes through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from claude_pool.providers.poolfile import PoolBusy, lock_or_busy
+from claude_pool.schema.plan import Action, Plan
+from claude_pool.schema.state import DesiredState, ObservedState
+
+from . import policy
+from .apply import apply_plan
+from .audit import Timer, log
+from .diff import make_plan
+from .errors import StalePlan, UserError
+from .intents import Intent, Reconcile
+from .observe import observe
+from .runtime import Runtime
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    observed: ObservedState
+    desired: DesiredState
+    applied: list[Action] = field(default_factory=list)
+
+
+def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None,
+        network: bool = True, lock_wait: float | None = None) -> Outcome:
+    timer = Timer()
+    try:
+        lock = lock_or_busy(rt.pool_file, lock_wait) if lock_wait is not None else lock_or_busy(rt.pool_file)
+    except PoolBusy as exc:
+        raise UserError(str(exc)) from None
+    try:
+        observed = observe(rt, intent, network=network)
+        if observed.settings.error:
+            raise UserError(observed.settings.error)
+        if network and policy.needs_wider_poll(observed, intent):
+            wider = policy.accounts_to_poll(rt.pool, Reconcile(), observed.store.account, observed.now,
+                                            rt.config.policy.usage_ttl_seconds)
+            wider = [a for a in wider if observed.accounts[a].poll not in ("ok", "error", "dead")]
+            observed = observe(rt, intent, poll_ids=wider, previous=observed)
+        desired = policy.decide(observed, intent)
+        plan = make_plan(observed, desired, rt.trigger)
+        if saved is not None:
+            if saved.observed_digest != plan.observed_digest:
+                raise StalePlan("the saved plan is stale: the pool, Claude Code's login or settings.json changed "
+                                "since it was made; run `claude-pool plan` again")
+            plan = saved
+        outcome = Outcome(plan=plan, observed=observed, desired=desired)
+        if execute:
+            outcome.applied = apply_plan(rt, plan)
+            if rt.usage_dirty and not outcome.applied:
+                rt.save_pool()  # keep the fresh usage readings for the next run
+        log().info("run", action="plan" if not execute else "apply", target="pool", reason=plan.reason,
+                   result="ok", changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms())
+        return outcome
+    finally:
+        lock.release()
+        rt.close()

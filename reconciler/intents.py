@@ -1,0 +1,58 @@
+"""What a run was asked to do. The policy turns (observed state, intent) into a desired state."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UserError
+
+MAX_ID_LEN = 64
+_BAD_ID = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    if value is None or value == "":
+        raise UserError(f"the {what} is empty")
+    if len(value) > MAX_ID_LEN:
+        raise UserError(f"the {what} is too long ({len(value)} characters; at most {MAX_ID_LEN})")
+    if _BAD_ID.search(value):
+        raise UserError(f"the {what} may not contain '/', '\\' or control characters")
+    if value.strip() != value or value in (".", ".."):
+        raise UserError(f"the {what} {value!r} is not allowed")
+    return value
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    if_needed: bool = False
+    threshold: float = 0.9
+    live: bool = False      # a person asked (plan, apply, list): poll even a fresh cached reading
+    name = "reconcile"
+
+
+@dataclass(frozen=True)
+class Switch:
+    target: str
+    name = "switch"
+
+
+@dataclass(frozen=True)
+class Import:
+    new_id: str | None = None
+    name = "import"
+
+
+@dataclass(frozen=True)
+class AddKey:
+    key_id: str
+    name = "key add"
+
+
+@dataclass(frozen=True)
+class Remove:
+    target: str
+    name = "rm"
+
+
+Intent = Reconcile | Switch | Import | AddKey | Remove

@@ -1,0 +1,238 @@
+"""Observe: build the observed state from the pool, the credential store, settings.json and
+the usage API. Providers read; nothing here decides what the pool should become.
+
+Two facts are saved the moment they are learned, even by `plan` (SPEC §7): a rotated refresh
+token (the old one no longer works) and a dead refresh token (so it is not retried in a loop).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from datetime import datetime, timedelta
+
+from claude_pool.providers import claude_lock
+from claude_pool.providers.anthropic import ApiError, InvalidGrant, TransientError, Unauthorized
+from claude_pool.providers.base import ProviderError
+from claude_pool.providers.poolfile import decision_digest
+from claude_pool.schema.credentials import (
+    OAuth, blob_secrets, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
+)
+from claude_pool.schema.pool import Account
+from claude_pool.schema.state import AccountObs, ObservedState, SettingsObs, StoreObs
+
+from . import policy
+from .audit import REDACTOR, log
+from .errors import UserError
+from .intents import Intent
+from .runtime import Runtime, is_our_helper
+
+
+def _fresher(a: OAuth, b: OAuth | None) -> bool:
+    """Is login `a` at least as fresh as `b` (later or equal expiry; unknown counts as old)?"""
+    if b is None:
+        return True
+    return (a.expiresAt or 0) >= (b.expiresAt or 0)
+
+
+def load(rt: Runtime) -> None:
+    """Read the pool and the credential store into the runtime."""
+    try:
+        rt.pool = rt.pool_file.observe()
+        rt.store_raw = rt.store.observe()
+    except ProviderError as exc:
+        raise UserError(str(exc)) from None
+    rt.remember_secrets()
+
+
+def observe_store(rt: Runtime, *, identify: bool) -> StoreObs:
+    """Which pool account (if any) the login in Claude Code's store belongs to."""
+    raw = rt.store_raw
+    obs = StoreObs(present=raw is not None, fingerprint=oauth_fingerprint(raw))
+    oauth = try_oauth(raw)
+    if raw is not None and oauth is None:
+        obs.error = "Claude Code's credential store does not hold an OAuth login claude-pool can read"
+    if oauth is None or not oauth.valid():
+        return obs
+    obs.valid = True
+    for acc in rt.pool.accounts:
+        if acc.blob == raw or same_login(oauth, try_oauth(acc.blob)):
+            obs.account = acc.id
+            return obs
+    if not identify:
+        return obs
+    try:
+        obs.email = rt.api().profile_email(oauth.accessToken)
+    except ApiError as exc:
+        obs.error = f"the login Claude Code holds could not be identified ({exc})"
+        return obs
+    for acc in rt.pool.accounts:
+        if acc.email and acc.email.lower() == obs.email.lower():
+            obs.account = acc.id
+            obs.fresher_than_pool = _fresher(oauth, try_oauth(acc.blob))
+            break
+    return obs
+
+
+def observe_settings(rt: Runtime) -> SettingsObs:
+    view = rt.settings.observe()
+    return SettingsObs(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
+                       ours=is_our_helper(view.api_key_helper, rt.helper))
+
+
+def _working_blob(rt: Runtime, acc: Account, store: StoreObs) -> str:
+    """The freshest copy of an account's login: Claude Code's, when it refreshed it itself."""
+    if store.account == acc.id and store.fresher_than_pool and rt.store_raw:
+        return rt.store_raw
+    return acc.blob
+
+
+def _refresh(rt: Runtime, acc: Account, store: StoreObs) -> str:
+    """Refresh an account's token; save the rotated login at once (pool, and the store when
+    Claude Code holds it). For the login Claude Code holds, this runs under Claude Code's own
+    refresh lock and re-reads its store first, adopting a token Claude Code just rotated."""
+    held = store.account == acc.id
+    lock_path = getattr(rt.store, "lock_path", None)
+    with claude_lock.hold(lock_path) if held and lock_path else contextlib.nullcontext():
+        blob = _working_blob(rt, acc, store)
+        if held:
+            current = rt.store.observe()
+            cur, mine = try_oauth(current), try_oauth(blob)
+            if cur is not None and cur.valid() and not same_login(cur, mine) and _fresher(cur, mine):
+                # Claude Code rotated this login while we were not looking: its copy wins.
+                rt.store_raw = current
+                REDACTOR.add(*blob_secrets(current))
+                blob = current
+                if not cur.expired():
+                    _adopt_now(rt, acc, blob)
+                    return blob
+        oauth = try_oauth(blob)
+        if oauth is None or not oauth.refreshToken:
+            raise InvalidGrant("no refresh token stored for this account")
+        grant = rt.api().refresh(oauth.refreshToken)
+        new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
+                                  expires_in=grant.expires_in, scope=grant.scope,
+                                  now_ms=int(rt.clock().timestamp() * 1000))
+        REDACTOR.add(*blob_secrets(new_blob))
+        _adopt_now(rt, acc, new_blob)
+        if held:
+            rt.store.write(with_oauth_of(rt.store.observe(), new_blob))
+            rt.store_raw = rt.store.observe()
+        log().info("token_refreshed", action="refresh", target=acc.id, result="ok",
+                   after=oauth_fingerprint(new_blob), reason="access token expired or rejected")
+        return new_blob
+
+
+def _adopt_now(rt: Runtime, acc: Account, blob: str) -> None:
+    with rt.save_lock:
+        acc.blob = blob
+        rt.pool_file.write(rt.pool)
+
+
+def _mark_dead(rt: Runtime, acc: Account, reason: str) -> None:
+    with rt.save_lock:
+        acc.needs_relogin = True
+        acc.relogin_reason = reason
+        rt.pool_file.write(rt.pool)
+    log().warning("needs_relogin", action="mark_dead", target=acc.id, reason=reason, result="ok",
+                  say=f"{acc.id}: the refresh token was rejected; run /login in Claude Code as "
+                      f"{acc.email or acc.id}, then `claude-pool import`")
+
+
+def poll_one(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> AccountObs:
+    obs = AccountObs(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
+                     usage_at=acc.usage_at, poll="cached" if acc.usage_at else "error")
+    blob = _working_blob(rt, acc, store)
+    oauth = try_oauth(blob)
+    if oauth is None:
+        obs.poll, obs.error = "error", "the stored login is not readable"
+        return obs
+    refreshed = False
+    try:
+        if oauth.expired(int(now.timestamp() * 1000)) or not oauth.accessToken:
+            blob = _refresh(rt, acc, store)
+            refreshed = True
+        for attempt in (0, 1):
+            token = try_oauth(blob).accessToken  # type: ignore[union-attr]
+            try:
+                usage = rt.api().usage(token)
+                break
+            except Unauthorized:
+                if refreshed or attempt:
+                    raise TransientError("usage: the access token was refused even after a refresh") from None
+                blob = _refresh(rt, acc, store)
+                refreshed = True
+    except InvalidGrant as exc:
+        _mark_dead(rt, acc, str(exc))
+        obs.poll, obs.dead, obs.error = "dead", True, str(exc)
+        return obs
+    except (TransientError, Unauthorized, ProviderError, claude_lock.ClaudeLockTimeout) as exc:
+        obs.poll = "cached" if acc.usage_at else "error"
+        age = ""
+        if acc.usage_at:
+            age = f"; using the reading from {_ago(now - acc.usage_at)} ago"
+        obs.error = f"{exc}{age}"
+        return obs
+    with rt.save_lock:
+        acc.usage = usage
+        acc.usage_at = now
+        rt.usage_dirty = True
+    obs.usage, obs.usage_at, obs.poll = usage, now, "ok"
+    return obs
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+
+
+def poll(rt: Runtime, ids: list[str], store: StoreObs, now: datetime) -> dict[str, AccountObs]:
+    accounts = [a for a in rt.pool.accounts if a.id in ids]
+    if not accounts:
+        return {}
+    if len(accounts) == 1:
+        return {accounts[0].id: poll_one(rt, accounts[0], store, now)}
+    workers = min(len(accounts), rt.config.http.max_connections)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {a.id: pool.submit(poll_one, rt, a, store, now) for a in accounts}
+        return {aid: f.result() for aid, f in futures.items()}
+
+
+def unpolled(acc: Account, now: datetime, why: str) -> AccountObs:
+    obs = AccountObs(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
+                     usage_at=acc.usage_at, poll="cached" if acc.usage_at else "skipped", error=why)
+    if acc.needs_relogin:
+        obs.poll, obs.dead, obs.error = "dead", True, acc.relogin_reason or "needs re-login"
+    return obs
+
+
+def observe(rt: Runtime, intent: Intent, *, network: bool = True,
+            poll_ids: list[str] | None = None, previous: ObservedState | None = None) -> ObservedState:
+    """One observation. `poll_ids` None: let the poll plan decide which accounts to poll."""
+    now = rt.clock()
+    if previous is None:
+        load(rt)
+        store = observe_store(rt, identify=network)
+        settings = observe_settings(rt)
+    else:
+        store, settings = previous.store, previous.settings
+    if poll_ids is None:
+        poll_ids = policy.accounts_to_poll(rt.pool, intent, store.account, now,
+                                           rt.config.policy.usage_ttl_seconds) if network else []
+    polled = poll(rt, poll_ids, store, now)
+    accounts: dict[str, AccountObs] = {}
+    for acc in rt.pool.accounts:
+        if acc.id in polled:
+            accounts[acc.id] = polled[acc.id]
+        elif previous is not None and acc.id in previous.accounts:
+            accounts[acc.id] = previous.accounts[acc.id]
+        else:
+            accounts[acc.id] = unpolled(acc, now, "")
+    return ObservedState(now=now, pool=rt.pool, pool_digest=decision_digest(rt.pool), store=store,
+                         settings=settings, accounts=accounts, helper_command=rt.helper)

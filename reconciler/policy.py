@@ -1,0 +1,296 @@
+"""The policy (SPEC §6): a pure function from observed state + intent to desired state.
+
+No files, no network, no clock: `now` comes in with the observed state. Everything here is
+table-tested in tests/test_policy.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from claude_pool.schema.pool import Account, Pool
+from claude_pool.schema.state import AccountObs, DesiredState, ObservedState
+
+from .errors import UserError
+from .intents import AddKey, Import, Intent, Reconcile, Remove, Switch
+
+WAKE_DELAY = timedelta(seconds=30)
+WAKE_MIN = timedelta(seconds=60)
+WAKE_MAX = timedelta(hours=6)
+
+
+def exhausted_until(acc: Account, now: datetime) -> datetime | None:
+    """The reset time when the cached usage proves the account is at 100% until then."""
+    resets = [w.resets_at for w in (acc.usage.five_hour, acc.usage.seven_day)
+              if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
+    return max(resets) if resets and acc.usage_at else None
+
+
+def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
+    """Which accounts need a usage poll for this decision (SPEC §6 items 4 and 7).
+
+    Not polled: dead accounts, a fresh cached reading, an account provably exhausted until a known
+    reset. `--if-needed` in account mode looks at the active account only. Commands that edit the
+    pool by hand (switch, import, key add, rm) decide on cached data and poll nothing.
+    """
+    if not isinstance(intent, Reconcile):
+        return []
+    usable = [a for a in pool.accounts if not a.needs_relogin]
+    if intent.if_needed and pool.mode == "account":
+        active = active_id(pool, held)
+        usable = [a for a in usable if a.id == active] or usable
+    ttl = timedelta(seconds=0 if intent.live else ttl_seconds)
+    return [a.id for a in usable
+            if not (a.usage_at is not None and now - a.usage_at < ttl) and exhausted_until(a, now) is None]
+
+
+def active_id(pool: Pool, held: str) -> str:
+    """The account in use: the one Claude Code holds, when it is a pool account."""
+    if held and pool.account(held) is not None:
+        return held
+    return pool.current if pool.account(pool.current) is not None else ""
+
+
+def needs_wider_poll(observed: ObservedState, intent: Intent) -> bool:
+    """`--if-needed` looked at the active account only; is a full look needed now?"""
+    if not (isinstance(intent, Reconcile) and intent.if_needed) or observed.pool.mode != "account":
+        return False
+    active = observed.accounts.get(active_id(observed.pool, observed.store.account))
+    if active is None or active.dead:
+        return bool(observed.pool.accounts)
+    if active.usage is None or active.poll == "error":
+        return False  # errors are not exhaustion: stay put
+    return active.usage.binding() >= intent.threshold * 100
+
+
+def _label(obs: AccountObs) -> str:
+    if obs.usage is None:
+        return f"{obs.id} (unknown)"
+    u = obs.usage
+    which = "5h" if u.five_hour.pct >= u.seven_day.pct else "7d"
+    return f"{obs.id} at {u.binding():.0f}% ({which})"
+
+
+def _wake_at(observed: ObservedState) -> datetime | None:
+    now = observed.now
+    resets = [t for a in observed.pool.accounts if not a.needs_relogin
+              for t in [exhausted_until(a, now)] if t is not None]
+    if not resets:
+        return None
+    when = max(min(resets) + WAKE_DELAY, now + WAKE_MIN)
+    return when if when - now <= WAKE_MAX else None
+
+
+class _Builder:
+    """Turns a target (mode, account, key) into a full desired state for this observation."""
+
+    def __init__(self, observed: ObservedState) -> None:
+        self.o = observed
+        self.pool = observed.pool
+        self.notes: list[str] = []
+        self.adopt = [observed.store.account] if observed.store.fresher_than_pool else []
+        self.foreign_login = observed.store.valid and not observed.store.account
+        for obs in observed.accounts.values():
+            if obs.dead:
+                self.notes.append(f"{obs.id}: needs re-login ({obs.error or 'refresh token rejected'})")
+            elif obs.poll == "error" and obs.error:
+                self.notes.append(f"{obs.id}: usage unknown: {obs.error}")
+        if observed.store.error:
+            self.notes.append(observed.store.error)
+        if self.foreign_login:
+            who = f" ({observed.store.email})" if observed.store.email else ""
+            self.notes.append(f"Claude Code holds a login that is not in the pool{who}; it is left alone "
+                              "(run `claude-pool import` to add it)")
+
+    def keep(self, reason: str) -> DesiredState:
+        p = self.pool
+        active = active_id(p, self.o.store.account)
+        return self.build(p.mode, active, p.current_key, reason, touch_store=False)
+
+    def build(self, mode: str, account: str, key: str, reason: str, *, touch_store: bool = True,
+              **extra: object) -> DesiredState:
+        p, s = self.pool, self.o.settings
+        if mode == "account":
+            touch = s.ours
+            helper = p.saved_api_key_helper or None
+            saved = "" if (touch or p.mode == "apikey") else p.saved_api_key_helper
+            store_account = account if (touch_store and account and not self.foreign_login) else ""
+            wake = None
+        else:
+            touch = not s.ours
+            helper = self.o.helper_command
+            if p.mode == "apikey" or s.ours:
+                saved = p.saved_api_key_helper
+            else:
+                saved = s.api_key_helper or ""
+            store_account = ""
+            wake = _wake_at(self.o)
+        return DesiredState(mode=mode, current=account, current_key=key, saved_api_key_helper=saved,
+                            store_account=store_account, api_key_helper=helper, touch_settings=touch,
+                            adopt=list(self.adopt), wake_at=wake, reason=reason, notes=self.notes, **extra)
+
+
+def _first_key(pool: Pool, skip: str = "") -> str:
+    if pool.current_key and pool.current_key != skip and pool.key(pool.current_key):
+        return pool.current_key
+    return next((k.id for k in pool.api_keys if k.id != skip), "")
+
+
+def _best(candidates: list[AccountObs], pool: Pool, active: str) -> AccountObs | None:
+    order = {a.id: i for i, a in enumerate(pool.accounts)}
+    ranked = [c for c in candidates if c.usage is not None]
+    if not ranked:
+        return None
+    return min(ranked, key=lambda c: (c.usage.binding(), c.id != active, order.get(c.id, 0)))  # type: ignore[union-attr]
+
+
+def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState:
+    b = _Builder(observed)
+    pool = observed.pool
+    if not pool.accounts and not pool.api_keys:
+        return b.keep("the pool is empty")
+    mode = pool.mode
+    if mode == "apikey" and not observed.settings.ours and not observed.settings.error:
+        # SPEC §6.9: our helper was removed from settings.json by hand; respect it.
+        b.notes.append("claude-pool's apiKeyHelper was removed from settings.json by hand: back to account mode")
+        mode = "account"
+    active = active_id(pool, observed.store.account)
+    usable = [observed.accounts[a.id] for a in pool.accounts if not observed.accounts[a.id].dead]
+    if intent.if_needed and mode == "account" and not needs_wider_poll(observed, intent) and active:
+        obs = observed.accounts[active]
+        why = (f"{_label(obs)} is under the {intent.threshold:.0%} threshold" if obs.usage is not None
+               and obs.poll != "error" else f"{active}'s usage is unknown; staying put")
+        return b.build("account", active, pool.current_key, why)
+    trusted = [o for o in usable if o.poll in ("ok", "cached") and o.usage is not None]
+    best = _best(trusted, pool, active)
+    if best is not None and best.usage.binding() < 100:  # type: ignore[union-attr]
+        if best.id == active:
+            why = f"{_label(best)} has the most headroom"
+        else:
+            was = observed.accounts.get(active)
+            why = f"{_label(best)} has the most headroom" + (f"; {_label(was)}" if was else "")
+        if mode == "apikey" or pool.mode == "apikey":
+            why = f"{_label(best)} has headroom again: leaving API keys"
+        return b.build("account", best.id, pool.current_key, why)
+    if best is None and usable:
+        why = "no account's usage could be read; keeping the current credential (errors are not exhaustion)"
+        return b.keep(why) if mode == pool.mode else b.build(mode, active, pool.current_key, why)
+    # every account that could be checked is exhausted (or none is usable)
+    if pool.api_keys:
+        key = _first_key(pool)
+        why = ("every account is at 100%: using API keys" if usable else "no usable account: using API keys")
+        return b.build("apikey", active, key, why)
+    b.notes.append("every account is exhausted and there are no API keys (add one with `claude-pool key add`)")
+    return b.keep("every account exhausted, no API keys")
+
+
+def decide_switch(observed: ObservedState, intent: Switch) -> DesiredState:
+    b = _Builder(observed)
+    pool = observed.pool
+    acc = pool.account(intent.target)
+    if acc is not None:
+        if acc.needs_relogin:
+            raise UserError(f"{acc.id} needs re-login: run /login in Claude Code as {acc.email or acc.id}, "
+                            "then `claude-pool import`")
+        if b.foreign_login:
+            raise UserError("Claude Code holds a login that is not in the pool; run `claude-pool import` first "
+                            "so it is not lost")
+        return b.build("account", acc.id, pool.current_key, f"switched to {acc.id} by hand")
+    if pool.key(intent.target) is not None:
+        return b.build("apikey", active_id(pool, observed.store.account), intent.target,
+                       f"switched to API key {intent.target} by hand")
+    raise UserError(f"no account or key named {intent.target!r} (see `claude-pool list`)")
+
+
+def import_name(pool: Pool, email: str, wanted: str | None, now: datetime) -> str:
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    if wanted:
+        base = wanted
+    elif email and email.split("@", 1)[0]:
+        base = email.split("@", 1)[0]
+    else:
+        base = f"acc-{stamp}"
+    taken = {a.id for a in pool.accounts} | {k.id for k in pool.api_keys}
+    return base if base not in taken else f"{base}-{stamp}"
+
+
+def decide_import(observed: ObservedState, intent: Import) -> DesiredState:
+    store = observed.store
+    if not store.present:
+        raise UserError("Claude Code holds no login to import (run /login in Claude Code first)")
+    if not store.valid:
+        raise UserError(store.error or "Claude Code's stored login is blank (its refresh failed); "
+                        "run /login in Claude Code first")
+    b = _Builder(observed)
+    pool = observed.pool
+    if store.account:
+        b.adopt = [store.account] if store.account not in b.adopt and store.fresher_than_pool else b.adopt
+        return b.build("account", store.account, pool.current_key, f"re-imported {store.account}; now active")
+    new_id = import_name(pool, store.email, intent.new_id, observed.now)
+    b.foreign_login = False
+    b.notes = [n for n in b.notes if "not in the pool" not in n]
+    return b.build("account", new_id, pool.current_key, f"imported {new_id}; now active",
+                   add_accounts=[new_id])
+
+
+def decide_add_key(observed: ObservedState, intent: AddKey) -> DesiredState:
+    b = _Builder(observed)
+    pool = observed.pool
+    if pool.key(intent.key_id) is not None or pool.account(intent.key_id) is not None:
+        raise UserError(f"the name {intent.key_id!r} is already in the pool")
+    usable = [a for a in pool.accounts if not a.needs_relogin]
+    if not usable and pool.mode == "account":
+        return b.build("apikey", active_id(pool, observed.store.account), intent.key_id,
+                       "no usable account: using API keys", add_keys=[intent.key_id])
+    desired = b.keep(f"added API key {intent.key_id}")
+    desired.add_keys = [intent.key_id]
+    return desired
+
+
+def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
+    b = _Builder(observed)
+    pool = observed.pool
+    target = intent.target
+    active = active_id(pool, observed.store.account)
+    if pool.account(target) is not None:
+        rest = [observed.accounts[a.id] for a in pool.accounts if a.id != target and not a.needs_relogin]
+        if target != active:
+            d = b.keep(f"removed account {target}")
+        else:
+            best = _best(rest, pool, "") or (rest[0] if rest else None)
+            if best is not None:
+                d = b.build(pool.mode, best.id, pool.current_key, f"removed the active account {target}; "
+                            f"now on {best.id}")
+            elif pool.api_keys:
+                d = b.build("apikey", "", _first_key(pool), f"removed the last account {target}: using API keys")
+            else:
+                d = b.build("account", "", "", f"removed the last account {target}", touch_store=False)
+        d.remove_accounts = [target]
+        d.adopt = [a for a in d.adopt if a != target]
+        return d
+    if pool.key(target) is not None:
+        others = [k for k in pool.api_keys if k.id != target]
+        if pool.mode == "apikey" and not others:
+            d = b.build("account", active, "", f"removed the last API key {target}: back to account mode")
+        elif pool.mode == "apikey":
+            d = b.build("apikey", pool.current, _first_key(pool, skip=target), f"removed API key {target}")
+        else:
+            d = b.keep(f"removed API key {target}")
+            d.current_key = "" if pool.current_key == target else pool.current_key
+        d.remove_keys = [target]
+        return d
+    raise UserError(f"no account or key named {target!r} (see `claude-pool list`)")
+
+
+def decide(observed: ObservedState, intent: Intent) -> DesiredState:
+    if isinstance(intent, Reconcile):
+        return decide_reconcile(observed, intent)
+    if isinstance(intent, Switch):
+        return decide_switch(observed, intent)
+    if isinstance(intent, Import):
+        return decide_import(observed, intent)
+    if isinstance(intent, AddKey):
+        return decide_add_key(observed, intent)
+    if isinstance(intent, Remove):
+        return decide_remove(observed, intent)
+    raise TypeError(f"unknown intent {intent!r}")

@@ -1,0 +1,70 @@
+"""`claude-pool status`: one JSON line for a statusline, on every render. No network.
+
+It reads `status.json`, the plaintext summary every pool save writes, with the standard
+library only. A pool with no summary (written by the Go tool) takes the slow path once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+
+from claude_pool.providers import paths
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+
+
+def summary() -> dict[str, object] | None:
+    try:
+        with open(paths.status_file(), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "mode" not in data:
+        return None
+    try:
+        pool_mtime = paths.pool_file().stat().st_mtime
+        if pool_mtime > paths.status_file().stat().st_mtime + 1:
+            return None  # the pool was written by something that does not keep the summary
+    except OSError:
+        pass
+    return data
+
+
+def _slow_summary() -> dict[str, object]:
+    from claude_pool.providers.poolfile import PoolFile, status_summary
+
+    pool_file = PoolFile()
+    pool = pool_file.observe()
+    data = status_summary(pool)
+    try:
+        if pool_file.exists():
+            pool_file.write_status(pool)
+    except OSError:
+        pass
+    return data
+
+
+def main(argv: list[str]) -> int:
+    data = summary()
+    if data is None:
+        try:
+            data = _slow_summary()
+        except Exception as exc:  # one line, never a traceback on a statusline
+            sys.stderr.write(f"claude-pool: {exc}\n")
+            return 1
+    out = {"mode": data.get("mode", "account"), "name": data.get("name", "")}
+    if out["mode"] == "apikey" and isinstance(data.get("resets_at"), str):
+        out["resets_at"] = data["resets_at"]
+        when = _parse_time(data["resets_at"])
+        if when is not None:
+            out["reset_in_seconds"] = max(0, int(when - time.time()))
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0

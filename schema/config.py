@@ -1,0 +1,68 @@
+"""config.toml (optional; SPEC §3). Read with tomllib, written with tomli-w."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_API_BASE = "https://api.anthropic.com"
+DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Endpoints(_Strict):
+    api_base: str = DEFAULT_API_BASE
+    token_url: str = DEFAULT_TOKEN_URL
+
+
+class PolicyConfig(_Strict):
+    threshold: float = Field(0.9, ge=0.0, le=1.0, description="--if-needed: stay while the current account is under this")
+    usage_ttl_seconds: int = Field(60, ge=0, description="a cached usage younger than this is reused, not re-polled")
+
+
+class HttpConfig(_Strict):
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    max_connections: int = Field(16, ge=1, le=256)
+
+
+class LogConfig(_Strict):
+    max_bytes: int = Field(1_048_576, ge=4096, description="the audit log rotates past this size")
+    keep: int = Field(3, ge=0, le=20, description="rotated audit logs kept")
+
+
+class Config(_Strict):
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+
+DEFAULT_CONFIG_TOML = """\
+# claude-pool configuration. Every setting is optional; shown here with its default.
+
+[endpoints]
+# Environment variables CLAUDE_POOL_API_BASE_URL / CLAUDE_POOL_OAUTH_TOKEN_URL win over these.
+# Plain http:// is refused unless the host is loopback.
+api_base = "https://api.anthropic.com"
+token_url = "https://platform.claude.com/v1/oauth/token"
+
+[policy]
+# `reconcile --if-needed` (what the hooks run) stays on the current account while its binding
+# utilization is under this fraction.
+threshold = 0.9
+# A usage reading younger than this many seconds is reused instead of polled again.
+usage_ttl_seconds = 60
+
+[http]
+# Every call to Anthropic gives up after this many seconds (a hook has seconds, not minutes).
+timeout_seconds = 5.0
+# Connections kept per host while accounts are polled concurrently.
+max_connections = 16
+
+[log]
+# The audit log (JSON lines) rotates past this size, keeping this many old files.
+max_bytes = 1048576
+keep = 3
+"""

@@ -1,0 +1,86 @@
+"""Observed and desired state: what the reconciler saw, and what the policy wants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .pool import Pool, Usage
+
+PollResult = Literal["ok", "cached", "error", "skipped", "dead"]
+
+
+class AccountObs(BaseModel):
+    """One account as observed this run (no secrets)."""
+
+    id: str
+    email: str = ""
+    usage: Usage | None = None          # fresh or cached usage we trust for this decision
+    usage_at: datetime | None = None
+    poll: PollResult = "skipped"
+    error: str = ""                     # why the poll failed (one line, no secret)
+    dead: bool = False                  # refresh token rejected: needs /login + import
+
+    def exhausted_until(self, now: datetime) -> datetime | None:
+        """When the account is provably at 100% until a known future reset, that reset."""
+        if self.usage is None:
+            return None
+        resets = [w.resets_at for w in (self.usage.five_hour, self.usage.seven_day)
+                  if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
+        return max(resets) if resets else None
+
+
+class StoreObs(BaseModel):
+    """Claude Code's credential store."""
+
+    present: bool = False
+    valid: bool = False                 # a parseable OAuth blob with a non-empty access token
+    fingerprint: str = ""
+    account: str = ""                   # the pool account it belongs to, if any
+    fresher_than_pool: bool = False     # Claude Code refreshed this account's token itself
+    email: str = ""                     # profile email, when an unknown credential was identified
+    error: str = ""
+
+
+class SettingsObs(BaseModel):
+    present: bool = False
+    api_key_helper: str | None = None
+    ours: bool = False                  # the helper in settings is claude-pool's
+    error: str = ""                     # not JSON / not an object: never rewritten
+
+
+class ObservedState(BaseModel):
+    now: datetime
+    pool: Pool
+    pool_digest: str
+    store: StoreObs
+    settings: SettingsObs
+    accounts: dict[str, AccountObs] = Field(default_factory=dict)
+    helper_command: str
+
+    def digest(self) -> str:
+        """What a saved plan remembers: the parts of the world a plan's actions depend on."""
+        import hashlib
+
+        parts = [self.pool_digest, self.store.fingerprint, str(self.settings.api_key_helper)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+class DesiredState(BaseModel):
+    mode: Literal["account", "apikey"]
+    current: str = ""
+    current_key: str = ""
+    saved_api_key_helper: str = ""
+    store_account: str = ""             # the account whose login Claude Code should hold ("" = leave)
+    api_key_helper: str | None = None   # the apiKeyHelper settings.json should have
+    touch_settings: bool = False        # False: leave settings.json as it is
+    adopt: list[str] = Field(default_factory=list)     # accounts to take Claude Code's fresher blob from
+    add_accounts: list[str] = Field(default_factory=list)
+    remove_accounts: list[str] = Field(default_factory=list)
+    add_keys: list[str] = Field(default_factory=list)
+    remove_keys: list[str] = Field(default_factory=list)
+    wake_at: datetime | None = None
+    reason: str = ""
+    notes: list[str] = Field(default_factory=list)
