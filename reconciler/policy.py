@@ -26,6 +26,14 @@ def exhausted_until(acc: Account, now: datetime) -> datetime | None:
     return max(resets) if resets and acc.usage_at else None
 
 
+def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
+    """A cached reading is fresh while younger than the TTL and no window has reset since."""
+    if acc.usage_at is None or now - acc.usage_at >= ttl:
+        return False
+    return not any(w.resets_at is not None and acc.usage_at < w.resets_at <= now
+                   for w in (acc.usage.five_hour, acc.usage.seven_day))
+
+
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
     """Which accounts need a usage poll for this decision (SPEC §6 items 4 and 7).
 
@@ -40,8 +48,7 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
         active = active_id(pool, held)
         usable = [a for a in usable if a.id == active] or usable
     ttl = timedelta(seconds=0 if intent.live else ttl_seconds)
-    return [a.id for a in usable
-            if not (a.usage_at is not None and now - a.usage_at < ttl) and exhausted_until(a, now) is None]
+    return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now) is None]
 
 
 def active_id(pool: Pool, held: str) -> str:
