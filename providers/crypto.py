@@ -7,9 +7,7 @@ for this user.
 
 from __future__ import annotations
 
-import getpass
 import os
-import subprocess
 import sys
 
 from cryptography.hazmat.primitives import hashes
@@ -67,6 +65,8 @@ def machine_id(platform: str | None = None) -> str:
         if platform.startswith("linux"):
             value = _linux_machine_id()
         elif platform == "darwin":
+            import subprocess
+
             out = subprocess.run(
                 ["ioreg", "-rd1", "-c", "IOPlatformExpertDevice"],
                 capture_output=True, text=True, timeout=5, check=False,
@@ -76,7 +76,7 @@ def machine_id(platform: str | None = None) -> str:
             value = _windows_machine_guid()
         else:
             value = _linux_machine_id()
-    except (OSError, subprocess.SubprocessError):
+    except Exception:  # OSError, subprocess.TimeoutExpired...: fall back to the constant, as the Go tool does
         value = None
     return value or NO_MACHINE_ID
 
@@ -103,10 +103,7 @@ def username() -> str:
 
         name = pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError, OSError):
-        try:
-            name = getpass.getuser()
-        except Exception:  # getpass raises several kinds of error when nothing is set
-            name = ""
+        name = os.environ.get("USERNAME", "")  # Windows
     return name or os.environ.get("USER") or "user"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, follow_sym
             mode = target.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o600
-    tmp = directory / f"{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}-{target.name}"
+    tmp = directory / f"{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}-{target.name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:

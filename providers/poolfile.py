@@ -7,7 +7,6 @@ Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary wi
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 
@@ -18,15 +17,12 @@ from claude_pool.schema.credentials import oauth_fingerprint
 from claude_pool.schema.pool import Pool
 from claude_pool.schema.timefmt import format_time
 
-from . import crypto, paths
+from . import crypto, paths, poolcodec
 from .base import ProviderError
-from .fsutil import atomic_write, clean_stale_temps, ensure_private_dir
+from .fsutil import clean_stale_temps, ensure_private_dir
+from .poolcodec import PoolError
 
 LOCK_WAIT_SECONDS = 20.0
-
-
-class PoolError(ProviderError):
-    """The pool cannot be used as it is; it is left untouched."""
 
 
 class PoolBusy(ProviderError):
@@ -43,6 +39,7 @@ def decision_digest(pool: Pool) -> str:
 
 def status_summary(pool: Pool) -> dict[str, object]:
     """What `claude-pool status` prints, precomputed at every save."""
+    since = format_time(pool.switched_at) if pool.switched_at else None
     if pool.mode == "apikey":
         # An account is back when its latest exhausted window resets; the pool, when the first
         # account is back.
@@ -52,13 +49,13 @@ def status_summary(pool: Pool) -> dict[str, object]:
                   if w.pct >= 100 and w.resets_at is not None]
             if ws and not acc.needs_relogin:
                 per_account.append(max(ws))
-        summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key}
+        summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key, "since": since}
         if per_account:
             summary["resets_at"] = format_time(min(per_account))
         return summary
     if not pool.accounts and not pool.api_keys:
         return {"mode": "empty", "name": ""}
-    return {"mode": "account", "name": pool.current}
+    return {"mode": "account", "name": pool.current, "since": since}
 
 
 class PoolFile:
@@ -89,32 +86,10 @@ class PoolFile:
         return self.path.exists()
 
     def observe(self) -> Pool:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        data = poolcodec.read_bytes(self.path)
+        if data is None:
             return Pool()
-        except OSError as exc:
-            raise PoolError(f"cannot read the pool file {self.path}: {exc.strerror or type(exc).__name__}") from None
-        if data.startswith(crypto.MAGIC):
-            try:
-                data = crypto.decrypt(data, self.key)
-            except crypto.DecryptError:
-                raise PoolError(
-                    f"the pool file {self.path} could not be decrypted: it was probably made on another machine "
-                    "or by another user. It was left untouched; to start over, move it aside and run "
-                    "`claude-pool import`."
-                ) from None
-        elif not data.lstrip().startswith(b"{"):
-            raise PoolError(
-                f"{self.path} is not a claude-pool pool file (no CPL1 header, not JSON); it was left untouched. "
-                "Move it aside to start a new pool."
-            )
-        try:
-            raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise PoolError(f"the pool file {self.path} is corrupt (not JSON inside); it was left untouched") from None
-        if not isinstance(raw, dict):
-            raise PoolError(f"the pool file {self.path} is corrupt (not a JSON object); it was left untouched")
+        raw = poolcodec.decode(data, self.key, self.path)
         try:
             return Pool.model_validate(raw)
         except ValidationError as exc:
@@ -129,14 +104,13 @@ class PoolFile:
         ensure_private_dir(self.path.parent)
         clean_stale_temps(self.path.parent)
         try:
-            atomic_write(self.path, crypto.encrypt(value.to_json(), self.key), mode=0o600, follow_symlink=False)
+            poolcodec.write(self.path, value.model_dump(mode="json"), self.key)
             self.write_status(value)
         except OSError as exc:
             raise PoolError(f"cannot write the pool file {self.path}: {exc.strerror or type(exc).__name__}") from None
 
     def write_status(self, value: Pool) -> None:
-        atomic_write(self.status_path, json.dumps(status_summary(value)).encode("utf-8"), mode=0o600,
-                     follow_symlink=False)
+        poolcodec.write_status(self.status_path, status_summary(value))
 
 
 def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:

@@ -25,7 +25,7 @@ class Applier:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.pool = rt.pool
-        self._snapshot: tuple[str, str, str, str] | None = None
+        self._snapshot: tuple | None = None
 
     def _save(self) -> None:
         self.rt.save_pool()
@@ -61,7 +61,7 @@ class Applier:
 
     def save_pool_state(self, a: Action) -> None:
         p = self.pool
-        self._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper)
+        self._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at)
         saved = a.detail.get("saved_api_key_helper", "keep")
         if saved == "clear":
             p.saved_api_key_helper = ""
@@ -70,6 +70,7 @@ class Applier:
         p.mode = a.detail["mode"]  # type: ignore[assignment]
         p.current = a.detail.get("current", p.current)
         p.current_key = a.detail.get("current_key", p.current_key)
+        p.switched_at = self.rt.clock()
         self._save()
 
     def write_settings(self, a: Action) -> None:
@@ -104,7 +105,7 @@ class Applier:
         if self._snapshot is None:
             return
         p = self.pool
-        p.mode, p.current, p.current_key, p.saved_api_key_helper = self._snapshot  # type: ignore[assignment]
+        p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at = self._snapshot  # type: ignore
         self._save()
 
 

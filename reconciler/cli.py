@@ -12,6 +12,10 @@ import sys
 # command -> module with main(argv) -> int; these never import pydantic, httpx or structlog
 LIGHT = {
     "status": "claude_pool.reconciler.status",
+    "helper": "claude_pool.reconciler.helper",
+    "hook": "claude_pool.reconciler.hooks",
+    "statusline": "claude_pool.reconciler.statusline",
+    "wake": "claude_pool.reconciler.wake",
 }
 
 

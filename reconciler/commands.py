@@ -91,7 +91,7 @@ def cmd_reconcile(a: argparse.Namespace) -> int:
     if not 0 <= threshold <= 1:
         raise UserError("--threshold must be between 0 and 1 (or a percentage)")
     trigger = os.environ.get("CLAUDE_POOL_TRIGGER", "reconcile")
-    outcome = _run(trigger, Reconcile(if_needed=a.if_needed, threshold=threshold), execute=True)
+    outcome = _run(trigger, Reconcile(if_needed=a.if_needed, threshold=threshold, live=a.live), execute=True)
     if not outcome.applied and outcome.plan.notes and sys.stderr.isatty():
         for note in outcome.plan.notes:
             sys.stderr.write(f"claude-pool: {note}\n")
@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
              aliases=["auto"])
     sp.add_argument("--if-needed", action="store_true", help="stay while the current account is under the threshold")
     sp.add_argument("--threshold", type=float, default=None, metavar="T", help="0..1 (default 0.9)")
+    sp.add_argument("--live", action="store_true", help="poll every account now, ignoring cached readings")
+    sp.add_argument("--launch", action="store_true",
+                    help="then run `claude` with the arguments after `--` (even if the pool step failed)")
     sp = add("switch", cmd_switch, "make an account (or API key) active")
     sp.add_argument("id")
     sp = add("import", cmd_import, "add the login Claude Code holds now as an account and make it active")
@@ -294,7 +297,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _launch(args: list[str]) -> int:
+    """`reconcile --launch -- ARGS`: become `claude ARGS`."""
+    try:
+        os.execvp("claude", ["claude", *args])
+    except OSError as exc:
+        sys.stderr.write(f"claude-pool: cannot run claude: {exc.strerror}\n")
+        return 127
+    return 0  # not reached
+
+
 def main(argv: list[str]) -> int:
+    launch: list[str] | None = None
+    if argv and argv[0] in ("reconcile", "auto") and "--launch" in argv:
+        i = argv.index("--launch")
+        rest = argv[i + 1:]
+        if "--" in rest:
+            j = rest.index("--")
+            argv, launch = argv[:i + 1] + rest[:j], rest[j + 1:]
+        else:
+            launch = []
+    code = _main(argv)
+    if launch is not None:
+        return _launch(launch)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -36,7 +36,9 @@ class Demo:
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("CLAUDE_", "ANTHROPIC_", "XDG_"))}
         self.env.update(HOME=str(home), CLAUDE_POOL_API_BASE_URL=fake.base_url,
-                        CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url, NO_COLOR="1")
+                        CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url, NO_COLOR="1",
+                        # no recovery sleeper may outlive the sandbox
+                        CLAUDE_POOL_WAKE="0")
         self.claude = home / ".claude"
 
     def say(self, text: str) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+from claude_pool.providers import wake
+from claude_pool.providers.sessions import running_sessions
 
 from claude_pool.providers.poolfile import PoolBusy, lock_or_busy
 from claude_pool.schema.plan import Action, Plan
@@ -24,6 +28,26 @@ class Outcome:
     observed: ObservedState
     desired: DesiredState
     applied: list[Action] = field(default_factory=list)
+
+
+def after_apply(rt: Runtime, outcome: Outcome) -> None:
+    """Tell the user who is affected, and schedule the recovery wake in API-key mode."""
+    kinds = {a.type for a in outcome.applied}
+    if kinds & {"write_credential", "write_settings"}:
+        n = len(running_sessions())
+        if n:
+            log().info("sessions", action="notify", target="sessions", result="ok", count=n,
+                       say=f"{n} running Claude Code session{'s' if n != 1 else ''} "
+                           f"pick{'s' if n == 1 else ''} up the new credential at the next request")
+    wake_at = outcome.desired.wake_at
+    if rt.pool.mode == "apikey" and wake_at is not None and os.environ.get("CLAUDE_POOL_WAKE", "1") != "0":
+        try:
+            result = wake.schedule(wake_at.timestamp())
+        except OSError as exc:
+            log().warning("wake", action="schedule", target="wake", result="failed", error=exc.strerror or "")
+            return
+        log().info("wake", action="schedule", target="wake", result=result, after=wake_at.isoformat(),
+                   reason="a reconcile at the earliest known reset + 30 s")
 
 
 def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None,
@@ -54,6 +78,7 @@ def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None
             outcome.applied = apply_plan(rt, plan)
             if rt.usage_dirty and not outcome.applied:
                 rt.save_pool()  # keep the fresh usage readings for the next run
+            after_apply(rt, outcome)
         log().info("run", action="plan" if not execute else "apply", target="pool", reason=plan.reason,
                    result="ok", changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms())
         return outcome

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-from datetime import datetime, timedelta
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from claude_pool.providers import claude_lock
 from claude_pool.providers.anthropic import ApiError, InvalidGrant, TransientError, Unauthorized
@@ -18,7 +20,8 @@ from claude_pool.providers.poolfile import decision_digest
 from claude_pool.schema.credentials import (
     OAuth, blob_secrets, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
 )
-from claude_pool.schema.pool import Account
+from claude_pool.schema.pool import Account, Usage, UsageWindow
+from claude_pool.schema.timefmt import format_time
 from claude_pool.schema.state import AccountObs, ObservedState, SettingsObs, StoreObs
 
 from . import policy
@@ -43,6 +46,54 @@ def load(rt: Runtime) -> None:
     except ProviderError as exc:
         raise UserError(str(exc)) from None
     rt.remember_secrets()
+    merge_feed(rt)
+
+
+FEED_SETTLE = timedelta(seconds=30)
+
+
+def merge_feed(rt: Runtime) -> None:
+    """Take the statusline's free reading of the active account's usage as a cached poll.
+
+    Only for the account active when it was recorded, and not in the first seconds after a
+    switch (the statusline may still show the previous credential's last response).
+    """
+    feed = read_feed(rt.pool_file.path.parent / "usage-feed.json")
+    if feed is None:
+        return
+    acc = rt.pool.account(str(feed.get("name", "")))
+    if acc is None or acc.needs_relogin or acc.id != rt.pool.current or rt.pool.mode != "account":
+        return
+    since = rt.pool.switched_at
+    if (format_time(since) if since else None) != feed.get("since"):
+        return
+    try:
+        at = datetime.fromtimestamp(float(feed["at"]), tz=timezone.utc)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return
+    if since is not None and at - since < FEED_SETTLE:
+        return
+    if acc.usage_at is not None and acc.usage_at >= at:
+        return
+    windows = {}
+    for name in ("five_hour", "seven_day"):
+        w = feed.get(name)
+        if isinstance(w, dict) and isinstance(w.get("pct"), (int, float)):
+            resets = w.get("resets_at")
+            windows[name] = UsageWindow(pct=float(w["pct"]), resets_at=datetime.fromtimestamp(resets, tz=timezone.utc)
+                                        if isinstance(resets, (int, float)) else None)
+    if not windows:
+        return
+    acc.usage, acc.usage_at = Usage(**windows), at
+    rt.usage_dirty = True
+
+
+def read_feed(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def observe_store(rt: Runtime, *, identify: bool) -> StoreObs:

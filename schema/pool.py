@@ -6,12 +6,11 @@ older tool survives a load/save round trip. Fields added here are new keys the G
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .timefmt import GoTime, OptTime
+from .timefmt import GoTime, OptTime  # noqa: F401
 
 
 class _Keep(BaseModel):
@@ -59,6 +58,8 @@ class Pool(_Keep):
     current_key: str = ""
     key_cursor: int = 0
     saved_api_key_helper: str = ""
+    # Added by this implementation: when mode/current last changed (the statusline feed needs it).
+    switched_at: OptTime = None
     accounts: list[Account] = Field(default_factory=list)
     api_keys: list[ApiKey] = Field(default_factory=list)
 
@@ -86,6 +87,3 @@ class Pool(_Keep):
         for acc in self.accounts:
             found.extend(blob_secrets(acc.blob))
         return found
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), indent=2).encode("utf-8")

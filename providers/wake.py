@@ -1,0 +1,66 @@
+"""The recovery wake (SPEC §6.7): one detached one-shot reconcile at the earliest known reset.
+
+A marker file beside the pool (`wake.json`: the time and the sleeper's pid) deduplicates: while a
+live sleeper is due at the same time, no other is started; a sleeper for a different time is
+replaced, and a sleeper that wakes to find the marker is no longer its own exits quietly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from . import paths, spawn
+from .fsutil import atomic_write
+from .sessions import pid_alive
+
+
+def marker_path() -> Path:
+    return paths.pool_dir() / "wake.json"
+
+
+def read_marker(path: Path | None = None) -> dict | None:
+    try:
+        data = json.loads((path or marker_path()).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def schedule(at: float, *, path: Path | None = None) -> str:
+    """Make sure one sleeper is due at `at` (epoch seconds). Returns "scheduled" or "already"."""
+    path = path or marker_path()
+    current = read_marker(path)
+    if current is not None:
+        pid = int(current.get("pid") or 0)
+        if pid_alive(pid):
+            if abs(float(current.get("at") or 0) - at) < 1:
+                return "already"
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+    pid = spawn.detached(spawn.self_argv("wake", f"{at:.3f}"), trigger="wake")
+    atomic_write(path, json.dumps({"at": at, "pid": pid}).encode(), mode=0o600)
+    return "scheduled"
+
+
+def sleep_then_reconcile(at: float, *, path: Path | None = None) -> int:
+    """The sleeper's body: wait, check the marker is still ours, then become `reconcile`."""
+    path = path or marker_path()
+    while (left := at - time.time()) > 0:
+        time.sleep(min(left, 60))
+    marker = read_marker(path)
+    if marker is None or int(marker.get("pid") or 0) != os.getpid():
+        return 0
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    argv = spawn.self_argv("reconcile")
+    os.environ["CLAUDE_POOL_TRIGGER"] = "wake"
+    os.execv(argv[0], argv)
+    return 0  # not reached

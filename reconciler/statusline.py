@@ -1,0 +1,75 @@
+"""`claude-pool statusline`: a statusLine command for Claude Code. A hot path (every render).
+
+Reads Claude Code's statusLine JSON on stdin. Its `rate_limits` (present on a subscription login)
+are free usage data for the active account: they are recorded in `usage-feed.json` beside the
+pool (plaintext, no secret) and the next reconcile uses them instead of polling that account.
+Prints a short badge: the account's name, or, on API keys, the key's name in a warning colour
+with the time until an account is back.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from claude_pool.providers import paths
+from claude_pool.providers.fsutil import atomic_write
+
+from .hooks import read_payload
+from .status import _parse_time, summary
+
+YELLOW, DIM, RESET = "\033[33m", "\033[2m", "\033[0m"
+
+
+def feed_from(payload: dict, active: str, since: str | None, now: float) -> dict | None:
+    limits = payload.get("rate_limits")
+    if not isinstance(limits, dict) or not active:
+        return None
+    feed: dict[str, object] = {"name": active, "at": now, "since": since}
+    for name in ("five_hour", "seven_day"):
+        window = limits.get(name)
+        if not isinstance(window, dict):
+            continue
+        pct = window.get("used_percentage")
+        if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 0 <= pct <= 100:
+            resets = window.get("resets_at")
+            feed[name] = {"pct": float(pct),
+                          "resets_at": float(resets) if isinstance(resets, (int, float)) else None}
+    return feed if ("five_hour" in feed or "seven_day" in feed) else None
+
+
+def _short(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 86400:
+        return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 60}m"
+
+
+def badge(data: dict | None, now: float, color: bool = True) -> str:
+    if not data or data.get("mode") == "empty":
+        return "pool: empty"
+    if data.get("mode") == "apikey":
+        text = f"pool: API key {data.get('name', '')}"
+        when = _parse_time(data["resets_at"]) if isinstance(data.get("resets_at"), str) else None
+        if when is not None:
+            text += f" · accounts back in {_short(when - now)}"
+        return f"{YELLOW}{text}{RESET}" if color else text
+    return f"pool: {data.get('name', '')}"
+
+
+def main(argv: list[str]) -> int:
+    now = time.time()
+    payload = read_payload()
+    data = summary()
+    if data and data.get("mode") == "account":
+        feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]
+        if feed is not None:
+            try:
+                atomic_write(paths.pool_dir() / "usage-feed.json", json.dumps(feed).encode(), mode=0o600)
+            except OSError:
+                pass
+    sys.stdout.write(badge(data, now, color="--no-color" not in argv) + "\n")
+    return 0

@@ -1,0 +1,236 @@
+"""Shared fixtures: the fake Anthropic server and a sandboxed HOME for the installed command.
+
+Real parts only: a real HTTP server on 127.0.0.1 (claude_pool.fakeapi), real files in a temp
+HOME, and the installed `claude-pool` console script run as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_pool.fakeapi import FakeAnthropic
+from claude_pool.providers import crypto
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+def _find_claude_pool() -> str:
+    for candidate in (VENV_BIN / "claude-pool", Path(sys.executable).parent / "claude-pool"):
+        if candidate.exists():
+            return str(candidate)
+    path = os.pathsep.join([str(VENV_BIN), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("claude-pool", path=path)
+    if not found:
+        raise RuntimeError("the installed `claude-pool` command was not found (pip install -e . in the venv)")
+    return found
+
+
+CLAUDE_POOL = _find_claude_pool()
+
+# Inherited variables that would point the command at the real user's files or credentials.
+_STRIPPED = {"CLAUDE_CONFIG_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME"}
+_STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_POOL_", "CLAUDE_CODE_")
+
+
+@pytest.fixture
+def fake():
+    server = FakeAnthropic().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Sandbox:
+    """A temp HOME with Claude Code's and claude-pool's files, and a way to run the command there."""
+
+    def __init__(self, home: Path, fake: FakeAnthropic) -> None:
+        self.home = home
+        self.fake = fake
+        self.exe = CLAUDE_POOL
+        self.claude_dir = home / ".claude"
+        self.creds_path = self.claude_dir / ".credentials.json"
+        self.settings_path = self.claude_dir / "settings.json"
+        self.pool_dir = home / ".config" / "claude-pool"
+        self.pool_path = self.pool_dir / "pool.json"
+        self.config_path = self.pool_dir / "config.toml"
+        self.status_path = self.pool_dir / "status.json"
+        self.audit_path = home / ".local" / "state" / "claude-pool" / "audit.jsonl"
+        env = {k: v for k, v in os.environ.items()
+               if k not in _STRIPPED and not k.startswith(_STRIPPED_PREFIXES)}
+        env.update(
+            HOME=str(home),
+            PATH=os.pathsep.join([str(Path(self.exe).parent), env.get("PATH", "/usr/bin:/bin")]),
+            CLAUDE_POOL_API_BASE_URL=fake.base_url,
+            CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
+        )
+        self.env = env
+        #: every (args, stdout, stderr) this sandbox produced, for the secrets test
+        self.transcript: list[tuple[tuple[str, ...], str, str]] = []
+        self._key: bytes | None = None
+
+    # ---- running the installed command ------------------------------------------------
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        full_env = dict(self.env, **(env or {}))
+        proc = subprocess.run([self.exe, *args], env=full_env, input=input if input is not None else "",
+                              capture_output=True, text=True, timeout=timeout, cwd=self.home)
+        self.transcript.append((tuple(args), proc.stdout, proc.stderr))
+        return proc
+
+    def ok(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run and require exit 0 with no traceback."""
+        proc = self.run(*args, input=input)
+        assert proc.returncode == 0, f"claude-pool {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr + proc.stdout
+        return proc
+
+    @staticmethod
+    def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+        """Exit 1, exactly one line on stderr (naming claude-pool), no traceback; returns that line."""
+        assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        assert proc.returncode == 1, f"exit {proc.returncode}; stderr: {proc.stderr!r}"
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected one error line, got: {proc.stderr!r}"
+        line = lines[0]
+        assert line.startswith("claude-pool"), line
+        for fragment in fragments:
+            assert fragment.lower() in line.lower(), f"{fragment!r} not in {line!r}"
+        return line
+
+    # ---- Claude Code's files ----------------------------------------------------------
+
+    def login(self, email: str, **kw: Any) -> dict:
+        """Write the credential Claude Code would store after /login as `email` (0600)."""
+        blob = self.fake.credential_blob(email, **kw)
+        self.write_creds(blob)
+        return blob
+
+    def write_creds(self, content: dict | str | bytes) -> None:
+        if isinstance(content, dict):
+            content = json.dumps(content)
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        self.claude_dir.mkdir(parents=True, exist_ok=True)
+        self.creds_path.write_bytes(content)
+        os.chmod(self.creds_path, 0o600)
+
+    def creds(self) -> dict:
+        return json.loads(self.creds_path.read_text(encoding="utf-8"))
+
+    def creds_bytes(self) -> bytes | None:
+        return self.creds_path.read_bytes() if self.creds_path.exists() else None
+
+    def write_settings(self, content: dict | str) -> None:
+        if isinstance(content, dict):
+            content = json.dumps(content, indent=2) + "\n"
+        self.claude_dir.mkdir(parents=True, exist_ok=True)
+        self.settings_path.write_text(content, encoding="utf-8")
+
+    def settings(self) -> dict:
+        return json.loads(self.settings_path.read_text(encoding="utf-8"))
+
+    def settings_bytes(self) -> bytes | None:
+        return self.settings_path.read_bytes() if self.settings_path.exists() else None
+
+    # ---- claude-pool's files ----------------------------------------------------------
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = crypto.derive_key()
+        return self._key
+
+    def pool(self) -> dict:
+        """The decrypted pool JSON."""
+        data = self.pool_path.read_bytes()
+        if data.startswith(crypto.MAGIC):
+            data = crypto.decrypt(data, self.key)
+        return json.loads(data)
+
+    def pool_bytes(self) -> bytes | None:
+        return self.pool_path.read_bytes() if self.pool_path.exists() else None
+
+    def write_pool(self, content: dict | bytes, *, encrypt: bool = True, key: bytes | None = None) -> bytes:
+        """Write a pool file as another tool (the Go claude-pool 0.3) would; returns its bytes."""
+        if isinstance(content, dict):
+            content = json.dumps(content).encode("utf-8")
+            if encrypt:
+                content = crypto.encrypt(content, key or self.key)
+        self.pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.pool_path.write_bytes(content)
+        os.chmod(self.pool_path, 0o600)
+        return content
+
+    def account_entry(self, email: str, *, account_id: str | None = None, **kw: Any) -> dict:
+        """A Go-format pool account for a fake account (its current tokens)."""
+        return {"id": account_id or email.split("@")[0], "email": email,
+                "blob": json.dumps(self.fake.credential_blob(email, **kw)),
+                "usage": {"five_hour": {"pct": 0, "resets_at": None},
+                          "seven_day": {"pct": 0, "resets_at": None}},
+                "usage_at": "0001-01-01T00:00:00Z"}
+
+    def seed(self, *emails: str, current: str | None = None, keys: dict[str, str] | None = None,
+             current_key: str = "", mode: str = "account", login: bool = True, **extra: Any) -> dict:
+        """Write a pool holding `emails` (and API keys) directly, the way the Go tool stores it,
+        and make Claude Code hold the current account's login. Faster than running `import`."""
+        accounts = [self.account_entry(e) for e in emails]
+        current = current if current is not None else (accounts[0]["id"] if accounts else "")
+        pool = {"mode": mode, "current": current, "current_key": current_key,
+                "key_cursor": 0, "saved_api_key_helper": "", "accounts": accounts,
+                "api_keys": [{"id": k, "key": v} for k, v in (keys or {}).items()], **extra}
+        self.write_pool(pool)
+        if login and current:
+            email = next(a["email"] for a in accounts if a["id"] == current)
+            self.write_creds(next(a["blob"] for a in accounts if a["id"] == current))
+            assert self.creds()["claudeAiOauth"]["accessToken"] == self.fake.account(email).access_token
+        return pool
+
+    def pool_account(self, account_id: str) -> dict:
+        return next(a for a in self.pool()["accounts"] if a["id"] == account_id)
+
+    def pool_oauth(self, account_id: str) -> dict:
+        return json.loads(self.pool_account(account_id)["blob"])["claudeAiOauth"]
+
+    def audit_text(self) -> str:
+        return self.audit_path.read_text(encoding="utf-8") if self.audit_path.exists() else ""
+
+    def audit(self) -> list[dict]:
+        return [json.loads(line) for line in self.audit_text().splitlines() if line.strip()]
+
+    def status(self) -> dict:
+        return json.loads(self.ok("status").stdout)
+
+    def list_json(self) -> dict:
+        return json.loads(self.ok("list", "--json").stdout)
+
+    def write_config(self, text: str) -> None:
+        self.pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.config_path.write_text(text, encoding="utf-8")
+
+    def snapshot(self) -> dict[str, bytes | None]:
+        """The bytes of every file a run could change, to prove a refused run changed nothing."""
+        return {"pool": self.pool_bytes(), "creds": self.creds_bytes(), "settings": self.settings_bytes()}
+
+    def access(self, email: str) -> str:
+        return self.fake.account(email).access_token
+
+    def refresh_token(self, email: str) -> str:
+        return self.fake.account(email).refresh_token
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, fake: FakeAnthropic) -> Sandbox:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Sandbox(home, fake)

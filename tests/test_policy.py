@@ -1,0 +1,422 @@
+"""Pure tests of the policy and the diff: observed state in, desired state and plan out.
+
+No files, no network, no clock: every Pool and ObservedState is built in memory, `now` is fixed.
+Every plan produced here is also checked for secrets (SPEC §7: a plan never contains one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from claude_pool.providers.poolfile import decision_digest
+from claude_pool.reconciler.diff import make_plan
+from claude_pool.reconciler.intents import AddKey, Import, Reconcile, Remove, Switch
+from claude_pool.reconciler.policy import accounts_to_poll, decide
+from claude_pool.schema.credentials import oauth_fingerprint
+from claude_pool.schema.plan import Plan
+from claude_pool.schema.pool import Account, ApiKey, Pool, Usage, UsageWindow
+from claude_pool.schema.state import AccountObs, ObservedState, SettingsObs, StoreObs
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
+OUR_HELPER = "/opt/claude-pool/bin/claude-pool helper"
+FOREIGN_HELPER = "echo sk-ant-api03-FOREIGNHELPERSECRETxxxxxxxxxxxx"
+
+
+def access_token(account_id: str) -> str:
+    return f"sk-ant-oat01-PLANTED-ACCESS-{account_id}-0123456789abcdef"
+
+
+def refresh_token(account_id: str) -> str:
+    return f"sk-ant-ort01-PLANTED-REFRESH-{account_id}-0123456789abcdef"
+
+
+def api_key(key_id: str) -> str:
+    return f"sk-ant-api03-PLANTED-KEY-{key_id}-0123456789abcdef"
+
+
+def blob(account_id: str) -> str:
+    return json.dumps({"claudeAiOauth": {
+        "accessToken": access_token(account_id), "refreshToken": refresh_token(account_id),
+        "expiresAt": int((NOW + timedelta(hours=8)).timestamp() * 1000),
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}})
+
+
+@dataclass
+class A:
+    """One account as this run saw it. `five=None`: no usage is known for it at all."""
+
+    id: str
+    five: float | None = 0.0
+    seven: float = 0.0
+    poll: str = "ok"                              # ok | cached | error | skipped | dead
+    resets_in: timedelta | None = timedelta(hours=2)   # of the 5h window
+    age: timedelta = timedelta(seconds=5)         # how old the pool's cached reading is
+    dead: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def usage(self) -> Usage | None:
+        if self.five is None:
+            return None
+        return Usage(five_hour=UsageWindow(pct=self.five, resets_at=NOW + self.resets_in if self.resets_in else None),
+                     seven_day=UsageWindow(pct=self.seven, resets_at=NOW + timedelta(days=3)))
+
+    def account(self) -> Account:
+        usage = self.usage()
+        return Account(id=self.id, email=f"{self.id}@example.com", blob=blob(self.id), usage=usage or Usage(),
+                       usage_at=NOW - self.age if usage is not None else None, needs_relogin=self.dead)
+
+    def observation(self) -> AccountObs:
+        poll = "dead" if self.dead else self.poll
+        error = {"error": "usage: HTTP 500", "cached": "usage: throttled (HTTP 429); using the reading from 2m ago",
+                 "dead": "token refresh: invalid_grant"}.get(poll, "")
+        usage = None if poll == "error" else self.usage()
+        return AccountObs(id=self.id, email=f"{self.id}@example.com", usage=usage,
+                          usage_at=NOW - self.age if usage is not None else None, poll=poll, error=error,
+                          dead=self.dead)
+
+
+def world(*accounts: A, mode: str = "account", current: str | None = None, held: str | None = "current",
+          keys: tuple[str, ...] = (), current_key: str = "", settings_helper: str | None = None,
+          saved_helper: str = "", settings_present: bool = True) -> ObservedState:
+    """An ObservedState. `held`: the pool account whose login Claude Code holds ("current": the
+    pool's current account; None: the store is empty)."""
+    current = accounts[0].id if current is None and accounts else (current or "")
+    held = current if held == "current" else held
+    pool = Pool(mode=mode, current=current, current_key=current_key, saved_api_key_helper=saved_helper,
+                accounts=[a.account() for a in accounts],
+                api_keys=[ApiKey(id=k, key=api_key(k)) for k in keys])
+    store = StoreObs()
+    if held:
+        store = StoreObs(present=True, valid=True, fingerprint=oauth_fingerprint(blob(held)), account=held)
+    settings = SettingsObs(present=settings_present, api_key_helper=settings_helper,
+                           ours=settings_helper == OUR_HELPER)
+    return ObservedState(now=NOW, pool=pool, pool_digest=decision_digest(pool), store=store, settings=settings,
+                         accounts={a.id: a.observation() for a in accounts}, helper_command=OUR_HELPER)
+
+
+def secrets_of(observed: ObservedState) -> list[str]:
+    found = [FOREIGN_HELPER, "FOREIGNHELPERSECRET"]
+    for acc in observed.pool.accounts:
+        found += [access_token(acc.id), refresh_token(acc.id), acc.blob]
+    found += [k.key for k in observed.pool.api_keys]
+    return found
+
+
+def plan_for(observed: ObservedState, intent=None) -> Plan:  # type: ignore[no-untyped-def]
+    """decide + make_plan, and prove the plan (as saved by `plan --out`) holds no secret."""
+    intent = intent if intent is not None else Reconcile()
+    plan = make_plan(observed, decide(observed, intent), "test")
+    text = plan.model_dump_json(indent=2)
+    for secret in secrets_of(observed):
+        assert secret not in text, "a secret leaked into the plan"
+    return plan
+
+
+def types(plan: Plan) -> list[str]:
+    return [a.type for a in plan.actions]
+
+
+def action(plan: Plan, action_type: str):  # type: ignore[no-untyped-def]
+    found = [a for a in plan.actions if a.type == action_type]
+    assert len(found) == 1, f"expected one {action_type} in {types(plan)}"
+    return found[0]
+
+
+# ---- selection -----------------------------------------------------------------------------
+
+SELECTION = [
+    pytest.param([A("a", 50, 10), A("b", 20, 60), A("c", 30, 30)], "a", "c",
+                 id="lowest binding max(5h,7d) wins, not lowest 5h"),
+    pytest.param([A("a", 10, 95), A("b", 90, 20)], "a", "b", id="a high 7d window binds"),
+    pytest.param([A("a", 30, 30), A("b", 30, 30)], "b", "b", id="tie keeps the current account"),
+    pytest.param([A("a", 30), A("b", 30), A("c", 80)], "c", "a", id="tie without current: pool order"),
+    pytest.param([A("b", 30), A("a", 30), A("c", 80)], "c", "b", id="tie without current: pool order, reversed"),
+    pytest.param([A("a", 99.5), A("b", 99.9)], "b", "a", id="99.5 still has headroom"),
+    pytest.param([A("a", 40, poll="cached"), A("b", 60)], "b", "a", id="a cached reading counts"),
+]
+
+
+@pytest.mark.parametrize(("accounts", "current", "chosen"), SELECTION)
+def test_reconcile_selects_the_account_with_most_headroom(accounts, current, chosen):
+    observed = world(*accounts, current=current)
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", chosen)
+    plan = plan_for(observed)
+    if chosen == current:
+        assert plan.actions == []
+    else:
+        assert types(plan) == ["write_credential", "save_pool_state"]
+        assert action(plan, "write_credential").target == chosen
+        assert action(plan, "save_pool_state").detail["current"] == chosen
+        assert action(plan, "write_credential").before == observed.store.fingerprint
+        assert action(plan, "write_credential").after == oauth_fingerprint(blob(chosen))
+
+
+def test_selection_follows_the_login_claude_code_holds_when_pool_current_is_stale():
+    # The pool says a, but Claude Code holds b (someone ran /login + import elsewhere): b is active,
+    # ties keep it, and the pool's record is corrected without touching the credential store.
+    observed = world(A("a", 30), A("b", 30), current="a", held="b")
+    plan = plan_for(observed)
+    assert "write_credential" not in types(plan)
+    assert decide(observed, Reconcile()).current == "b"
+
+
+# ---- --if-needed ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("active_pct", "threshold", "expected"), [
+    pytest.param(85, 0.9, "a", id="under threshold stays"),
+    pytest.param(89.9, 0.9, "a", id="just under stays"),
+    pytest.param(90, 0.9, "b", id="at threshold moves"),
+    pytest.param(95, 0.9, "b", id="over threshold moves"),
+    pytest.param(60, 0.5, "b", id="lower threshold moves"),
+])
+def test_if_needed_stays_while_the_active_account_is_under_the_threshold(active_pct, threshold, expected):
+    observed = world(A("a", active_pct), A("b", 0), current="a")
+    intent = Reconcile(if_needed=True, threshold=threshold)
+    assert decide(observed, intent).current == expected
+    plan = plan_for(observed, intent)
+    assert (plan.actions == []) == (expected == "a")
+
+
+def test_if_needed_with_the_active_accounts_usage_unknown_stays_put():
+    observed = world(A("a", None, poll="error"), A("b", 0), current="a")
+    intent = Reconcile(if_needed=True, threshold=0.9)
+    assert plan_for(observed, intent).actions == []
+
+
+# ---- fallback to API keys ------------------------------------------------------------------
+
+@pytest.mark.parametrize("accounts", [
+    pytest.param([A("a", 100), A("b", 100)], id="both 5h at 100"),
+    pytest.param([A("a", 100), A("b", 20, 100)], id="one by 5h, one by 7d"),
+    pytest.param([A("a", None, poll="error"), A("b", 100)], id="every account observed is at 100"),
+    pytest.param([A("a", 0, dead=True), A("b", 100)], id="the only live account is at 100"),
+])
+def test_every_observed_account_exhausted_with_keys_enters_api_key_mode(accounts):
+    observed = world(*accounts, current="a", keys=("k1", "k2"))
+    desired = decide(observed, Reconcile())
+    assert desired.mode == "apikey"
+    assert desired.current_key == "k1"
+    assert desired.api_key_helper == OUR_HELPER
+    plan = plan_for(observed)
+    # SPEC §7: the pool says apikey BEFORE settings.json names the helper
+    assert types(plan) == ["save_pool_state", "write_settings"]
+    assert action(plan, "save_pool_state").detail["mode"] == "apikey"
+    assert action(plan, "save_pool_state").detail["current_key"] == "k1"
+    assert action(plan, "write_settings").detail["value"] == "ours"
+
+
+def test_entering_api_key_mode_keeps_the_current_key_and_remembers_a_foreign_helper():
+    observed = world(A("a", 100), A("b", 100), current="a", keys=("k1", "k2"), current_key="k2",
+                     settings_helper=FOREIGN_HELPER)
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current_key) == ("apikey", "k2")
+    assert desired.saved_api_key_helper == FOREIGN_HELPER
+    plan = plan_for(observed)
+    assert types(plan) == ["save_pool_state", "write_settings"]
+    assert action(plan, "save_pool_state").detail["saved_api_key_helper"] == "from_settings"
+    assert action(plan, "write_settings").change == "update"
+    assert "write_credential" not in types(plan)
+
+
+def test_every_account_exhausted_and_no_keys_changes_nothing_and_says_so():
+    observed = world(A("a", 100), A("b", 100, 100), current="a")
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", "a")
+    plan = plan_for(observed)
+    assert plan.actions == []
+    assert any("no api keys" in n.lower() for n in plan.notes), plan.notes
+
+
+def test_keys_only_pool_uses_api_keys():
+    observed = world(keys=("k1",), held=None)
+    plan = plan_for(observed)
+    assert decide(observed, Reconcile()).mode == "apikey"
+    assert types(plan) == ["save_pool_state", "write_settings"]
+
+
+def test_empty_pool_is_a_silent_no_op():
+    observed = world(held=None)
+    plan = plan_for(observed)
+    assert plan.actions == []
+    assert plan.notes == []
+
+
+def test_empty_pool_with_a_foreign_helper_leaves_settings_alone():
+    observed = world(held=None, settings_helper=FOREIGN_HELPER)
+    assert plan_for(observed).actions == []
+
+
+# ---- errors are not exhaustion -------------------------------------------------------------
+
+@pytest.mark.parametrize(("accounts", "chosen"), [
+    pytest.param([A("a", None, poll="error"), A("b", 50)], "b", id="a failed poll is skipped"),
+    pytest.param([A("a", 10), A("b", None, poll="error")], "a", id="a failed poll never wins"),
+])
+def test_a_failed_poll_is_skipped(accounts, chosen):
+    observed = world(*accounts, current="a", keys=("k1",))
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", chosen)
+
+
+@pytest.mark.parametrize("keys", [(), ("k1",)], ids=["no keys", "with keys"])
+def test_when_no_account_could_be_polled_the_current_credential_is_kept(keys):
+    observed = world(A("a", None, poll="error"), A("b", None, poll="error"), current="b", keys=keys)
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", "b")
+    plan = plan_for(observed)
+    assert plan.actions == []
+    assert any("a" in n and "unknown" in n for n in plan.notes), plan.notes
+
+
+def test_in_api_key_mode_a_failed_poll_does_not_leave_or_flap():
+    observed = world(A("a", None, poll="error"), A("b", None, poll="error"), mode="apikey", current="a",
+                     keys=("k1",), current_key="k1", settings_helper=OUR_HELPER)
+    assert plan_for(observed).actions == []
+
+
+# ---- dead accounts -------------------------------------------------------------------------
+
+def test_a_dead_account_is_excluded_even_with_the_lowest_usage():
+    observed = world(A("a", 0, dead=True), A("b", 70), current="a")
+    desired = decide(observed, Reconcile())
+    assert desired.current == "b"
+    plan = plan_for(observed)
+    assert action(plan, "write_credential").target == "b"
+    assert any("a" in n and "re-login" in n for n in plan.notes), plan.notes
+
+
+# ---- self-heal and recovery ----------------------------------------------------------------
+
+def test_self_heal_helper_removed_by_hand_goes_back_to_account_mode():
+    observed = world(A("a", 20), mode="apikey", current="a", keys=("k1",), current_key="k1",
+                     settings_helper=None)
+    desired = decide(observed, Reconcile())
+    assert desired.mode == "account"
+    plan = plan_for(observed)
+    assert types(plan) == ["save_pool_state"]          # settings.json is respected as it is
+    assert action(plan, "save_pool_state").detail["mode"] == "account"
+
+
+def test_self_heal_our_helper_in_account_mode_is_removed():
+    observed = world(A("a", 20), current="a", settings_helper=OUR_HELPER)
+    plan = plan_for(observed)
+    assert types(plan) == ["write_settings"]
+    assert action(plan, "write_settings").detail["value"] == "remove"
+    assert action(plan, "write_settings").after == "(none)"
+
+
+def test_self_heal_our_helper_in_account_mode_restores_the_saved_foreign_helper():
+    observed = world(A("a", 20), current="a", settings_helper=OUR_HELPER, saved_helper=FOREIGN_HELPER)
+    desired = decide(observed, Reconcile())
+    assert desired.api_key_helper == FOREIGN_HELPER
+    assert desired.saved_api_key_helper == ""
+    plan = plan_for(observed)
+    assert types(plan) == ["write_settings", "save_pool_state"]
+    assert action(plan, "write_settings").detail["value"] == "saved"
+    assert action(plan, "save_pool_state").detail["saved_api_key_helper"] == "clear"
+
+
+def test_recovery_from_api_key_mode_restores_settings_then_credential_then_pool():
+    observed = world(A("a", 100), A("b", 20), mode="apikey", current="a", keys=("k1",), current_key="k1",
+                     settings_helper=OUR_HELPER, saved_helper=FOREIGN_HELPER)
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", "b")
+    plan = plan_for(observed)
+    # SPEC §7, leaving API-key mode: settings first, then the credential, then the pool
+    assert types(plan) == ["write_settings", "write_credential", "save_pool_state"]
+    assert action(plan, "write_settings").detail["value"] == "saved"
+    assert action(plan, "write_credential").target == "b"
+    state = action(plan, "save_pool_state")
+    assert (state.detail["mode"], state.detail["current"], state.detail["saved_api_key_helper"]) == \
+        ("account", "b", "clear")
+
+
+def test_recovery_to_the_account_claude_code_still_holds_needs_no_credential_write():
+    observed = world(A("a", 20), A("b", 100), mode="apikey", current="a", keys=("k1",), current_key="k1",
+                     settings_helper=OUR_HELPER)
+    plan = plan_for(observed)
+    assert types(plan) == ["write_settings", "save_pool_state"]
+    assert action(plan, "write_settings").detail["value"] == "remove"
+
+
+def test_api_key_mode_with_every_account_still_exhausted_stays():
+    observed = world(A("a", 100), A("b", 100), mode="apikey", current="a", keys=("k1",), current_key="k1",
+                     settings_helper=OUR_HELPER)
+    desired = decide(observed, Reconcile())
+    assert desired.mode == "apikey"
+    assert plan_for(observed).actions == []
+
+
+# ---- which accounts get polled ----------------------------------------------------------------
+
+def _poll_pool() -> Pool:
+    accounts = [
+        A("fresh", 10, age=timedelta(seconds=10)).account(),
+        A("stale", 10, age=timedelta(seconds=120)).account(),
+        A("exhausted", 100, resets_in=timedelta(hours=1), age=timedelta(seconds=120)).account(),
+        A("reset_passed", 100, resets_in=timedelta(minutes=-1), age=timedelta(seconds=120)).account(),
+        A("dead", 10, dead=True, age=timedelta(seconds=120)).account(),
+        A("never", None).account(),
+    ]
+    return Pool(current="stale", accounts=accounts)
+
+
+@pytest.mark.parametrize(("intent", "held", "expected"), [
+    pytest.param(Reconcile(), "stale", ["stale", "reset_passed", "never"], id="reconcile uses the cache"),
+    pytest.param(Reconcile(live=True), "stale", ["fresh", "stale", "reset_passed", "never"],
+                 id="plan/apply/list poll live but not the provably exhausted or dead"),
+    pytest.param(Reconcile(if_needed=True), "stale", ["stale"], id="if-needed polls only the active account"),
+    pytest.param(Reconcile(if_needed=True), "fresh", [], id="if-needed with a fresh active reading polls nothing"),
+    pytest.param(Switch("stale"), "stale", [], id="switch polls nothing"),
+    pytest.param(Import(), "stale", [], id="import polls nothing"),
+    pytest.param(AddKey("k9"), "stale", [], id="key add polls nothing"),
+    pytest.param(Remove("stale"), "stale", [], id="rm polls nothing"),
+])
+def test_accounts_to_poll(intent, held, expected):
+    assert accounts_to_poll(_poll_pool(), intent, held, NOW, 60) == expected
+
+
+def test_accounts_to_poll_in_api_key_mode_skips_the_network_when_every_account_is_provably_exhausted():
+    pool = Pool(mode="apikey", current="a", current_key="k1", api_keys=[ApiKey(id="k1", key=api_key("k1"))],
+                accounts=[A("a", 100, resets_in=timedelta(minutes=30), age=timedelta(minutes=10)).account(),
+                          A("b", 20, 100, resets_in=timedelta(hours=2), age=timedelta(minutes=10)).account()])
+    # b's 7d window is at 100 and resets in 3 days: provably exhausted as well
+    assert accounts_to_poll(pool, Reconcile(), "a", NOW, 60) == []
+    assert accounts_to_poll(pool, Reconcile(if_needed=True), "a", NOW, 60) == []
+
+
+def test_accounts_to_poll_in_api_key_mode_if_needed_still_looks_at_every_account():
+    pool = Pool(mode="apikey", current="a", current_key="k1", api_keys=[ApiKey(id="k1", key=api_key("k1"))],
+                accounts=[A("a", 100, resets_in=timedelta(minutes=30), age=timedelta(minutes=10)).account(),
+                          A("b", 100, resets_in=timedelta(minutes=-1), age=timedelta(minutes=10)).account()])
+    assert accounts_to_poll(pool, Reconcile(if_needed=True), "a", NOW, 60) == ["b"]
+
+
+# ---- plans are data, deterministic and secret-free ---------------------------------------------
+
+def test_the_same_observation_gives_the_same_plan():
+    one = plan_for(world(A("a", 100), A("b", 20), current="a", keys=("k1",)))
+    two = plan_for(world(A("a", 100), A("b", 20), current="a", keys=("k1",)))
+    assert one.model_dump() == two.model_dump()
+    assert one.observed_digest and one.observed_digest == two.observed_digest
+
+
+def test_the_observed_digest_moves_when_the_world_moves():
+    base = world(A("a", 10), A("b", 20), current="a")
+    switched = world(A("a", 10), A("b", 20), current="b")
+    helper = world(A("a", 10), A("b", 20), current="a", settings_helper=FOREIGN_HELPER)
+    digests = {plan_for(o).observed_digest for o in (base, switched, helper)}
+    assert len(digests) == 3
+
+
+def test_a_foreign_helper_is_named_in_a_plan_by_fingerprint_only():
+    observed = world(A("a", 100), current="a", keys=("k1",), settings_helper=FOREIGN_HELPER)
+    plan = plan_for(observed)
+    settings = action(plan, "write_settings")
+    assert settings.before.startswith("foreign helper ")
+    assert settings.after == "claude-pool helper"
