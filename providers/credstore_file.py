@@ -14,7 +14,7 @@ class FileCredentialStore:
     name = "credentials"
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or paths.credentials_file()
+        self.path = path or Path(paths.credentials_file())
 
     @property
     def lock_path(self) -> Path:

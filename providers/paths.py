@@ -1,68 +1,75 @@
-"""Where every file lives (SPEC §3). Standard library only: the hot paths import this."""
+"""Where every file lives (SPEC §3).
+
+Plain strings built with os.path: `status`, `helper` and the hooks import this on every call,
+and pathlib (with the urllib and re it pulls in) would cost them more than the rest of their work.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+join = os.path.join
 
 
-def home() -> Path:
-    return Path(os.environ.get("HOME") or os.path.expanduser("~"))
+def home() -> str:
+    return os.environ.get("HOME") or os.path.expanduser("~")
 
 
-def pool_dir() -> Path:
+def pool_dir() -> str:
     """`$CLAUDE_POOL_CONFIG_DIR`, default `~/.config/claude-pool` (where the Go tool kept it)."""
-    env = os.environ.get("CLAUDE_POOL_CONFIG_DIR")
-    return Path(env) if env else home() / ".config" / "claude-pool"
+    return os.environ.get("CLAUDE_POOL_CONFIG_DIR") or join(home(), ".config", "claude-pool")
 
 
-def pool_file() -> Path:
-    return pool_dir() / "pool.json"
+def pool_file() -> str:
+    return join(pool_dir(), "pool.json")
 
 
-def pool_lock_file() -> Path:
-    return pool_dir() / "pool.json.lock"
+def pool_lock_file() -> str:
+    return join(pool_dir(), "pool.json.lock")
 
 
-def status_file() -> Path:
+def status_file() -> str:
     """A plaintext summary (mode, name, reset) written beside the pool; holds no secret."""
-    return pool_dir() / "status.json"
+    return join(pool_dir(), "status.json")
 
 
-def config_file() -> Path:
-    return pool_dir() / "config.toml"
+def feed_file() -> str:
+    """The statusline's free usage reading of the active account (no secret)."""
+    return join(pool_dir(), "usage-feed.json")
 
 
-def state_dir() -> Path:
+def wake_file() -> str:
+    return join(pool_dir(), "wake.json")
+
+
+def config_file() -> str:
+    return join(pool_dir(), "config.toml")
+
+
+def state_dir() -> str:
     env = os.environ.get("CLAUDE_POOL_STATE_DIR")
     if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else home() / ".local" / "state"
-    return base / "claude-pool"
+        return env
+    base = os.environ.get("XDG_STATE_HOME") or join(home(), ".local", "state")
+    return join(base, "claude-pool")
 
 
-def audit_log() -> Path:
-    return state_dir() / "audit.jsonl"
+def audit_log() -> str:
+    return join(state_dir(), "audit.jsonl")
 
 
-def claude_dir() -> Path:
+def claude_dir() -> str:
     """Claude Code's own directory: `$CLAUDE_CONFIG_DIR`, default `~/.claude`."""
-    env = os.environ.get("CLAUDE_CONFIG_DIR")
-    return Path(env) if env else home() / ".claude"
+    return os.environ.get("CLAUDE_CONFIG_DIR") or join(home(), ".claude")
 
 
-def credentials_file() -> Path:
-    return claude_dir() / ".credentials.json"
+def credentials_file() -> str:
+    return join(claude_dir(), ".credentials.json")
 
 
-def settings_file() -> Path:
-    return claude_dir() / "settings.json"
+def settings_file() -> str:
+    return join(claude_dir(), "settings.json")
 
 
-def claude_refresh_lock() -> Path:
-    return claude_dir() / ".oauth_refresh.lock"
-
-
-def sessions_dir() -> Path:
-    return claude_dir() / "sessions"
+def sessions_dir() -> str:
+    return join(claude_dir(), "sessions")

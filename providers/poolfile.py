@@ -52,6 +52,7 @@ def status_summary(pool: Pool) -> dict[str, object]:
         summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key, "since": since}
         if per_account:
             summary["resets_at"] = format_time(min(per_account))
+            summary["resets_at_epoch"] = min(per_account).timestamp()  # status needs no datetime
         return summary
     if not pool.accounts and not pool.api_keys:
         return {"mode": "empty", "name": ""}
@@ -62,7 +63,7 @@ class PoolFile:
     name = "pool"
 
     def __init__(self, path: Path | None = None, key: bytes | None = None) -> None:
-        self.path = path or paths.pool_file()
+        self.path = path or Path(paths.pool_file())
         self._key = key
 
     @property

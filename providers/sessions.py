@@ -33,7 +33,7 @@ def pid_alive(pid: int, platform: str | None = None) -> bool:
 
 
 def running_sessions(directory: Path | None = None) -> list[int]:
-    directory = directory or paths.sessions_dir()
+    directory = directory or Path(paths.sessions_dir())
     found: list[int] = []
     try:
         entries = list(directory.glob("*.json"))

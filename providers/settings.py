@@ -31,7 +31,7 @@ class SettingsFile:
     name = "settings.json"
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or paths.settings_file()
+        self.path = path or Path(paths.settings_file())
 
     def location(self) -> str:
         return str(self.path)

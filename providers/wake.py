@@ -19,7 +19,7 @@ from .sessions import pid_alive
 
 
 def marker_path() -> Path:
-    return paths.pool_dir() / "wake.json"
+    return Path(paths.wake_file())
 
 
 def read_marker(path: Path | None = None) -> dict | None:

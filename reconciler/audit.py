@@ -113,7 +113,7 @@ def configure(trigger: str, *, stderr_level: str = "info", max_bytes: int = 1_04
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
             REDACTOR,
-            _Sink(log_path or paths.audit_log(), stderr_level, max_bytes, keep),
+            _Sink(log_path or Path(paths.audit_log()), stderr_level, max_bytes, keep),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(10),
         cache_logger_on_first_use=False,

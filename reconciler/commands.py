@@ -223,7 +223,7 @@ def cmd_config(a: argparse.Namespace) -> int:
 
     from .runtime import load_config
 
-    path = paths.config_file()
+    path = Path(paths.config_file())
     if a.config_cmd == "init":
         if path.exists() and not a.force:
             raise UserError(f"{path} already exists (use --force to overwrite it)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from claude_pool.providers import crypto, paths, poolcodec, spawn
 from claude_pool.providers.base import ProviderError
@@ -43,14 +44,14 @@ def _update_status(key_id: str) -> None:
             summary = json.load(fh)
         if isinstance(summary, dict) and summary.get("mode") == "apikey" and summary.get("name") != key_id:
             summary["name"] = key_id
-            poolcodec.write_status(path, summary)
+            poolcodec.write_status(Path(path), summary)
     except (OSError, ValueError):
         pass
 
 
 def serve() -> str | None:
-    path = paths.pool_file()
-    with HotLock(paths.pool_lock_file()):
+    path = Path(paths.pool_file())
+    with HotLock(Path(paths.pool_lock_file())):
         data = poolcodec.read_bytes(path)
         if data is None:
             return None

@@ -10,10 +10,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from claude_pool.providers import claude_lock
+from claude_pool.providers import claude_lock, paths
 from claude_pool.providers.anthropic import ApiError, InvalidGrant, TransientError, Unauthorized
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.poolfile import decision_digest
@@ -58,7 +59,7 @@ def merge_feed(rt: Runtime) -> None:
     Only for the account active when it was recorded, and not in the first seconds after a
     switch (the statusline may still show the previous credential's last response).
     """
-    feed = read_feed(rt.pool_file.path.parent / "usage-feed.json")
+    feed = read_feed(rt.pool_file.path.parent / os.path.basename(paths.feed_file()))
     if feed is None:
         return
     acc = rt.pool.account(str(feed.get("name", "")))
@@ -247,6 +248,7 @@ def poll(rt: Runtime, ids: list[str], store: StoreObs, now: datetime) -> dict[st
     accounts = [a for a in rt.pool.accounts if a.id in ids]
     if not accounts:
         return {}
+    rt.api()  # one client (and one TLS context) for all, built before the threads start
     if len(accounts) == 1:
         return {accounts[0].id: poll_one(rt, accounts[0], store, now)}
     workers = min(len(accounts), rt.config.http.max_connections)

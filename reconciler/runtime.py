@@ -32,7 +32,7 @@ from .errors import UserError
 
 
 def load_config(path: Path | None = None) -> Config:
-    path = path or paths.config_file()
+    path = path or Path(paths.config_file())
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -96,6 +96,7 @@ class Runtime:
     new_secrets: dict[str, str] = field(default_factory=dict)   # key id -> key being added
     usage_dirty: bool = False
     save_lock: threading.Lock = field(default_factory=threading.Lock)
+    api_lock: threading.Lock = field(default_factory=threading.Lock)
     _api: AnthropicApi | None = None
 
     @classmethod
@@ -110,13 +111,18 @@ class Runtime:
         )
 
     def api(self) -> AnthropicApi:
+        """The HTTP client, created once (thread-safe) with one connection per account polled at once."""
+        with self.api_lock:
+            return self._make_api()
+
+    def _make_api(self) -> AnthropicApi:
         if self._api is None:
             try:
                 endpoints = Endpoints.from_config(self.config)
             except EndpointError as exc:
                 raise UserError(f"endpoint: {exc}") from None
-            self._api = AnthropicApi(endpoints, timeout=self.config.http.timeout_seconds,
-                                     max_connections=self.config.http.max_connections)
+            size = max(1, min(len(self.pool.accounts), self.config.http.max_connections))
+            self._api = AnthropicApi(endpoints, timeout=self.config.http.timeout_seconds, max_connections=size)
         return self._api
 
     def close(self) -> None:

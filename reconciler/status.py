@@ -7,18 +7,11 @@ library only. A pool with no summary (written by the Go tool) takes the slow pat
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from datetime import datetime
 
 from claude_pool.providers import paths
-
-
-def _parse_time(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, AttributeError):
-        return None
 
 
 def summary() -> dict[str, object] | None:
@@ -30,8 +23,7 @@ def summary() -> dict[str, object] | None:
     if not isinstance(data, dict) or "mode" not in data:
         return None
     try:
-        pool_mtime = paths.pool_file().stat().st_mtime
-        if pool_mtime > paths.status_file().stat().st_mtime + 1:
+        if os.stat(paths.pool_file()).st_mtime > os.stat(paths.status_file()).st_mtime + 1:
             return None  # the pool was written by something that does not keep the summary
     except OSError:
         pass
@@ -39,6 +31,8 @@ def summary() -> dict[str, object] | None:
 
 
 def _slow_summary() -> dict[str, object]:
+    if not os.path.exists(paths.pool_file()):
+        return {"mode": "empty", "name": ""}
     from claude_pool.providers.poolfile import PoolFile, status_summary
 
     pool_file = PoolFile()
@@ -63,8 +57,8 @@ def main(argv: list[str]) -> int:
     out = {"mode": data.get("mode", "account"), "name": data.get("name", "")}
     if out["mode"] == "apikey" and isinstance(data.get("resets_at"), str):
         out["resets_at"] = data["resets_at"]
-        when = _parse_time(data["resets_at"])
-        if when is not None:
+        when = data.get("resets_at_epoch")
+        if isinstance(when, (int, float)):
             out["reset_in_seconds"] = max(0, int(when - time.time()))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0

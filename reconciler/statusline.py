@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from claude_pool.providers import paths
 from claude_pool.providers.fsutil import atomic_write
 
 from .hooks import read_payload
-from .status import _parse_time, summary
+from .status import summary
 
 YELLOW, DIM, RESET = "\033[33m", "\033[2m", "\033[0m"
 
@@ -53,7 +54,7 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
         return "pool: empty"
     if data.get("mode") == "apikey":
         text = f"pool: API key {data.get('name', '')}"
-        when = _parse_time(data["resets_at"]) if isinstance(data.get("resets_at"), str) else None
+        when = data.get("resets_at_epoch") if isinstance(data.get("resets_at_epoch"), (int, float)) else None
         if when is not None:
             text += f" · accounts back in {_short(when - now)}"
         return f"{YELLOW}{text}{RESET}" if color else text
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
         feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]
         if feed is not None:
             try:
-                atomic_write(paths.pool_dir() / "usage-feed.json", json.dumps(feed).encode(), mode=0o600)
+                atomic_write(Path(paths.feed_file()), json.dumps(feed).encode(), mode=0o600)
             except OSError:
                 pass
     sys.stdout.write(badge(data, now, color="--no-color" not in argv) + "\n")

@@ -24,7 +24,7 @@ class PolicyConfig(_Strict):
 
 class HttpConfig(_Strict):
     timeout_seconds: float = Field(5.0, gt=0, le=60)
-    max_connections: int = Field(16, ge=1, le=256)
+    max_connections: int = Field(64, ge=1, le=256)
 
 
 class LogConfig(_Strict):
@@ -58,8 +58,8 @@ usage_ttl_seconds = 60
 [http]
 # Every call to Anthropic gives up after this many seconds (a hook has seconds, not minutes).
 timeout_seconds = 5.0
-# Connections kept per host while accounts are polled concurrently.
-max_connections = 16
+# At most this many accounts are polled at once (one connection each).
+max_connections = 64
 
 [log]
 # The audit log (JSON lines) rotates past this size, keeping this many old files.

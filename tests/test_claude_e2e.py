@@ -1,0 +1,532 @@
+"""End-to-end: the REAL Claude Code CLI with the claude-pool plugin, against the fake Anthropic API.
+
+Nothing is mocked. Every test starts a real HTTP fake (claude_pool.fakeapi) on 127.0.0.1, builds a
+sandboxed HOME (Claude Code's ~/.claude.json, ~/.claude/.credentials.json and settings.json, and
+claude-pool's pool), registers accounts with the installed `claude-pool` command, and runs the
+real `claude` binary with `--plugin-dir plugin`. The plugin's hooks run the installed claude-pool
+(the venv's bin is first on PATH). The assertions are on what the fake received (which credential
+each POST /v1/messages carried, and its body) and on the files claude-pool rewrote.
+
+The binary: $CLAUDE_POOL_TEST_CLAUDE, else .cache/claude-code/node_modules/.bin/claude; without
+either the module is skipped. The interactive test also needs tmux.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from claude_pool.fakeapi import FakeAnthropic
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "plugin"
+VENV_BIN = REPO / ".venv" / "bin"
+CLAUDE_POOL = VENV_BIN / "claude-pool"
+
+
+def _find_claude() -> str | None:
+    configured = os.environ.get("CLAUDE_POOL_TEST_CLAUDE")
+    if configured:
+        return configured
+    default = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
+    return str(default) if default.exists() else None
+
+
+CLAUDE = _find_claude()
+if CLAUDE is None:
+    pytest.skip("the real Claude Code binary is not available: set CLAUDE_POOL_TEST_CLAUDE or run "
+                "`npm install --prefix .cache/claude-code @anthropic-ai/claude-code`",
+                allow_module_level=True)
+if not CLAUDE_POOL.exists():
+    pytest.skip(f"the installed claude-pool is missing ({CLAUDE_POOL}); pip install -e . in .venv",
+                allow_module_level=True)
+
+CLAUDE_TIMEOUT = 120
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+
+# Text the hooks (or anything claude-pool prints) could put in front of the model.
+HOOK_TEXT = ("claude-pool", "claude_pool", "reconcile", "switched", "pool:", "apikeyhelper",
+             "api-key mode", "headroom", "threshold", "hook session-start", "hook prompt-submit",
+             "hook stop-failure", "sessionstart hook", "userpromptsubmit hook", "hook additional context",
+             "hook success", "hook error", "traceback")
+
+# Every /v1/messages request any test's fake recorded (for test_no_hook_output_reaches_the_model).
+_ALL_MESSAGES: list[dict] = []
+
+
+def _answer(label: str) -> str:
+    return f"ok from fake ({label})"
+
+
+def _key_label(key: str) -> str:
+    return "key-" + key[-4:]  # how the fake names an API key in its answer
+
+
+def _new_api_key() -> str:
+    return "sk-ant-api03-" + secrets.token_urlsafe(32)
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    try:
+        yield server
+    finally:
+        _ALL_MESSAGES.extend(server.messages_requests())
+        server.stop()
+
+
+class Sandbox:
+    """A HOME for one test: Claude Code's files, claude-pool's files, and ways to run both."""
+
+    def __init__(self, root: Path, fake: FakeAnthropic) -> None:
+        self.home = root
+        self.proj = root / "proj"
+        self.proj.mkdir()
+        self.fake = fake
+        self.claude_dir = root / ".claude"
+        self.claude_dir.mkdir()
+        self.creds_path = self.claude_dir / ".credentials.json"
+        self.settings_path = self.claude_dir / "settings.json"
+        self.audit_path = root / ".local" / "state" / "claude-pool" / "audit.jsonl"
+        (root / ".claude.json").write_text(json.dumps({
+            "hasCompletedOnboarding": True,
+            "theme": "dark",
+            "projects": {str(self.proj): {"hasTrustDialogAccepted": True}},
+        }), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CLAUDE", "ANTHROPIC", "XDG_", "TMUX"))}
+        env.update(
+            HOME=str(root),
+            PATH=os.pathsep.join([str(VENV_BIN), env.get("PATH", "/usr/bin:/bin")]),
+            ANTHROPIC_BASE_URL=fake.base_url,
+            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+            DISABLE_TELEMETRY="1",
+            DISABLE_AUTOUPDATER="1",
+            CLAUDE_POOL_API_BASE_URL=fake.base_url,
+            CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
+            CLAUDE_POOL_WAKE="0",
+        )
+        env.setdefault("TERM", "xterm-256color")
+        self.env = env
+        #: (argv, returncode, stdout, stderr) of every command run here, for failure messages
+        self.runs: list[tuple[list[str], int, str, str]] = []
+
+    # ---- running things ----------------------------------------------------------------
+
+    def run(self, argv: list[str], *, input: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(argv, env=self.env, cwd=self.proj, input=input, capture_output=True,
+                              text=True, timeout=timeout)
+        self.runs.append((argv, proc.returncode, proc.stdout, proc.stderr))
+        return proc
+
+    def pool(self, *args: str, input: str = "") -> subprocess.CompletedProcess[str]:
+        """Run the installed claude-pool; it must succeed."""
+        proc = self.run([str(CLAUDE_POOL), *args], input=input)
+        assert proc.returncode == 0, f"claude-pool {args[0]} exited {proc.returncode}: {proc.stderr}"
+        assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        return proc
+
+    def claude_p(self, prompt: str = "say hi") -> subprocess.CompletedProcess[str]:
+        """`claude --plugin-dir plugin -p PROMPT` in the project directory."""
+        proc = self.run([CLAUDE, "--plugin-dir", str(PLUGIN), "-p", prompt], timeout=CLAUDE_TIMEOUT)
+        self.wait_quiet()
+        return proc
+
+    def wait_quiet(self, timeout: float = 20) -> None:
+        """Wait for the detached claude-pool runs the hooks and the helper started to finish."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pool_processes():
+                return
+            time.sleep(0.1)
+        pytest.fail(f"detached claude-pool processes still running after {timeout}s: {self.pool_processes()}")
+
+    def pool_processes(self) -> list[int]:
+        """pids of claude-pool processes running with this sandbox's HOME."""
+        marker = f"HOME={self.home}".encode() + b"\0"
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read()
+                if b"claude_pool" not in cmdline and b"claude-pool" not in cmdline:
+                    continue
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    environ = b"\0" + fh.read()
+            except OSError:
+                continue
+            if b"\0" + marker in environ:
+                found.append(int(entry))
+        return found
+
+    # ---- Claude Code's files -----------------------------------------------------------
+
+    def login(self, email: str) -> None:
+        """Write the credential Claude Code stores after /login as `email` (mode 0600)."""
+        self.creds_path.write_text(json.dumps(self.fake.credential_blob(email)), encoding="utf-8")
+        os.chmod(self.creds_path, 0o600)
+
+    def import_accounts(self, *emails: str) -> None:
+        """Log Claude Code in as each account in turn and `claude-pool import` it; the last is active."""
+        for email in emails:
+            self.login(email)
+            self.pool("import")
+
+    def held_token(self) -> str:
+        return json.loads(self.creds_path.read_text(encoding="utf-8"))["claudeAiOauth"]["accessToken"]
+
+    def write_settings(self, data: dict) -> None:
+        self.settings_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    def settings(self) -> dict:
+        return json.loads(self.settings_path.read_text(encoding="utf-8"))
+
+    # ---- claude-pool's files -----------------------------------------------------------
+
+    def status(self) -> dict:
+        return json.loads(self.pool("status").stdout)
+
+    def audit(self) -> list[dict]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def report(self) -> str:
+        """Context for an assertion message (no secrets: the fake's tokens never appear here)."""
+        lines = []
+        for argv, code, out, err in self.runs[-4:]:
+            lines.append(f"$ {' '.join(Path(a).name if a.startswith('/') else a for a in argv)} -> {code}\n"
+                         f"  stdout: {out[-600:]!r}\n  stderr: {err[-600:]!r}")
+        lines.append("fake saw: " + json.dumps([_brief(r) for r in self.fake.messages_requests()]))
+        lines.append("audit: " + json.dumps([{k: e.get(k) for k in ("trigger", "action", "target", "reason", "result")}
+                                             for e in self.audit()[-8:]]))
+        return "\n".join(lines)
+
+
+def _brief(rec: dict) -> dict:
+    """A request record without its credential or body."""
+    return {"auth_kind": rec["auth_kind"], "email": rec["email"], "status": rec["status"]}
+
+
+@pytest.fixture
+def sandbox(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[Sandbox]:
+    box = Sandbox(tmp_path_factory.mktemp("sbx"), fake)
+    try:
+        yield box
+    finally:
+        try:
+            box.wait_quiet(timeout=10)
+        except pytest.fail.Exception:
+            pass
+
+
+def _assert_answered(box: Sandbox, proc: subprocess.CompletedProcess[str], label: str) -> None:
+    """Claude Code exited 0, printed the fake's answer for `label`, and no hook complained."""
+    assert proc.returncode == 0, f"claude -p exited {proc.returncode}\n{box.report()}"
+    assert _answer(label) in proc.stdout, f"expected {_answer(label)!r}\n{box.report()}"
+    both = (proc.stdout + proc.stderr).lower()
+    for bad in ("hook error", "hook failed", "blocked", "apikeyhelper failed", "not logged in"):
+        assert bad not in both, f"Claude Code printed {bad!r}\n{box.report()}"
+
+
+def _wait_until(what: str, check: Callable[[], Any], timeout: float, on_fail: Callable[[], str] = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{on_fail()}")
+        time.sleep(0.2)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+
+
+def _hook_text_in(body: Any) -> list[str]:
+    text = "\n".join(_texts(body)).lower()
+    return [needle for needle in HOOK_TEXT if needle in text]
+
+
+# ---------------------------------------------------------------------------- the plugin
+
+
+def test_plugin_and_marketplace_validate(sandbox: Sandbox) -> None:
+    for target in (PLUGIN, REPO):
+        proc = sandbox.run([CLAUDE, "plugin", "validate", str(target)], timeout=60)
+        assert proc.returncode == 0, f"claude plugin validate {target} exited {proc.returncode}:\n" \
+                                     f"{proc.stdout}\n{proc.stderr}"
+
+
+# ------------------------------------------------------------------------ 1. print mode
+
+
+def test_session_start_moves_off_an_exhausted_account_before_the_first_request(sandbox: Sandbox, fake) -> None:
+    fake.add_account(BOB, five_hour=10)
+    fake.add_account(ALICE, five_hour=100)
+    sandbox.import_accounts(BOB, ALICE)  # alice, the exhausted one, is active
+    assert sandbox.held_token() == fake.account(ALICE).access_token
+    assert sandbox.status()["name"] == "alice"
+
+    proc = sandbox.claude_p()
+
+    _assert_answered(sandbox, proc, BOB)
+    msgs = fake.messages_requests()
+    assert msgs, sandbox.report()
+    first = msgs[0]
+    assert first["auth_kind"] == "bearer", sandbox.report()
+    assert first["token"] == fake.account(BOB).access_token, sandbox.report()
+    assert first["status"] == 200
+    assert all(m["email"] == BOB for m in msgs), sandbox.report()
+    assert fake.account(ALICE).messages == 0, "a request went out as the exhausted account"
+
+    # The credential file now holds bob's login (0600), and the pool says so.
+    assert sandbox.held_token() == fake.account(BOB).access_token
+    assert stat.S_IMODE(sandbox.creds_path.stat().st_mode) == 0o600
+    assert sandbox.status() == {"mode": "account", "name": "bob"} or sandbox.status()["name"] == "bob"
+    switched = [e for e in sandbox.audit()
+                if e.get("trigger") == "hook:session-start" and e.get("action") == "write_credential"]
+    assert switched and switched[-1].get("target") == "bob", sandbox.report()
+    assert not sandbox.settings_path.exists() or "apiKeyHelper" not in sandbox.settings()
+
+
+# --------------------------------------------------------------- 2. every account exhausted
+
+
+def _our_helper(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    words = shlex.split(value)
+    return (len(words) == 2 and words[1] == "helper" and os.path.isabs(words[0])
+            and os.path.realpath(words[0]) == os.path.realpath(CLAUDE_POOL))
+
+
+OTHER_SETTINGS = {
+    "cleanupPeriodDays": 45,
+    "permissions": {"allow": ["Bash(echo:*)"], "deny": []},
+    "env": {"E2E_SETTINGS_MARKER": "kept"},
+}
+
+
+def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fake) -> None:
+    key = _new_api_key()
+    fake.add_api_key(key)
+    fake.add_account(ALICE, five_hour=100)
+    fake.add_account(BOB, seven_day=100)
+    sandbox.import_accounts(BOB, ALICE)
+    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+    sandbox.write_settings(OTHER_SETTINGS)
+
+    proc = sandbox.claude_p()
+
+    _assert_answered(sandbox, proc, _key_label(key))
+    msgs = fake.messages_requests()
+    assert msgs, sandbox.report()
+    for m in msgs:  # Claude Code sends the helper's output as x-api-key (and as Bearer)
+        assert m["auth_kind"] == "x-api-key" and m["token"] == key and m["status"] == 200, sandbox.report()
+    assert fake.account(ALICE).messages == 0 and fake.account(BOB).messages == 0
+
+    settings = sandbox.settings()
+    assert _our_helper(settings.get("apiKeyHelper")), f"apiKeyHelper is {settings.get('apiKeyHelper')!r}"
+    assert {k: v for k, v in settings.items() if k != "apiKeyHelper"} == OTHER_SETTINGS
+    assert list(settings)[:len(OTHER_SETTINGS)] == list(OTHER_SETTINGS), "the other keys' order changed"
+    status = sandbox.status()
+    assert status["mode"] == "apikey" and status["name"] == "k1", status
+
+
+# ---------------------------------------------------------------------- 3. an account resets
+
+
+def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fake) -> None:
+    key = _new_api_key()
+    fake.add_api_key(key)
+    reset = time.time() + 3
+    fake.add_account(BOB, five_hour=100, five_hour_resets_at=reset)
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=reset)
+    sandbox.import_accounts(BOB, ALICE)  # Claude Code holds alice's login
+    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+    sandbox.write_settings(OTHER_SETTINGS)
+    # Enter API-key mode from the command line (test 2 covers entering it from the hook), so this
+    # Claude Code starts with the helper already in settings.json.
+    sandbox.pool("reconcile")
+    assert sandbox.status()["mode"] == "apikey", sandbox.report()
+
+    first = sandbox.claude_p()
+    _assert_answered(sandbox, first, _key_label(key))
+    assert fake.messages_requests()[0]["auth_kind"] == "x-api-key", sandbox.report()
+    assert _our_helper(sandbox.settings().get("apiKeyHelper")), sandbox.report()
+    seen = len(fake.messages_requests())
+
+    # bob's 5-hour window resets: past the reset claude-pool polls again and finds him at 5 %.
+    time.sleep(max(0.0, reset + 1.0 - time.time()))
+    fake.set_usage(BOB, five_hour=5, five_hour_resets_at=time.time() + 5 * 3600)
+
+    second = sandbox.claude_p()
+
+    _assert_answered(sandbox, second, BOB)
+    later = fake.messages_requests()[seen:]
+    assert later, sandbox.report()
+    assert later[0]["auth_kind"] == "bearer", sandbox.report()
+    assert later[0]["token"] == fake.account(BOB).access_token, sandbox.report()
+    assert all(m["email"] == BOB for m in later), sandbox.report()
+    assert sandbox.held_token() == fake.account(BOB).access_token
+    settings = sandbox.settings()
+    assert "apiKeyHelper" not in settings, f"apiKeyHelper left: {settings.get('apiKeyHelper')!r}"
+    assert settings == OTHER_SETTINGS
+    assert sandbox.status()["mode"] == "account" and sandbox.status()["name"] == "bob"
+
+
+# ----------------------------------------------------------------------- 4. interactive TUI
+
+
+class Tmux:
+    """A private tmux server (its own socket) running one Claude Code session."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.box = box
+        self.socket = f"cce2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.session = "claude"
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", self.socket, *args], env=self.box.env, capture_output=True,
+                              text=True, timeout=15)
+
+    def start(self, command: str) -> None:
+        proc = self.tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session, "-x", "200", "-y", "50",
+                         "-c", str(self.box.proj), command)
+        assert proc.returncode == 0, f"tmux new-session failed: {proc.stderr}"
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", self.session).stdout
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", self.session, "-l", text)
+        time.sleep(0.3)
+        self.tmux("send-keys", "-t", self.session, "Enter")
+
+    def kill(self) -> None:
+        self.tmux("kill-server")
+
+
+def test_interactive_session_switches_on_a_rate_limit_and_keeps_going(sandbox: Sandbox, fake) -> None:
+    if shutil.which("tmux") is None or shutil.which("timeout") is None:
+        pytest.skip("the interactive test needs tmux and timeout")
+    fake.add_account(BOB, five_hour=10)
+    fake.add_account(ALICE, five_hour=5)
+    sandbox.import_accounts(BOB, ALICE)
+    alice_token, bob_token = fake.account(ALICE).access_token, fake.account(BOB).access_token
+    term = Tmux(sandbox)
+
+    def context() -> str:
+        return f"screen:\n{term.screen()}\n{sandbox.report()}"
+
+    def answered(label: str, after: int) -> Callable[[], bool]:
+        return lambda: (any(m["status"] == 200 and m["email"] == label for m in fake.messages_requests()[after:])
+                        and _answer(label) in term.screen())
+
+    term.start(f"exec timeout --foreground 150 {shlex.quote(CLAUDE)} --plugin-dir {shlex.quote(str(PLUGIN))}")
+    try:
+        _wait_until("the prompt", lambda: "? for shortcuts" in term.screen() or "❯" in term.screen(), 60, context)
+        time.sleep(0.5)
+
+        # 1. alice is active and healthy.
+        term.type("hello")
+        _wait_until("alice's answer", answered(ALICE, 0), 60, context)
+        msgs = fake.messages_requests()
+        assert all(m["token"] == alice_token for m in msgs), context()
+        assert sandbox.held_token() == alice_token
+
+        # 2. alice runs out: the next request gets 429, Claude Code fires StopFailure (rate_limit) and
+        #    our hook's live reconcile moves Claude Code's login to bob.
+        fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+        seen = len(msgs)
+        term.type("second prompt")
+        _wait_until("a 429 for alice", lambda: any(m["status"] == 429 and m["email"] == ALICE
+                                                   for m in fake.messages_requests()[seen:]), 60, context)
+        _wait_until("the credential file to hold bob's login", lambda: sandbox.held_token() == bob_token, 60, context)
+        switched = [e for e in sandbox.audit()
+                    if e.get("trigger") == "hook:stop-failure" and e.get("action") == "write_credential"]
+        assert switched and switched[-1].get("target") == "bob", context()
+        assert stat.S_IMODE(sandbox.creds_path.stat().st_mode) == 0o600
+
+        # 3. The same session's next prompt goes out as bob: Claude Code re-reads the file.
+        seen = len(fake.messages_requests())
+        term.type("third prompt")
+        _wait_until("bob's answer in the same session", answered(BOB, seen), 60, context)
+        later = fake.messages_requests()[seen:]
+        assert later[0]["auth_kind"] == "bearer" and later[0]["token"] == bob_token, context()
+        assert all(m["email"] == BOB for m in later), context()
+        screen = term.screen().lower()
+        assert "hook error" not in screen and "not logged in" not in screen, context()
+    finally:
+        term.kill()
+    assert sandbox.status()["name"] == "bob"
+
+
+# -------------------------------------------------- 5. hook output never reaches the model
+
+
+def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
+    # This test's own runs: a switch at session start, the API-key fallback, and a broken pool
+    # (the hook fails and says so on stderr). With the runs of the tests above, every body the
+    # fakes recorded is searched.
+    key = _new_api_key()
+    fake.add_api_key(key)
+    fake.add_account(BOB, five_hour=10)
+    fake.add_account(ALICE, five_hour=100)
+    sandbox.import_accounts(BOB, ALICE)
+    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+
+    _assert_answered(sandbox, sandbox.claude_p("say hi"), BOB)  # switched to bob at session start
+
+    fake.set_usage(BOB, five_hour=100)
+    sandbox.pool("reconcile", "--live")  # every account at 100 %: API-key mode
+    assert sandbox.status()["mode"] == "apikey", sandbox.report()
+    _assert_answered(sandbox, sandbox.claude_p("say hi again"), _key_label(key))
+
+    # A pool file claude-pool cannot read: the hooks fail (stderr, exit 1), the session does not.
+    pool_file = sandbox.home / ".config" / "claude-pool" / "pool.json"
+    pool_file.write_bytes(b"CPL1 this is not a pool file")
+    fake.set_usage(ALICE, five_hour=5)
+    sandbox.settings_path.unlink()
+    sandbox.login(ALICE)
+    broken = sandbox.claude_p("one more")
+    _assert_answered(sandbox, broken, ALICE)
+    failed = sandbox.run([str(CLAUDE_POOL), "hook", "session-start"])
+    assert failed.returncode in (0, 1) and failed.stdout == "", "a hook printed on stdout"
+
+    bodies = fake.messages_requests() + _ALL_MESSAGES
+    assert len(bodies) >= 3
+    for rec in bodies:
+        assert isinstance(rec["body"], dict), "a /v1/messages request without a JSON body"
+        found = _hook_text_in(rec["body"])
+        assert not found, f"hook text {found} reached the model's context (request as {_brief(rec)})"

@@ -1,0 +1,389 @@
+"""End-to-end: the installed `claude-pool` command against the fake Anthropic API, in a sandboxed HOME."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+KEY1 = "sk-ant-api03-CLITESTKEY1-0123456789abcdefghijABCDEFGHIJ"
+FOREIGN_HELPER = "/usr/local/bin/vault-key-helper --profile work"
+USER_SETTINGS = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(ls:*)", "Read"], "deny": ["Bash(rm:*)"]},
+    "env": {"FOO": "bar", "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "4096"},
+    "apiKeyHelper": FOREIGN_HELPER,
+    "statusLine": {"type": "command", "command": "~/.claude/statusline.sh"},
+}
+
+
+def import_both(sandbox, first: str = ALICE, second: str = BOB) -> None:  # type: ignore[no-untyped-def]
+    """/login + import for two accounts; the second one ends up active (Claude Code holds it)."""
+    for email in (first, second):
+        sandbox.login(email)
+        out = sandbox.ok("import").stdout
+        assert email.split("@")[0] in out
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.access(second)
+
+
+def holds(sandbox, email: str) -> bool:  # type: ignore[no-untyped-def]
+    oauth = sandbox.creds()["claudeAiOauth"]
+    return (oauth["accessToken"], oauth["refreshToken"]) == (sandbox.access(email), sandbox.refresh_token(email))
+
+
+def our_helper(sandbox) -> str:  # type: ignore[no-untyped-def]
+    return f"{shlex.quote(str(Path(sandbox.exe).resolve()))} helper"
+
+
+# ---- import and selection ----------------------------------------------------------------------
+
+def test_import_then_selection_by_binding_utilization_then_convergence(sandbox, fake):
+    # alice has the lower 5h but a 7d window at 70%; bob binds at 60%: bob has the most headroom
+    fake.add_account(ALICE, five_hour=20, seven_day=70)
+    fake.add_account(BOB, five_hour=60, seven_day=10)
+    import_both(sandbox, BOB, ALICE)                   # alice active
+    pool = sandbox.pool()
+    assert [(a["id"], a["email"]) for a in pool["accounts"]] == [("bob", BOB), ("alice", ALICE)]
+    assert pool["current"] == "alice"
+    assert json.loads(sandbox.pool_account("alice")["blob"]) == sandbox.creds()
+    sandbox.ok("import")                               # re-import updates, never duplicates
+    assert [a["id"] for a in sandbox.pool()["accounts"]] == ["bob", "alice"]
+    before = sandbox.snapshot()
+
+    plan = sandbox.run("plan", "--json", "--detailed-exitcode")
+    assert plan.returncode == 2, plan.stderr
+    actions = json.loads(plan.stdout)["actions"]
+    assert [(a["type"], a["target"]) for a in actions] == [("write_credential", "bob"), ("save_pool_state", "pool")]
+    # plan changes nothing: not the pool's decisions, not Claude Code's files
+    assert (sandbox.pool()["mode"], sandbox.pool()["current"]) == ("account", "alice")
+    assert sandbox.creds_bytes() == before["creds"]
+    assert sandbox.settings_bytes() == before["settings"] is None
+
+    applied = sandbox.ok("apply")
+    assert "Applied 2 changes" in applied.stdout
+    assert holds(sandbox, BOB)
+    assert oct(sandbox.creds_path.stat().st_mode & 0o777) == oct(0o600)
+    assert sandbox.pool()["current"] == "bob"
+
+    again = sandbox.run("plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith("No changes")
+
+
+def test_the_limits_shape_of_the_usage_api_drives_selection(sandbox, fake):
+    fake.add_account(ALICE, five_hour=10, seven_day=70, usage_mode="limits")   # binds at 70 (weekly_all)
+    fake.add_account(BOB, five_hour=40, seven_day=40, usage_mode="limits")     # binds at 40
+    sandbox.seed(ALICE, BOB, current="alice")
+    sandbox.ok("apply")
+    assert holds(sandbox, BOB)
+    listed = sandbox.list_json()
+    bob = next(a for a in listed["accounts"] if a["id"] == "bob")
+    assert (bob["usage"]["five_hour"]["pct"], bob["usage"]["seven_day"]["pct"]) == (40, 40)
+    alice = next(a for a in listed["accounts"] if a["id"] == "alice")
+    assert alice["usage"]["seven_day"]["pct"] == 70
+
+
+def test_plan_persists_a_rotated_refresh_token_but_changes_nothing_else(sandbox, fake):
+    fake.add_account(ALICE, five_hour=50)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB, current="alice")
+    old_bob_refresh = sandbox.refresh_token(BOB)
+    fake.expire_access_token(BOB)                      # bob's stored access token is refused now
+    before = sandbox.snapshot()
+
+    out = sandbox.ok("plan")
+    assert "bob" in out.stdout                          # it would switch to bob
+    assert fake.account(BOB).refreshes == 1
+    new_bob = sandbox.pool_oauth("bob")
+    assert new_bob["refreshToken"] == sandbox.refresh_token(BOB) != old_bob_refresh
+    assert new_bob["accessToken"] == sandbox.access(BOB)
+    pool = sandbox.pool()
+    assert (pool["mode"], pool["current"]) == ("account", "alice")
+    assert sandbox.creds_bytes() == before["creds"]
+    assert sandbox.settings_bytes() == before["settings"]
+
+    sandbox.ok("apply")                                 # the rotated login is the one that goes in
+    assert holds(sandbox, BOB)
+    assert fake.invalid_grants == 0
+
+
+def test_a_saved_plan_is_applied_unless_the_world_moved(sandbox, fake, tmp_path):
+    fake.add_account(ALICE, five_hour=50)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB, current="alice")
+
+    stale = tmp_path / "stale.plan.json"
+    sandbox.ok("plan", "--out", str(stale))
+    assert json.loads(stale.read_text())["actions"]
+    sandbox.ok("switch", "bob")                         # the world moves
+    moved = sandbox.snapshot()
+
+    line = sandbox.assert_refused(sandbox.run("apply", str(stale)), "stale")
+    assert "plan" in line
+    assert sandbox.snapshot() == moved                  # nothing changed, not even the pool's bytes
+
+    fresh = tmp_path / "fresh.plan.json"
+    fake.set_usage(BOB, five_hour=90)
+    sandbox.ok("plan", "--out", str(fresh))
+    saved = json.loads(fresh.read_text())
+    assert [(a["type"], a["target"]) for a in saved["actions"]] == [("write_credential", "alice"),
+                                                                     ("save_pool_state", "pool")]
+    sandbox.ok("apply", str(fresh))
+    assert holds(sandbox, ALICE)
+    assert sandbox.pool()["current"] == "alice"
+
+
+def test_switch_and_rm_of_the_active_account(sandbox, fake):
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB, current="bob")
+    sandbox.ok("switch", "alice")
+    assert holds(sandbox, ALICE)
+    assert sandbox.pool()["current"] == "alice"
+
+    out = sandbox.ok("rm", "alice")
+    assert "alice" in out.stdout
+    assert holds(sandbox, BOB)                          # Claude Code is moved to the other account
+    pool = sandbox.pool()
+    assert [a["id"] for a in pool["accounts"]] == ["bob"]
+    assert pool["current"] == "bob"
+
+
+# ---- API keys: fallback and recovery ------------------------------------------------------------
+
+def test_fallback_to_an_api_key_and_recovery_keep_the_users_settings(sandbox, fake):
+    fake.add_account(ALICE, five_hour=30)
+    fake.add_account(BOB, five_hour=40)
+    sandbox.write_settings(USER_SETTINGS)
+    sandbox.seed(ALICE, BOB, current="alice")
+    sandbox.ok("key", "add", "--id", "k1", input=KEY1 + "\n")
+    assert sandbox.status() == {"mode": "account", "name": "alice"}
+
+    soon = time.time() + 2.0
+    fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=soon)
+    fake.set_usage(BOB, five_hour=100, five_hour_resets_at=soon + 0.2)
+    sandbox.ok("apply")
+
+    settings = sandbox.settings()
+    assert settings["apiKeyHelper"] == our_helper(sandbox)
+    assert {k: v for k, v in settings.items() if k != "apiKeyHelper"} == \
+        {k: v for k, v in USER_SETTINGS.items() if k != "apiKeyHelper"}
+    assert list(settings) == list(USER_SETTINGS)        # key order kept too
+    pool = sandbox.pool()
+    assert (pool["mode"], pool["current_key"], pool["saved_api_key_helper"]) == ("apikey", "k1", FOREIGN_HELPER)
+    status = sandbox.status()
+    assert (status["mode"], status["name"]) == ("apikey", "k1")
+    assert set(status) == {"mode", "name", "resets_at", "reset_in_seconds"}
+    assert isinstance(status["reset_in_seconds"], int) and 0 <= status["reset_in_seconds"] <= 3
+    assert sandbox.ok("plan").stdout.startswith("No changes")
+
+    time.sleep(max(0.0, soon + 0.3 - time.time()))       # past alice's reset
+    fake.set_usage(ALICE, five_hour=5, five_hour_resets_at=time.time() + 3 * 3600)
+    fake.set_usage(BOB, five_hour=100, five_hour_resets_at=time.time() + 3 * 3600)
+    sandbox.ok("reconcile")
+
+    assert sandbox.settings() == USER_SETTINGS          # the foreign helper is back, nothing else moved
+    pool = sandbox.pool()
+    assert (pool["mode"], pool["current"], pool["saved_api_key_helper"]) == ("account", "alice", "")
+    assert holds(sandbox, ALICE)
+    assert sandbox.status() == {"mode": "account", "name": "alice"}
+    assert sandbox.ok("plan").stdout.startswith("No changes")
+
+
+def test_removing_the_last_key_in_api_key_mode_restores_settings(sandbox, fake):
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=None)
+    sandbox.write_settings(USER_SETTINGS)
+    sandbox.seed(ALICE, keys={"k1": KEY1})
+    sandbox.ok("reconcile")
+    assert sandbox.pool()["mode"] == "apikey"
+    assert sandbox.settings()["apiKeyHelper"] == our_helper(sandbox)
+
+    sandbox.ok("rm", "k1")
+    assert sandbox.settings() == USER_SETTINGS
+    pool = sandbox.pool()
+    assert (pool["mode"], pool["api_keys"]) == ("account", [])
+
+
+def test_every_account_exhausted_and_no_keys_changes_nothing(sandbox, fake):
+    fake.add_account(ALICE, five_hour=100)
+    fake.add_account(BOB, seven_day=100)
+    sandbox.write_settings(USER_SETTINGS)
+    sandbox.seed(ALICE, BOB, current="bob")
+    before = sandbox.snapshot()
+    out = sandbox.ok("apply")
+    assert "no api keys" in out.stdout.lower()
+    after = sandbox.snapshot()
+    assert (after["creds"], after["settings"]) == (before["creds"], before["settings"])
+    assert sandbox.pool()["mode"] == "account"
+
+
+# ---- errors are not exhaustion -----------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["429", "500", "timeout", "garbage", "html", "empty", "nulls"])
+def test_usage_errors_are_not_exhaustion(sandbox, fake, mode):
+    fake.add_account(ALICE, usage_mode=mode)
+    fake.add_account(BOB, usage_mode=mode)
+    sandbox.write_config("[http]\ntimeout_seconds = 1\n")
+    # with a key in the pool, treating errors as 100% would switch to API-key mode
+    sandbox.seed(ALICE, BOB, current="alice", keys={"k1": KEY1})
+    before = sandbox.snapshot()
+
+    started = time.monotonic()
+    out = sandbox.run("plan", "--detailed-exitcode")
+    assert time.monotonic() - started < 10
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert out.stdout.startswith("No changes")
+    assert "unknown" in out.stdout.lower()              # says why, instead of guessing "0%" or "100%"
+    if mode != "timeout":
+        assert fake.account(ALICE).usage_calls >= 1 and fake.account(BOB).usage_calls >= 1
+
+    if mode == "429":                                   # the hooks' path writes nothing either
+        out = sandbox.run("reconcile")
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr
+    pool = sandbox.pool()
+    assert (pool["mode"], pool["current"]) == ("account", "alice")
+    assert all(a["usage_at"] == "0001-01-01T00:00:00Z" for a in pool["accounts"])   # no reading invented
+    assert sandbox.creds_bytes() == before["creds"]
+    assert not sandbox.settings_path.exists()
+
+
+def test_a_throttled_poll_keeps_the_cached_reading_and_says_how_old_it_is(sandbox, fake):
+    fake.add_account(ALICE, five_hour=37)
+    fake.add_account(BOB, five_hour=45)
+    sandbox.seed(ALICE, BOB, current="alice")
+    assert "37%" in sandbox.ok("list").stdout           # a live reading, now cached
+    fake.set_usage(ALICE, usage_mode="429")
+    fake.set_usage(BOB, usage_mode="429")
+    out = sandbox.ok("list")
+    alice_line = next(line for line in out.stdout.splitlines() if " alice " in line)
+    assert "37%" in alice_line
+    assert "ago" in alice_line, out.stdout
+    assert sandbox.pool_account("alice")["usage"]["five_hour"]["pct"] == 37
+
+
+# ---- Claude Code refreshing by itself, dead logins ---------------------------------------------
+
+def test_a_login_claude_code_refreshed_itself_is_harvested(sandbox, fake):
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=50)
+    sandbox.seed(BOB, ALICE, current="alice")           # Claude Code holds alice
+    held = sandbox.creds()
+
+    # Claude Code refreshes alice's token on its own (rotation: the pool's refresh token dies)
+    reply = httpx.post(fake.token_url, timeout=5, headers={"anthropic-beta": "oauth-2025-04-20"},
+                       json={"grant_type": "refresh_token", "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
+                             "refresh_token": held["claudeAiOauth"]["refreshToken"]})
+    assert reply.status_code == 200
+    grant = reply.json()
+    held["claudeAiOauth"].update(accessToken=grant["access_token"], refreshToken=grant["refresh_token"],
+                                 expiresAt=int((time.time() + grant["expires_in"]) * 1000))
+    sandbox.write_creds(held)
+    written = sandbox.creds_bytes()
+
+    out = sandbox.ok("apply")
+    assert "adopt_credential" in out.stdout
+    assert sandbox.pool_oauth("alice")["refreshToken"] == grant["refresh_token"]
+    assert sandbox.pool_oauth("alice")["accessToken"] == grant["access_token"]
+    assert sandbox.creds_bytes() == written             # Claude Code's fresher login is never overwritten
+    assert sandbox.pool()["current"] == "alice"
+
+    # now the pool itself has to refresh alice: with the harvested token, no invalid_grant
+    fake.expire_access_token(ALICE)
+    sandbox.ok("plan")
+    assert fake.invalid_grants == 0
+    assert fake.account(ALICE).refreshes == 2
+    assert sandbox.pool_oauth("alice")["refreshToken"] == sandbox.refresh_token(ALICE)
+    assert holds(sandbox, ALICE)                        # Claude Code holds alice: it gets the rotated login
+
+
+def test_refreshing_the_login_claude_code_holds_leaves_no_phantom_change(sandbox, fake):
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=50)
+    sandbox.seed(ALICE, BOB, current="alice")
+    fake.expire_access_token(ALICE)                     # the pool must refresh the login Claude Code holds
+
+    out = sandbox.run("plan", "--detailed-exitcode")
+    assert fake.account(ALICE).refreshes == 1
+    assert holds(sandbox, ALICE)                        # SPEC §7: the rotated login went to the store at once
+    assert sandbox.pool_oauth("alice")["refreshToken"] == sandbox.refresh_token(ALICE)
+    # so Claude Code already holds exactly what the pool would give it: nothing is left to do
+    assert (out.returncode, out.stdout.splitlines()[0][:10]) == (0, "No changes"), out.stdout
+
+
+def test_a_dead_refresh_token_is_excluded_shown_and_not_retried(sandbox, fake):
+    fake.add_account(ALICE, five_hour=5)
+    fake.add_account(BOB, five_hour=50)
+    sandbox.login(BOB)
+    sandbox.ok("import")
+    sandbox.login(ALICE, expires_at_ms=int((time.time() - 3600) * 1000))    # expired access token
+    sandbox.ok("import")
+    fake.revoke(ALICE)                                  # and its refresh token is dead
+
+    out = sandbox.ok("apply")
+    assert fake.account(ALICE).invalid_grants == 1
+    assert holds(sandbox, BOB)                          # alice (5%) is excluded, bob (50%) chosen
+    assert sandbox.pool()["current"] == "bob"
+    assert "alice" in out.stdout + out.stderr
+
+    listed = sandbox.ok("list").stdout
+    alice_line = next(line for line in listed.splitlines() if " alice " in line)
+    assert "needs re-login" in alice_line
+    accounts = {a["id"]: a for a in sandbox.list_json()["accounts"]}
+    assert accounts["alice"]["needs_relogin"] is True
+    assert accounts["bob"]["needs_relogin"] is False
+
+    token_calls = fake.count("/v1/oauth/token")
+    sandbox.ok("plan")
+    assert fake.count("/v1/oauth/token") == token_calls
+    assert fake.account(ALICE).invalid_grants == 1
+    sandbox.assert_refused(sandbox.run("switch", "alice"), "re-login")   # not selectable by hand either
+    assert holds(sandbox, BOB)
+
+    # a fresh /login (new tokens) + import brings it back
+    fake.set_usage(ALICE, revoked=False)
+    assert httpx.post(fake.token_url, timeout=5, json={"grant_type": "refresh_token",
+                                                      "refresh_token": sandbox.refresh_token(ALICE)}).status_code == 200
+    sandbox.login(ALICE)
+    sandbox.ok("import")
+    assert {a["id"]: a for a in sandbox.list_json()["accounts"]}["alice"]["needs_relogin"] is False
+    assert sandbox.pool_oauth("alice")["refreshToken"] == sandbox.refresh_token(ALICE)
+
+
+# ---- status, version, config -------------------------------------------------------------------
+
+def test_status_on_an_empty_pool_and_version(sandbox):
+    status = sandbox.run("status")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["name"] == ""
+    version = sandbox.ok("version")
+    assert version.stdout.startswith("claude-pool ")
+    assert not sandbox.pool_path.exists()
+
+
+def test_config_init_refuses_to_overwrite_and_show_prints_toml(sandbox):
+    out = sandbox.ok("config", "init")
+    assert str(sandbox.config_path) in out.stdout
+    parsed = tomllib.loads(sandbox.config_path.read_text())
+    assert parsed["http"]["timeout_seconds"] == 5.0
+    assert parsed["policy"]["threshold"] == 0.9
+
+    sandbox.write_config("[http]\ntimeout_seconds = 2.5\n")
+    sandbox.assert_refused(sandbox.run("config", "init"), "--force")
+    assert sandbox.config_path.read_text() == "[http]\ntimeout_seconds = 2.5\n"
+
+    shown = sandbox.ok("config", "show").stdout
+    effective = tomllib.loads(shown)
+    assert effective["http"]["timeout_seconds"] == 2.5
+    assert effective["endpoints"]["api_base"] == "https://api.anthropic.com"
+    assert effective["policy"]["usage_ttl_seconds"] == 60
+
+    sandbox.ok("config", "init", "--force")
+    assert tomllib.loads(sandbox.config_path.read_text())["http"]["timeout_seconds"] == 5.0

@@ -1,0 +1,881 @@
+"""Integration tests for the Claude Code side of claude-pool (SPEC §5-§8).
+
+Real parts only: the fake Anthropic HTTP server (claude_pool.fakeapi) on a loopback port, real
+files in a temporary HOME, and the installed `claude-pool` console script run as subprocesses
+with a sandboxed environment. Every process a test starts (including the detached reconciles,
+wake sleepers and plugin bootstraps that claude-pool itself starts) is found by the HOME it runs
+with and ended at teardown.
+
+This module is self-contained: its fixtures live here, not in conftest.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import filelock
+import pytest
+
+import claude_pool
+from claude_pool.fakeapi import FakeAnthropic
+from claude_pool.providers import crypto
+from claude_pool.providers.hotlock import HotLock
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "plugin"
+
+
+def _find_exe() -> str:
+    for candidate in (REPO / ".venv" / "bin" / "claude-pool", Path(sys.executable).parent / "claude-pool"):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("claude-pool")
+    if not found:
+        raise RuntimeError("the installed `claude-pool` command was not found (pip install -e . in the venv)")
+    return found
+
+
+EXE = _find_exe()
+YELLOW = "\x1b[33m"
+ALICE, BOB = "alice@example.com", "bob@example.com"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+def fp(secret: str) -> str:
+    """A short fingerprint, so assertion messages never show a token or key."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLAUDE_", "ANTHROPIC_", "XDG_")) and k != "CLAUDECODE"}
+    env["HOME"] = str(home)
+    if fake is not None:
+        env["CLAUDE_POOL_API_BASE_URL"] = fake.base_url
+        env["CLAUDE_POOL_OAUTH_TOKEN_URL"] = fake.token_url
+    if not wake:
+        env["CLAUDE_POOL_WAKE"] = "0"
+    return env
+
+
+def procs_with_env(entry: str) -> list[int]:
+    """Pids of live processes whose environment holds exactly `entry` (e.g. HOME=/tmp/x)."""
+    needle = os.fsencode(entry)
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def end_processes(entry: str, grace: float) -> None:
+    """Let processes carrying `entry` in their environment finish within `grace` s, then end them."""
+    deadline = time.monotonic() + grace
+    while procs_with_env(entry) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 0.5)):
+        left = procs_with_env(entry)
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        end = time.monotonic() + pause
+        while procs_with_env(entry) and time.monotonic() < end:
+            time.sleep(0.05)
+
+
+def statusline_payload(home: Path, rate_limits: dict | None) -> str:
+    data: dict[str, Any] = {
+        "session_id": "5d1f8a0c-0000-4000-8000-000000000001",
+        "transcript_path": str(home / ".claude" / "projects" / "x" / "t.jsonl"),
+        "cwd": str(home),
+        "model": {"id": "claude-sonnet-4-5", "display_name": "Sonnet 4.5"},
+        "workspace": {"current_dir": str(home), "project_dir": str(home)},
+        "version": "2.1.197",
+        "cost": {"total_cost_usd": 0.01, "total_duration_ms": 1200},
+        "context_window": {"total_input_tokens": 1000, "context_window_size": 200000},
+    }
+    if rate_limits is not None:
+        data["rate_limits"] = rate_limits
+    return json.dumps(data)
+
+
+def hook_payload(event: str, home: Path) -> str:
+    base = {"session_id": "5d1f8a0c-0000-4000-8000-000000000002",
+            "transcript_path": str(home / ".claude" / "projects" / "x" / "t.jsonl"),
+            "cwd": str(home)}
+    if event == "session-start":
+        base.update(hook_event_name="SessionStart", source="startup", model="claude-sonnet-4-5")
+    elif event == "prompt-submit":
+        base.update(hook_event_name="UserPromptSubmit", prompt_id="p-1", permission_mode="default",
+                    prompt="refactor the parser please")
+    else:
+        base.update(hook_event_name="StopFailure", prompt_id="p-1", effort="medium", error="rate_limit",
+                    last_assistant_message="API Error: 429 rate_limit_error")
+    return json.dumps(base)
+
+
+class Sandbox:
+    """A temporary HOME with Claude Code's and claude-pool's files, and the command run there."""
+
+    def __init__(self, home: Path, fake: FakeAnthropic, *, wake: bool = False) -> None:
+        self.home = home
+        self.fake = fake
+        self.env = sandbox_env(home, fake, wake=wake)
+        self.claude_dir = home / ".claude"
+        self.creds_path = self.claude_dir / ".credentials.json"
+        self.settings_path = self.claude_dir / "settings.json"
+        self.sessions_dir = self.claude_dir / "sessions"
+        self.pool_dir = home / ".config" / "claude-pool"
+        self.pool_path = self.pool_dir / "pool.json"
+        self.lock_path = self.pool_dir / "pool.json.lock"
+        self.status_path = self.pool_dir / "status.json"
+        self.feed_path = self.pool_dir / "usage-feed.json"
+        self.wake_path = self.pool_dir / "wake.json"
+        self.audit_path = home / ".local" / "state" / "claude-pool" / "audit.jsonl"
+        self.keys: dict[str, str] = {}
+        self.popen: list[subprocess.Popen] = []
+
+    # ---- running ------------------------------------------------------------------------
+    def run(self, *args: str, input: str | bytes = "", env: dict[str, str] | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess:
+        full = dict(self.env, **(env or {}))
+        text = isinstance(input, str)
+        return subprocess.run([EXE, *args], env=full, input=input, capture_output=True, text=text,
+                              timeout=timeout, cwd=self.home)
+
+    def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+        proc = self.run(*args, **kw)
+        assert proc.returncode == 0, f"claude-pool {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen([EXE, *args], env=dict(self.env, **(env or {})), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.home)
+        self.popen.append(proc)
+        return proc
+
+    # ---- setting up ---------------------------------------------------------------------
+    def login(self, email: str) -> None:
+        self.claude_dir.mkdir(parents=True, exist_ok=True)
+        self.creds_path.write_text(json.dumps(self.fake.credential_blob(email)))
+        os.chmod(self.creds_path, 0o600)
+
+    def add_account(self, email: str, **usage: Any) -> None:
+        """Log Claude Code in as `email` (a new fake account) and `claude-pool import` it."""
+        self.fake.add_account(email, **usage)
+        self.login(email)
+        self.ok("import")
+
+    def add_key(self, key_id: str) -> str:
+        key = "sk-ant-api03-" + secrets.token_urlsafe(32)
+        self.fake.add_api_key(key)
+        self.ok("key", "add", "--id", key_id, input=key + "\n")
+        self.keys[key_id] = key
+        return key
+
+    def exhaust(self, email: str, resets_in: float) -> None:
+        self.fake.set_usage(email, five_hour=100, five_hour_resets_at=time.time() + resets_in)
+
+    # ---- reading ------------------------------------------------------------------------
+    def pool(self) -> dict:
+        data = self.pool_path.read_bytes()
+        if data.startswith(crypto.MAGIC):
+            data = crypto.decrypt(data, crypto.derive_key())
+        return json.loads(data)
+
+    def write_pool(self, pool: dict) -> None:
+        data = crypto.encrypt(json.dumps(pool).encode(), crypto.derive_key())
+        tmp = self.pool_path.with_name("pool.json.test-tmp")
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.pool_path)
+
+    def settings(self) -> dict:
+        return json.loads(self.settings_path.read_text()) if self.settings_path.exists() else {}
+
+    def status(self) -> dict:
+        return json.loads(self.ok("status").stdout)
+
+    def list_json(self) -> dict:
+        return json.loads(self.ok("list", "--json").stdout)
+
+    def audit(self) -> list[dict]:
+        if not self.audit_path.exists():
+            return []
+        out = []
+        for line in self.audit_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # a line being appended right now
+        return out
+
+    def creds_fp(self) -> str:
+        return fp(json.loads(self.creds_path.read_text())["claudeAiOauth"]["accessToken"])
+
+    def access_fp(self, email: str) -> str:
+        return fp(self.fake.account(email).access_token)
+
+    def wake_marker(self) -> dict | None:
+        try:
+            return json.loads(self.wake_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def wake_sleepers(self) -> list[int]:
+        return [p for p in procs_with_env(f"HOME={self.home}")
+                if "claude_pool" in cmdline(p) and "wake" in cmdline(p)]
+
+    # ---- teardown -----------------------------------------------------------------------
+    def cleanup(self) -> None:
+        for proc in self.popen:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.communicate(timeout=5)
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+        marker = self.wake_marker()
+        if marker:
+            pid = int(marker.get("pid") or 0)
+            if pid > 0 and pid in procs_with_env(f"HOME={self.home}"):
+                os.kill(pid, signal.SIGKILL)
+        for pid in self.wake_sleepers():
+            os.kill(pid, signal.SIGKILL)
+        # detached reconciles started by helpers and hooks: let them finish, then end any left
+        end_processes(f"HOME={self.home}", grace=8.0)
+
+
+@pytest.fixture
+def fake_api():
+    server = FakeAnthropic().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path, fake_api: FakeAnthropic):
+    made: list[Sandbox] = []
+
+    def make(*, fake: FakeAnthropic | None = None, wake: bool = False, name: str = "home") -> Sandbox:
+        home = tmp_path / name
+        home.mkdir()
+        sb = Sandbox(home, fake or fake_api, wake=wake)
+        made.append(sb)
+        return sb
+
+    yield make
+    for sb in made:  # before the fake servers stop (fixture teardown order)
+        sb.cleanup()
+
+
+@pytest.fixture
+def sb(make_sandbox) -> Sandbox:
+    return make_sandbox()
+
+
+def apikey_pool(sb: Sandbox, *, keys: int = 1, resets: dict[str, float] | None = None) -> None:
+    """Accounts (email -> seconds to their 5h reset) all exhausted, `keys` API keys, applied."""
+    resets = resets or {ALICE: 3600}
+    for email in resets:
+        sb.add_account(email)
+    for i in range(keys):
+        sb.add_key(f"k{i + 1}")
+    for email, seconds in resets.items():
+        sb.exhaust(email, seconds)
+    sb.ok("apply")
+    assert sb.pool()["mode"] == "apikey"
+    assert sb.settings().get("apiKeyHelper") == f"{EXE} helper"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the apiKeyHelper
+# ---------------------------------------------------------------------------------------------
+
+def test_helper_outside_apikey_mode_prints_nothing(sb: Sandbox) -> None:
+    proc = sb.run("helper")  # no pool at all
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+
+    sb.add_account(ALICE)
+    sb.add_key("k1")
+    proc = sb.run("helper")  # a healthy account: account mode
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert sb.keys["k1"] not in proc.stderr
+
+
+def test_helper_round_robin_sequential(sb: Sandbox) -> None:
+    apikey_pool(sb, keys=3)
+    by_value = {v: k for k, v in sb.keys.items()}
+    served = []
+    for _ in range(7):
+        proc = sb.run("helper")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.endswith("\n") and proc.stdout.count("\n") == 1
+        key = proc.stdout[:-1]
+        assert key in by_value, "stdout is not exactly one of the pool's keys"
+        assert key not in proc.stderr
+        served.append(by_value[key])
+    assert sorted(served[:3]) == ["k1", "k2", "k3"], served
+    assert sorted(served[3:6]) == ["k1", "k2", "k3"], served
+    assert served[3:6] == served[:3] and served[6] == served[0], served
+    assert sb.status()["name"] == served[-1]
+
+
+def test_helper_concurrent_calls_lose_no_update(sb: Sandbox) -> None:
+    apikey_pool(sb, keys=3)
+    before = sb.pool()
+    assert before.get("key_cursor", 0) == 0
+    by_value = {v: k for k, v in sb.keys.items()}
+    env = {"CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}
+    procs = [sb.start("helper", env=env) for _ in range(30)]
+    counts: collections.Counter[str] = collections.Counter()
+    for proc in procs:
+        out, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err
+        assert out.endswith("\n") and out.count("\n") == 1
+        assert out[:-1] in by_value, "stdout is not exactly one of the pool's keys"
+        counts[by_value[out[:-1]]] += 1
+    assert counts == {"k1": 10, "k2": 10, "k3": 10}
+
+    after = sb.pool()  # still decrypts with this machine's key
+    assert after.get("key_cursor", 0) == 30 % 3
+    assert after["mode"] == "apikey"
+    assert {k["id"]: k["key"] for k in after["api_keys"]} == sb.keys
+    assert [a["id"] for a in after["accounts"]] == [a["id"] for a in before["accounts"]]
+    assert oct(sb.pool_path.stat().st_mode & 0o777) == oct(0o600)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. the helper's lock is filelock's lock
+# ---------------------------------------------------------------------------------------------
+
+def test_helper_waits_for_filelock(sb: Sandbox) -> None:
+    apikey_pool(sb, keys=1)
+    held = filelock.FileLock(str(sb.lock_path))
+    held.acquire(timeout=5)
+    try:
+        proc = sb.start("helper", env={"CLAUDE_POOL_HELPER_NO_RECONCILE": "1"})
+        time.sleep(1.2)
+        assert proc.poll() is None, "the helper finished while another process held the pool lock"
+    finally:
+        released = time.monotonic()
+        held.release()
+    out, err = proc.communicate(timeout=10)
+    took = time.monotonic() - released
+    assert proc.returncode == 0, err
+    assert out == sb.keys["k1"] + "\n"
+    assert took < 2.0, f"the helper needed {took:.2f}s after the lock was released"
+
+
+def test_hotlock_excludes_filelock(tmp_path: Path) -> None:
+    lock_path = tmp_path / "cfg" / "pool.json.lock"
+    with HotLock(lock_path, wait=2):
+        started = time.monotonic()
+        with pytest.raises(filelock.Timeout):
+            filelock.FileLock(str(lock_path), timeout=0.5).acquire()
+        assert time.monotonic() - started >= 0.45
+    other = filelock.FileLock(str(lock_path), timeout=0.5)
+    other.acquire()  # free again once released
+    other.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. the helper's detached reconcile
+# ---------------------------------------------------------------------------------------------
+
+def test_helper_detached_reconcile_leaves_apikey_mode(sb: Sandbox) -> None:
+    apikey_pool(sb, keys=1, resets={ALICE: 3600, BOB: 2})
+    assert sb.status()["mode"] == "apikey"
+    # bob's cached reset passes, and bob really has headroom again
+    wait_for(lambda: time.time() > sb.fake.account(BOB).five_hour_resets_at + 0.5, 10, "bob's reset")
+    sb.fake.set_usage(BOB, five_hour=5, five_hour_resets_at=time.time() + 4 * 3600)
+
+    started = time.monotonic()
+    proc = sb.start("helper")
+    out, err = proc.communicate(timeout=10)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, err
+    assert proc.poll() == 0  # the helper has exited
+    assert out == sb.keys["k1"] + "\n"
+    assert took < 3.0, f"the helper took {took:.2f}s"
+
+    def back() -> bool:
+        return "apiKeyHelper" not in sb.settings() and json.loads(sb.ok("status").stdout)["mode"] == "account"
+
+    wait_for(back, 20, "the detached reconcile to leave API-key mode")
+    assert sb.status() == {"mode": "account", "name": "bob"}
+    assert sb.pool()["mode"] == "account"
+    assert sb.creds_fp() == sb.access_fp(BOB)
+    helper_events = wait_for(lambda: [e for e in sb.audit() if e.get("trigger") == "helper"], 10,
+                             "audit events with trigger helper")
+    assert any(e.get("action") == "write_settings" for e in helper_events), helper_events
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. the recovery wake
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reset_in", [600, 5, 7 * 3600], ids=["reset+30s", "at-least-60s", "over-6h"])
+def test_wake_scheduled_once(make_sandbox, reset_in: float) -> None:
+    sb = make_sandbox(wake=True)
+    assert "CLAUDE_POOL_WAKE" not in sb.env
+    sb.add_account(ALICE)
+    sb.add_key("k1")
+    sb.exhaust(ALICE, reset_in)
+    reset_at = sb.fake.account(ALICE).five_hour_resets_at
+    before = time.time()
+    sb.ok("apply")
+    after = time.time()
+    assert sb.pool()["mode"] == "apikey"
+
+    if reset_in > 6 * 3600:
+        assert sb.wake_marker() is None
+        assert sb.wake_sleepers() == []
+        return
+
+    marker = sb.wake_marker()
+    assert marker is not None, "entering API-key mode wrote no wake.json"
+    at, pid = float(marker["at"]), int(marker["pid"])
+    if reset_in == 600:
+        assert abs(at - (reset_at + 30)) < 1.5, (at, reset_at)
+    else:
+        assert before + 60 - 1 <= at <= after + 60 + 1, (at, before, after)
+    assert at >= time.time() + 55
+    assert alive(pid)
+    argv = cmdline(pid)
+    assert "claude_pool" in argv and "wake" in argv, argv
+    assert sb.wake_sleepers() == [pid]
+
+    if reset_in == 600:  # while still in API-key mode, no second sleeper
+        sb.ok("apply")
+        sb.ok("reconcile")
+        assert sb.pool()["mode"] == "apikey"
+        again = sb.wake_marker()
+        assert again is not None and int(again["pid"]) == pid and abs(float(again["at"]) - at) < 1
+        assert alive(pid)
+        assert sb.wake_sleepers() == [pid]
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. hooks
+# ---------------------------------------------------------------------------------------------
+
+def _stdins(home: Path) -> dict[str, Callable[[str], str]]:
+    rng = random.Random(1234)
+    noise = "".join(rng.choices(string.printable, k=300 * 1024))
+    return {
+        "empty": lambda event: "",
+        "not-json": lambda event: "not json",
+        "truncated": lambda event: '{"session_id": "x", ',
+        "noise-300k": lambda event: noise,
+        "valid": lambda event: hook_payload(event, home),
+    }
+
+
+def test_hooks_never_exit_2_never_print(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    sb.add_account(BOB)
+    stdins = _stdins(sb.home)
+    cases = [(event, name) for event in ("session-start", "prompt-submit", "stop-failure") for name in stdins]
+
+    def one(case: tuple[str, str]) -> tuple[tuple[str, str], subprocess.CompletedProcess]:
+        event, name = case
+        return case, sb.run("hook", event, input=stdins[name](event), timeout=60)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, cases))
+    codes = {}
+    for (event, name), proc in results:
+        assert proc.returncode != 2, f"hook {event} with {name} stdin exited 2: {proc.stderr}"
+        assert proc.returncode in (0, 1), f"hook {event} with {name} stdin exited {proc.returncode}"
+        assert proc.stdout == "", f"hook {event} with {name} stdin printed on stdout"
+        assert "Traceback" not in proc.stderr
+        codes[(event, name)] = proc.returncode
+    # a healthy pool: the payload, whatever it is, is tolerated
+    assert all(code == 0 for code in codes.values()), {k: v for k, v in codes.items() if v}
+
+    proc = sb.run("hook", "no-such-event", input=hook_payload("session-start", sb.home))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    proc = sb.run("hook", input="")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+
+
+def test_hook_session_start_imports_the_login_into_an_empty_pool(sb: Sandbox) -> None:
+    sb.fake.add_account(ALICE)
+    sb.login(ALICE)
+    assert not sb.pool_path.exists()
+    proc = sb.run("hook", "session-start", input=hook_payload("session-start", sb.home))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    listed = sb.list_json()
+    assert [(a["id"], a["email"]) for a in listed["accounts"]] == [("alice", ALICE)]
+    assert listed["current"] == "alice"
+    assert sb.creds_fp() == sb.access_fp(ALICE)
+
+
+def test_hook_prompt_submit_returns_at_once_and_reconciles_after(make_sandbox) -> None:
+    slow = FakeAnthropic(usage_delay=3).start()
+    sb = make_sandbox(fake=slow)
+    try:
+        sb.add_account(ALICE)
+        usage_before = slow.count("/api/oauth/usage")
+        started = time.monotonic()
+        proc = sb.run("hook", "prompt-submit", input=hook_payload("prompt-submit", sb.home), timeout=10)
+        took = time.monotonic() - started
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == ""
+        assert took < 1.5, f"prompt-submit took {took:.2f}s"
+        events = wait_for(lambda: [e for e in sb.audit() if e.get("trigger") == "hook:prompt-submit"
+                                   and e.get("event") == "run"], 20,
+                          "the detached reconcile's audit event (trigger hook:prompt-submit)")
+        assert events[0].get("result") == "ok", events
+        assert slow.count("/api/oauth/usage") > usage_before  # it really polled, behind the hook's back
+    finally:
+        sb.cleanup()
+        slow.stop()
+
+
+def test_hook_stop_failure_switches_before_exit(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    sb.add_account(BOB)  # bob is active
+    assert sb.creds_fp() == sb.access_fp(BOB)
+    sb.exhaust(BOB, 3600)
+    proc = sb.run("hook", "stop-failure", input=hook_payload("stop-failure", sb.home))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert sb.creds_fp() == sb.access_fp(ALICE)  # already switched when the hook returned
+    assert sb.pool()["current"] == "alice"
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. running sessions
+# ---------------------------------------------------------------------------------------------
+
+def test_swap_tells_about_running_sessions(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    sb.add_account(BOB)
+    sb.sessions_dir.mkdir(parents=True, exist_ok=True)
+    me = os.getpid()
+    (sb.sessions_dir / f"{me}.json").write_text(json.dumps(
+        {"pid": me, "sessionId": "s-alive", "cwd": str(sb.home), "startedAt": int(time.time() * 1000),
+         "procStart": "12345", "version": "2.1.197", "kind": "interactive", "status": "idle"}))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert not alive(dead.pid)
+    (sb.sessions_dir / f"{dead.pid}.json").write_text(json.dumps(
+        {"pid": dead.pid, "sessionId": "s-dead", "cwd": str(sb.home), "procStart": "1"}))
+
+    sb.exhaust(BOB, 3600)
+    proc = sb.ok("apply")
+    assert sb.creds_fp() == sb.access_fp(ALICE)
+    assert "1 running Claude Code session " in proc.stderr, proc.stderr
+    assert "2 running" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. statusline
+# ---------------------------------------------------------------------------------------------
+
+def _shift_back(sb: Sandbox, seconds: float) -> str:
+    """Make the pool's last switch and every usage reading `seconds` older (time passing)."""
+    pool = sb.pool()
+    shifted = {}
+    for holder, key in [(pool, "switched_at")] + [(a, "usage_at") for a in pool["accounts"]]:
+        value = holder.get(key)
+        if value and not value.startswith("0001-"):
+            when = datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+            holder[key] = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            shifted[key] = holder[key]
+    sb.write_pool(pool)
+    status = json.loads(sb.status_path.read_text())
+    status["since"] = pool["switched_at"]
+    time.sleep(0.01)
+    sb.status_path.write_text(json.dumps(status))
+    return pool["switched_at"]
+
+
+def test_statusline_feed_and_badge(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    sb.add_account(BOB)  # bob is active
+    sb.fake.set_usage(BOB, five_hour=7, seven_day=3)
+    five_reset, seven_reset = int(time.time()) + 3 * 3600, int(time.time()) + 5 * 86400
+    limits = {"five_hour": {"used_percentage": 42, "resets_at": five_reset},
+              "seven_day": {"used_percentage": 10, "resets_at": seven_reset}}
+
+    # right after a switch the feed is recorded but not trusted yet (settling time)
+    proc = sb.ok("statusline", input=statusline_payload(sb.home, limits))
+    assert proc.stdout.count("\n") == 1 and len(proc.stdout) < 60
+    assert "bob" in proc.stdout and "\x1b[" not in proc.stdout
+    feed = json.loads(sb.feed_path.read_text())
+    status = json.loads(sb.status_path.read_text())
+    assert feed["name"] == "bob" and feed["since"] == status["since"] and status["since"]
+    assert feed["five_hour"]["pct"] == 42 and feed["seven_day"]["pct"] == 10
+    assert abs(feed["at"] - time.time()) < 10
+    assert oct(sb.feed_path.stat().st_mode & 0o777) == oct(0o600)
+    calls = sb.fake.count("/api/oauth/usage")
+    sb.ok("reconcile", "--if-needed")
+    assert sb.fake.count("/api/oauth/usage") == calls + 1
+    assert sb.list_json()["accounts"][1]["usage"]["five_hour"]["pct"] == 7
+
+    # two minutes later: the statusline's reading replaces the poll
+    since = _shift_back(sb, 120)
+    sb.ok("statusline", input=statusline_payload(sb.home, limits))
+    assert json.loads(sb.feed_path.read_text())["since"] == since
+    calls = sb.fake.count("/api/oauth/usage")
+    sb.ok("reconcile", "--if-needed")
+    assert sb.fake.count("/api/oauth/usage") == calls, "the usage API was called despite the fresh feed"
+    bob = next(a for a in sb.list_json()["accounts"] if a["id"] == "bob")
+    assert bob["usage"]["five_hour"]["pct"] == 42 and bob["usage"]["seven_day"]["pct"] == 10
+    got = datetime.fromisoformat(bob["usage"]["five_hour"]["resets_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(got - five_reset) < 1
+
+    # on API keys: the key's name, in yellow, with the time until an account is back
+    sb.add_key("k1")
+    sb.exhaust(ALICE, 3600)
+    sb.exhaust(BOB, 2 * 3600)
+    sb.ok("apply")
+    assert sb.pool()["mode"] == "apikey"
+    proc = sb.ok("statusline", input=statusline_payload(sb.home, None))
+    assert YELLOW in proc.stdout and "k1" in proc.stdout and "back in" in proc.stdout
+    assert sb.keys["k1"] not in proc.stdout
+    plain = sb.ok("statusline", "--no-color", input=statusline_payload(sb.home, None))
+    assert "\x1b" not in plain.stdout and "k1" in plain.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. the plugin
+# ---------------------------------------------------------------------------------------------
+
+def test_plugin_manifest_and_hooks() -> None:
+    manifest = json.loads((PLUGIN / ".claude-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == "claude-pool"
+    assert manifest["version"] == claude_pool.__version__
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "claude_pool.__version__"}
+    from importlib.metadata import version
+    assert version("claude-pool") == claude_pool.__version__
+
+    market = json.loads((REPO / ".claude-plugin" / "marketplace.json").read_text())
+    assert [(p["name"], p["source"]) for p in market["plugins"]] == [("claude-pool", "./plugin")]
+
+    hooks = json.loads((PLUGIN / "hooks" / "hooks.json").read_text())["hooks"]
+    assert set(hooks) == {"SessionStart", "UserPromptSubmit", "StopFailure"}
+    wanted = {"SessionStart": "session-start", "UserPromptSubmit": "prompt-submit", "StopFailure": "stop-failure"}
+    for event, arg in wanted.items():
+        entries = hooks[event]
+        assert len(entries) == 1
+        if event == "StopFailure":
+            assert entries[0]["matcher"] == "rate_limit|authentication_failed"
+        for hook in entries[0]["hooks"]:
+            assert hook["type"] == "command"
+            assert isinstance(hook["timeout"], (int, float)) and 0 < hook["timeout"] <= 600
+            assert "${CLAUDE_PLUGIN_ROOT}/scripts/claude-pool" in hook["command"]
+            assert hook["command"].rstrip().endswith(f"hook {arg}")
+    assert os.access(PLUGIN / "scripts" / "claude-pool", os.X_OK)
+    assert os.access(PLUGIN / "scripts" / "bootstrap", os.X_OK)
+
+
+def _path_without_claude_pool() -> str:
+    dirs = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if d and not os.path.exists(os.path.join(d, "claude-pool"))
+            and Path(d).resolve() != (REPO / ".venv" / "bin").resolve()]
+    for extra in ("/usr/bin", "/bin"):
+        if extra not in dirs:
+            dirs.append(extra)
+    return os.pathsep.join(dirs)
+
+
+def test_plugin_wrapper_bootstraps_in_background(tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    # a copy of the source, so the install's in-tree build never writes into the repository
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", ".cache", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".benchmarks", "tests"))
+    home = tmp_path / "home"
+    home.mkdir()
+    wrapper = str(PLUGIN / "scripts" / "claude-pool")
+
+    def env_for(data: Path) -> dict[str, str]:
+        env = sandbox_env(home, fake_api)
+        env.update(PATH=_path_without_claude_pool(), CLAUDE_PLUGIN_ROOT=str(PLUGIN),
+                   CLAUDE_PLUGIN_DATA=str(data), CLAUDE_POOL_SOURCE=str(src))
+        return env
+
+    def call(data: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([wrapper, *args], env=env_for(data), input=input, capture_output=True,
+                              text=True, timeout=20, cwd=home)
+
+    try:
+        assert subprocess.run(["sh", "-c", "command -v claude-pool"], env=env_for(tmp_path),
+                              capture_output=True).returncode != 0
+
+        # a bootstrap already running (a fresh lock dir): nothing is installed, the lock is not taken
+        busy = tmp_path / "data-busy"
+        (busy / "bootstrap.lock").mkdir(parents=True)
+        proc = call(busy, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
+        assert proc.returncode == 0 and proc.stdout == ""
+        wait_for(lambda: (busy / "bootstrap.log").exists(), 10, "bootstrap.log (busy case)")
+        wait_for(lambda: not procs_with_env(f"CLAUDE_PLUGIN_DATA={busy}"), 10, "the refused bootstrap to exit")
+        assert not (busy / "venv").exists()
+        assert "installing" not in (busy / "bootstrap.log").read_text()
+        assert (busy / "bootstrap.lock").is_dir(), "a bootstrap removed a lock it did not own"
+
+        # first use: exit 0 at once, nothing on stdout, install in the background
+        data = tmp_path / "data"
+        started = time.monotonic()
+        proc = call(data, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == ""
+        assert time.monotonic() - started < 3
+        wait_for(lambda: (data / "bootstrap.log").exists(), 10, "bootstrap.log")
+        wait_for(lambda: (data / "bootstrap.lock").is_dir() or (data / "venv" / ".complete").exists(), 10,
+                 "the bootstrap lock dir")
+        # a second call while it runs: no second install
+        proc = call(data, "hook", "session-start", input=hook_payload("session-start", home))
+        assert proc.returncode == 0 and proc.stdout == ""
+
+        wait_for(lambda: (data / "venv" / ".complete").exists(), 120, "the background install (venv/.complete)",
+                 interval=0.5)
+        wait_for(lambda: not procs_with_env(f"CLAUDE_PLUGIN_DATA={data}"), 20, "the bootstraps to exit")
+        log = (data / "bootstrap.log").read_text()
+        assert log.count("installing claude-pool from") == 1, log
+        assert "bootstrap: done" in log, log
+        assert not (data / "bootstrap.lock").exists()
+
+        # installed: the wrapper now runs the plugin's private claude-pool
+        proc = call(data, "version")
+        assert proc.returncode == 0 and proc.stdout.strip() == f"claude-pool {claude_pool.__version__}"
+        proc = call(data, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
+        assert proc.returncode == 0 and proc.stdout == ""
+    finally:
+        for entry in (f"CLAUDE_PLUGIN_DATA={tmp_path / 'data-busy'}", f"CLAUDE_PLUGIN_DATA={tmp_path / 'data'}",
+                      f"HOME={home}"):
+            end_processes(entry, grace=3.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. reconcile --launch
+# ---------------------------------------------------------------------------------------------
+
+FAKE_CLAUDE = """#!{python}
+import hashlib, json, os, sys
+creds = os.path.join(os.environ["HOME"], ".claude", ".credentials.json")
+try:
+    token = json.load(open(creds))["claudeAiOauth"]["accessToken"]
+    seen = hashlib.sha256(token.encode()).hexdigest()[:12]
+except Exception:
+    seen = None
+with open(os.environ["FAKE_CLAUDE_OUT"], "w") as fh:
+    json.dump({{"argv": sys.argv[1:], "pid": os.getpid(), "creds": seen}}, fh)
+sys.exit(7)
+"""
+
+
+def _fake_claude(sb: Sandbox) -> tuple[dict[str, str], Path]:
+    bindir = sb.home.parent / "fakebin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / "claude"
+    script.write_text(FAKE_CLAUDE.format(python=sys.executable))
+    script.chmod(0o755)
+    out = sb.home.parent / "claude-argv.json"
+    return {"PATH": f"{bindir}{os.pathsep}{sb.env.get('PATH', '/usr/bin:/bin')}", "FAKE_CLAUDE_OUT": str(out)}, out
+
+
+def test_reconcile_launch_execs_claude_after_the_pool_step(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    sb.add_account(BOB)  # bob is active, and exhausted
+    sb.exhaust(BOB, 3600)
+    env, out = _fake_claude(sb)
+    proc = sb.start("reconcile", "--launch", "--", "-p", "hi", "--model", "x", env=env)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, err  # claude's own exit status
+    seen = json.loads(out.read_text())
+    assert seen["argv"] == ["-p", "hi", "--model", "x"]
+    assert seen["pid"] == proc.pid  # exec, not a child
+    assert seen["creds"] == sb.access_fp(ALICE)  # the pool step ran first
+    assert sb.pool()["current"] == "alice"
+
+
+def test_reconcile_launch_execs_claude_when_the_pool_step_fails(sb: Sandbox) -> None:
+    sb.add_account(ALICE)
+    corrupt = crypto.MAGIC + secrets.token_bytes(80)
+    sb.pool_path.write_bytes(corrupt)
+    env, out = _fake_claude(sb)
+    proc = sb.start("reconcile", "--launch", "--", "-p", "hi", "--model", "x", env=env)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, err
+    seen = json.loads(out.read_text())
+    assert seen["argv"] == ["-p", "hi", "--model", "x"]
+    assert seen["pid"] == proc.pid
+    assert "Traceback" not in err
+    assert any(line.startswith("claude-pool") for line in err.splitlines()), err
+    assert sb.pool_path.read_bytes() == corrupt  # never overwritten
