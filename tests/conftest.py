@@ -41,6 +41,14 @@ _STRIPPED = {"CLAUDE_CONFIG_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME"}
 _STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_POOL_", "CLAUDE_CODE_")
 
 
+@pytest.fixture(scope="session")
+def pycache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Byte-code cache for the subprocesses, outside the repository. The inherited environment may
+    say PYTHONDONTWRITEBYTECODE, which makes every `claude-pool` run compile the product again;
+    caching under a private prefix makes each run ~40% faster and writes nothing in the repo."""
+    return tmp_path_factory.mktemp("pycache")
+
+
 @pytest.fixture
 def fake():
     server = FakeAnthropic().start()
@@ -53,7 +61,7 @@ def fake():
 class Sandbox:
     """A temp HOME with Claude Code's and claude-pool's files, and a way to run the command there."""
 
-    def __init__(self, home: Path, fake: FakeAnthropic) -> None:
+    def __init__(self, home: Path, fake: FakeAnthropic, pycache: Path | None = None) -> None:
         self.home = home
         self.fake = fake
         self.exe = CLAUDE_POOL
@@ -73,6 +81,9 @@ class Sandbox:
             CLAUDE_POOL_API_BASE_URL=fake.base_url,
             CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
         )
+        if pycache is not None:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(pycache)
         self.env = env
         #: every (args, stdout, stderr) this sandbox produced, for the secrets test
         self.transcript: list[tuple[tuple[str, ...], str, str]] = []
@@ -230,7 +241,7 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, fake: FakeAnthropic) -> Sandbox:
+def sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path) -> Sandbox:
     home = tmp_path / "home"
     home.mkdir()
-    return Sandbox(home, fake)
+    return Sandbox(home, fake, pycache_dir)

@@ -369,12 +369,16 @@ def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fak
 def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fake) -> None:
     key = _new_api_key()
     fake.add_api_key(key)
-    reset = time.time() + 3
-    fake.add_account(BOB, five_hour=100, five_hour_resets_at=reset)
-    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=reset)
+    fake.add_account(BOB, five_hour=100)
+    fake.add_account(ALICE, five_hour=100)
     sandbox.import_accounts(BOB, ALICE)  # Claude Code holds alice's login
     sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
     sandbox.write_settings(OTHER_SETTINGS)
+    # Both 5-hour windows reset in a few seconds. Until then the cached usage proves both
+    # exhausted, so claude-pool does not poll (SPEC §6.7).
+    reset = time.time() + 6
+    for email in (ALICE, BOB):
+        fake.set_usage(email, five_hour_resets_at=reset)
     # Enter API-key mode from the command line (test 2 covers entering it from the hook), so this
     # Claude Code starts with the helper already in settings.json.
     sandbox.pool("reconcile")
@@ -385,10 +389,11 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
     assert fake.messages_requests()[0]["auth_kind"] == "x-api-key", sandbox.report()
     assert _our_helper(sandbox.settings().get("apiKeyHelper")), sandbox.report()
     seen = len(fake.messages_requests())
+    assert time.time() < reset, "the setup took too long: the reset passed before the first run ended"
 
-    # bob's 5-hour window resets: past the reset claude-pool polls again and finds him at 5 %.
-    time.sleep(max(0.0, reset + 1.0 - time.time()))
+    # bob's window resets: his usage drops, and past the reset claude-pool polls again.
     fake.set_usage(BOB, five_hour=5, five_hour_resets_at=time.time() + 5 * 3600)
+    time.sleep(max(0.0, reset + 1.0 - time.time()))
 
     second = sandbox.claude_p()
 
