@@ -49,15 +49,6 @@ def parse_ioreg_uuid(text: str) -> str | None:
     return None
 
 
-def parse_reg_machine_guid(text: str) -> str | None:
-    """Pick the `MachineGuid` value out of `reg query` output (Windows)."""
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[0] == "MachineGuid" and fields[1].startswith("REG_"):
-            return fields[-1]
-    return None
-
-
 def machine_id(platform: str | None = None) -> str:
     platform = platform or sys.platform
     value: str | None = None
@@ -81,11 +72,13 @@ def machine_id(platform: str | None = None) -> str:
     return value or NO_MACHINE_ID
 
 
-def _windows_machine_guid() -> str | None:
-    try:
-        import winreg  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+def _windows_machine_guid(winreg: object = None) -> str | None:
+    """HKLM\\SOFTWARE\\Microsoft\\Cryptography MachineGuid (the 64-bit view), as the Go tool reads it."""
+    if winreg is None:
+        try:
+            import winreg  # type: ignore[import-not-found, no-redef]
+        except ImportError:
+            return None
     try:
         key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography", 0,
                              winreg.KEY_READ | getattr(winreg, "KEY_WOW64_64KEY", 0))

@@ -7,11 +7,15 @@ and pathlib (with the urllib and re it pulls in) would cost them more than the r
 from __future__ import annotations
 
 import os
+import sys
 
 join = os.path.join
 
 
-def home() -> str:
+def home(platform: str | None = None) -> str:
+    """Windows: %USERPROFILE% (where Claude Code looks); elsewhere $HOME."""
+    if (platform or sys.platform) == "win32":
+        return os.environ.get("USERPROFILE") or os.path.expanduser("~")
     return os.environ.get("HOME") or os.path.expanduser("~")
 
 

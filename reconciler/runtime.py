@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from claude_pool.providers import paths
 from claude_pool.providers.anthropic import AnthropicApi, EndpointError, Endpoints
-from claude_pool.providers.base import Provider
+from claude_pool.providers.base import Provider, ProviderError
 from claude_pool.providers.credstore import default_store
 from claude_pool.providers.poolfile import PoolFile
 from claude_pool.providers.settings import SettingsFile
@@ -101,10 +101,15 @@ class Runtime:
 
     @classmethod
     def default(cls, trigger: str, config: Config | None = None) -> "Runtime":
+        config = config or load_config()
+        try:
+            store = default_store(config.store.credential_store)
+        except ProviderError as exc:
+            raise UserError(str(exc)) from None
         return cls(
-            config=config or load_config(),
+            config=config,
             pool_file=PoolFile(),
-            store=default_store(),
+            store=store,
             settings=SettingsFile(),
             trigger=trigger,
             helper=helper_command(),

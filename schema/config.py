@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -32,8 +34,13 @@ class LogConfig(_Strict):
     keep: int = Field(3, ge=0, le=20, description="rotated audit logs kept")
 
 
+class StoreConfig(_Strict):
+    credential_store: Literal["auto", "keychain", "file"] = "auto"
+
+
 class Config(_Strict):
     endpoints: Endpoints = Field(default_factory=Endpoints)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -47,6 +54,11 @@ DEFAULT_CONFIG_TOML = """\
 # Plain http:// is refused unless the host is loopback.
 api_base = "https://api.anthropic.com"
 token_url = "https://platform.claude.com/v1/oauth/token"
+
+[store]
+# Where Claude Code keeps its login: "auto" (the Keychain on macOS, the file elsewhere),
+# "keychain" or "file". The environment variable CLAUDE_POOL_CREDENTIAL_STORE wins over this.
+credential_store = "auto"
 
 [policy]
 # `reconcile --if-needed` (what the hooks run) stays on the current account while its binding
