@@ -61,8 +61,25 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, follow_sym
         pass
 
 
-def clean_stale_temps(directory: Path, older_than: float = 60.0) -> int:
-    """Remove temp files a killed run left behind; returns how many."""
+def _writer_alive(name: str) -> bool:
+    """Temp names carry the writer's pid: `.cptmp-<pid>-<random>-<file>`."""
+    try:
+        pid = int(name[len(TEMP_MARK):].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temps(directory: Path | str, older_than: float = 600.0) -> int:
+    """Remove temp files a killed run left behind: its writer is dead (or it is very old)."""
     removed = 0
     now = time.time()
     try:
@@ -73,7 +90,7 @@ def clean_stale_temps(directory: Path, older_than: float = 60.0) -> int:
         if not entry.name.startswith(TEMP_MARK):
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
+            if not _writer_alive(entry.name) or now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
                 os.unlink(entry.path)
                 removed += 1
         except OSError:

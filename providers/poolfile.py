@@ -22,7 +22,7 @@ from .base import ProviderError
 from .fsutil import clean_stale_temps, ensure_private_dir
 from .poolcodec import PoolError
 
-LOCK_WAIT_SECONDS = 20.0
+LOCK_WAIT_SECONDS = 60.0
 
 
 class PoolBusy(ProviderError):

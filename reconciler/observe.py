@@ -17,6 +17,7 @@ from pathlib import Path
 from claude_pool.providers import claude_lock, paths
 from claude_pool.providers.anthropic import ApiError, InvalidGrant, TransientError, Unauthorized
 from claude_pool.providers.base import ProviderError
+from claude_pool.providers.fsutil import clean_stale_temps
 from claude_pool.providers.poolfile import decision_digest
 from claude_pool.schema.credentials import (
     OAuth, blob_secrets, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
@@ -40,7 +41,10 @@ def _fresher(a: OAuth, b: OAuth | None) -> bool:
 
 
 def load(rt: Runtime) -> None:
-    """Read the pool and the credential store into the runtime."""
+    """Read the pool and the credential store into the runtime (after sweeping up temp files a
+    killed run may have left beside them)."""
+    for directory in (rt.pool_file.path.parent, Path(paths.claude_dir())):
+        clean_stale_temps(directory)
     try:
         rt.pool = rt.pool_file.observe()
         rt.store_raw = rt.store.observe()
