@@ -1,8 +1,8 @@
 """The recovery wake (SPEC §6.7): one detached one-shot reconcile at the earliest known reset.
 
 A marker file beside the pool (`wake.json`: the time and the sleeper's pid) deduplicates: while a
-live sleeper is due at the same time, no other is started; a sleeper for a different time is
-replaced, and a sleeper that wakes to find the marker is no longer its own exits quietly.
+live sleeper is due no later than the time wanted, no other is started; one due later is replaced
+(killed), and a sleeper that wakes to find the marker is no longer its own exits quietly.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def schedule(at: float, *, path: Path | None = None) -> str:
     if current is not None:
         pid = int(current.get("pid") or 0)
         if pid_alive(pid):
-            if abs(float(current.get("at") or 0) - at) < 1:
+            # A live sleeper due no later than `at` covers it: when it wakes, that reconcile
+            # schedules again if the pool is still on API keys.
+            if float(current.get("at") or 0) <= at + 1:
                 return "already"
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import time
 
 from claude_pool.providers import spawn
 
@@ -66,14 +67,32 @@ def _full(argv: list[str], trigger: str) -> int:
     return 0 if code == 0 else 1
 
 
+# Claude Code adopts a settings.json change only once the file has been stable for about 1 s
+# (checked on Claude Code 2.1.197): a session-start that changed it waits this long, or the
+# session's first request would still go out with the old credential.
+SETTINGS_SETTLE = 1.5
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def session_start() -> int:
     from claude_pool.providers import paths
 
     trigger = "hook:session-start"
+    settings = os.path.realpath(paths.settings_file())
+    before = _mtime(settings)
     code = 0
     if _pool_is_empty(paths.pool_file()):
         code = _full(["import"], trigger)  # the login Claude Code holds starts the pool
-    return max(code, _full(["reconcile", "--if-needed", "--threshold", THRESHOLD], trigger))
+    code = max(code, _full(["reconcile", "--if-needed", "--threshold", THRESHOLD], trigger))
+    if _mtime(settings) != before:
+        time.sleep(SETTINGS_SETTLE)
+    return code
 
 
 def _pool_is_empty(path: object) -> bool:

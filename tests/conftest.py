@@ -233,6 +233,17 @@ class Sandbox:
         """The bytes of every file a run could change, to prove a refused run changed nothing."""
         return {"pool": self.pool_bytes(), "creds": self.creds_bytes(), "settings": self.settings_bytes()}
 
+    def state(self) -> dict[str, object]:
+        """What a run could change that matters, ignoring the pool's usage cache: the pool's
+        decisions and logins, and the bytes of Claude Code's files."""
+        pool = None
+        if self.pool_path.exists():
+            raw = self.pool()
+            pool = {k: raw.get(k) for k in ("mode", "current", "current_key", "saved_api_key_helper", "api_keys")}
+            pool["accounts"] = [(a.get("id"), a.get("email"), a.get("blob"), a.get("needs_relogin", False))
+                                for a in raw.get("accounts") or []]
+        return {"pool": pool, "creds": self.creds_bytes(), "settings": self.settings_bytes()}
+
     def access(self, email: str) -> str:
         return self.fake.account(email).access_token
 

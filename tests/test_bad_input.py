@@ -70,12 +70,12 @@ def test_settings_that_are_not_a_json_object_are_never_rewritten(sandbox, fake, 
     fake.add_account(ALICE, five_hour=100, five_hour_resets_at=None)   # would enter API-key mode
     sandbox.seed(ALICE, keys={"k1": KEY1})
     sandbox.write_settings(text)
-    before = sandbox.snapshot()
+    before = sandbox.state()
 
     for command in ("reconcile", "apply"):
         sandbox.assert_refused(sandbox.run(command), "settings.json")
         assert sandbox.settings_path.read_text() == text
-        assert sandbox.snapshot() == before, command
+        assert sandbox.state() == before, command
     assert sandbox.pool()["mode"] == "account"
 
 

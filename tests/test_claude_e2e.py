@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shlex
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -59,7 +58,8 @@ BOB = "bob@example.com"
 
 # Text the hooks (or anything claude-pool prints) could put in front of the model.
 HOOK_TEXT = ("claude-pool", "claude_pool", "reconcile", "switched", "pool:", "apikeyhelper",
-             "api-key mode", "headroom", "threshold", "hook session-start", "hook prompt-submit",
+             "api-key mode", "using api keys", "most headroom", "headroom again", "% threshold",
+             "every account", "hook session-start", "hook prompt-submit",
              "hook stop-failure", "sessionstart hook", "userpromptsubmit hook", "hook additional context",
              "hook success", "hook error", "traceback")
 
@@ -312,7 +312,8 @@ def test_session_start_moves_off_an_exhausted_account_before_the_first_request(s
     # The credential file now holds bob's login (0600), and the pool says so.
     assert sandbox.held_token() == fake.account(BOB).access_token
     assert stat.S_IMODE(sandbox.creds_path.stat().st_mode) == 0o600
-    assert sandbox.status() == {"mode": "account", "name": "bob"} or sandbox.status()["name"] == "bob"
+    status = sandbox.status()
+    assert status["mode"] == "account" and status["name"] == "bob", status
     switched = [e for e in sandbox.audit()
                 if e.get("trigger") == "hook:session-start" and e.get("action") == "write_credential"]
     assert switched and switched[-1].get("target") == "bob", sandbox.report()
@@ -348,19 +349,22 @@ def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fak
 
     proc = sandbox.claude_p()
 
-    _assert_answered(sandbox, proc, _key_label(key))
-    msgs = fake.messages_requests()
-    assert msgs, sandbox.report()
-    for m in msgs:  # Claude Code sends the helper's output as x-api-key (and as Bearer)
-        assert m["auth_kind"] == "x-api-key" and m["token"] == key and m["status"] == 200, sandbox.report()
-    assert fake.account(ALICE).messages == 0 and fake.account(BOB).messages == 0
-
+    # The session-start hook put the pool in API-key mode: our helper in settings.json, the
+    # other keys untouched and in order.
     settings = sandbox.settings()
     assert _our_helper(settings.get("apiKeyHelper")), f"apiKeyHelper is {settings.get('apiKeyHelper')!r}"
     assert {k: v for k, v in settings.items() if k != "apiKeyHelper"} == OTHER_SETTINGS
     assert list(settings)[:len(OTHER_SETTINGS)] == list(OTHER_SETTINGS), "the other keys' order changed"
     status = sandbox.status()
     assert status["mode"] == "apikey" and status["name"] == "k1", status
+
+    # ... before the first request: it went out with the API key and was answered.
+    _assert_answered(sandbox, proc, _key_label(key))
+    msgs = fake.messages_requests()
+    assert msgs, sandbox.report()
+    for m in msgs:  # Claude Code sends the helper's output as x-api-key (and as Bearer)
+        assert m["auth_kind"] == "x-api-key" and m["token"] == key and m["status"] == 200, sandbox.report()
+    assert fake.account(ALICE).messages == 0 and fake.account(BOB).messages == 0
 
 
 # ---------------------------------------------------------------------- 3. an account resets
@@ -389,7 +393,8 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
     assert fake.messages_requests()[0]["auth_kind"] == "x-api-key", sandbox.report()
     assert _our_helper(sandbox.settings().get("apiKeyHelper")), sandbox.report()
     seen = len(fake.messages_requests())
-    assert time.time() < reset, "the setup took too long: the reset passed before the first run ended"
+    assert time.time() < reset, ("test setup too slow: the reset passed before the first run ended, so a "
+                                 "poll may have cached 100 % after it")
 
     # bob's window resets: his usage drops, and past the reset claude-pool polls again.
     fake.set_usage(BOB, five_hour=5, five_hour_resets_at=time.time() + 5 * 3600)
@@ -397,17 +402,21 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
 
     second = sandbox.claude_p()
 
+    # The session-start hook left API-key mode: helper gone (other keys intact), bob's login held.
+    settings = sandbox.settings()
+    assert "apiKeyHelper" not in settings, f"apiKeyHelper left: {settings.get('apiKeyHelper')!r}"
+    assert settings == OTHER_SETTINGS
+    assert sandbox.held_token() == fake.account(BOB).access_token, sandbox.report()
+    status = sandbox.status()
+    assert status["mode"] == "account" and status["name"] == "bob", status
+
+    # ... before the first request: it went out as bob, not with the (billed) API key.
     _assert_answered(sandbox, second, BOB)
     later = fake.messages_requests()[seen:]
     assert later, sandbox.report()
     assert later[0]["auth_kind"] == "bearer", sandbox.report()
     assert later[0]["token"] == fake.account(BOB).access_token, sandbox.report()
     assert all(m["email"] == BOB for m in later), sandbox.report()
-    assert sandbox.held_token() == fake.account(BOB).access_token
-    settings = sandbox.settings()
-    assert "apiKeyHelper" not in settings, f"apiKeyHelper left: {settings.get('apiKeyHelper')!r}"
-    assert settings == OTHER_SETTINGS
-    assert sandbox.status()["mode"] == "account" and sandbox.status()["name"] == "bob"
 
 
 # ----------------------------------------------------------------------- 4. interactive TUI
@@ -418,11 +427,13 @@ class Tmux:
 
     def __init__(self, box: Sandbox) -> None:
         self.box = box
-        self.socket = f"cce2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # A short private directory for the socket (a unix socket path is limited to ~100 bytes).
+        self.dir = tempfile.mkdtemp(prefix="cce2e-", dir="/tmp")
+        self.socket = os.path.join(self.dir, "tmux.sock")
         self.session = "claude"
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", self.socket, *args], env=self.box.env, capture_output=True,
+        return subprocess.run(["tmux", "-S", self.socket, *args], env=self.box.env, capture_output=True,
                               text=True, timeout=15)
 
     def start(self, command: str) -> None:
@@ -439,7 +450,10 @@ class Tmux:
         self.tmux("send-keys", "-t", self.session, "Enter")
 
     def kill(self) -> None:
-        self.tmux("kill-server")
+        try:
+            self.tmux("kill-server")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def test_interactive_session_switches_on_a_rate_limit_and_keeps_going(sandbox: Sandbox, fake) -> None:
@@ -526,11 +540,18 @@ def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
     sandbox.login(ALICE)
     broken = sandbox.claude_p("one more")
     _assert_answered(sandbox, broken, ALICE)
+    # That hook does have something to say (on stderr, never stdout), and it never exits 2.
     failed = sandbox.run([str(CLAUDE_POOL), "hook", "session-start"])
-    assert failed.returncode in (0, 1) and failed.stdout == "", "a hook printed on stdout"
+    assert failed.returncode == 1 and failed.stdout == "" and "claude-pool" in failed.stderr, \
+        f"exit {failed.returncode}, stdout {failed.stdout!r}, stderr {failed.stderr!r}"
 
     bodies = fake.messages_requests() + _ALL_MESSAGES
     assert len(bodies) >= 3
+    # The search sees the whole body: this test's prompts are in it.
+    own = "\n".join(t for rec in fake.messages_requests() for t in _texts(rec["body"]))
+    for prompt in ("say hi", "say hi again", "one more"):
+        assert prompt in own
+    assert any("system" in rec["body"] for rec in fake.messages_requests())
     for rec in bodies:
         assert isinstance(rec["body"], dict), "a /v1/messages request without a JSON body"
         found = _hook_text_in(rec["body"])

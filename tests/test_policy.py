@@ -381,6 +381,13 @@ def test_accounts_to_poll(intent, held, expected):
     assert accounts_to_poll(_poll_pool(), intent, held, NOW, 60) == expected
 
 
+def test_accounts_to_poll_re_polls_a_young_reading_whose_window_has_reset_since():
+    pool = Pool(current="a", accounts=[
+        A("a", 100, resets_in=timedelta(seconds=-1), age=timedelta(seconds=10)).account(),
+        A("b", 40, resets_in=timedelta(hours=1), age=timedelta(seconds=10)).account()])
+    assert accounts_to_poll(pool, Reconcile(), "a", NOW, 60) == ["a"]
+
+
 def test_accounts_to_poll_in_api_key_mode_skips_the_network_when_every_account_is_provably_exhausted():
     pool = Pool(mode="apikey", current="a", current_key="k1", api_keys=[ApiKey(id="k1", key=api_key("k1"))],
                 accounts=[A("a", 100, resets_in=timedelta(minutes=30), age=timedelta(minutes=10)).account(),
@@ -388,6 +395,15 @@ def test_accounts_to_poll_in_api_key_mode_skips_the_network_when_every_account_i
     # b's 7d window is at 100 and resets in 3 days: provably exhausted as well
     assert accounts_to_poll(pool, Reconcile(), "a", NOW, 60) == []
     assert accounts_to_poll(pool, Reconcile(if_needed=True), "a", NOW, 60) == []
+
+
+def test_accounts_to_poll_in_api_key_mode_re_polls_a_fresh_reading_that_does_not_prove_exhaustion():
+    # SPEC §6.7: in API-key mode every run re-polls (API-key time is billed time); only a reading
+    # that proves exhaustion until a future reset spares the network.
+    pool = Pool(mode="apikey", current="a", current_key="k1", api_keys=[ApiKey(id="k1", key=api_key("k1"))],
+                accounts=[A("a", 100, resets_in=None, age=timedelta(seconds=10)).account(),
+                          A("b", 100, resets_in=timedelta(hours=1), age=timedelta(seconds=10)).account()])
+    assert accounts_to_poll(pool, Reconcile(), "a", NOW, 60) == ["a"]
 
 
 def test_accounts_to_poll_in_api_key_mode_if_needed_still_looks_at_every_account():
