@@ -135,7 +135,7 @@ def apply_plan(rt: Runtime, plan: Plan, *, on_done: Callable[[Action], None] | N
             message = str(exc) if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)
             log().error("apply", action=action.type, target=action.target, reason=action.reason,
                         before=action.before, after=action.after, result="failed", error=message,
-                        duration_ms=timer.ms(), say=f"{human(action)}: failed: {message}")
+                        duration_ms=timer.ms())   # audit only: the UserError below is the one line on stderr
             rolled = ""
             if action.type == "write_settings" and done and done[-1].type == "save_pool_state":
                 applier.rollback()

@@ -223,7 +223,7 @@ def poll_one(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> Accou
         obs.poll, obs.dead, obs.error = "dead", True, str(exc)
         return obs
     except (TransientError, Unauthorized, ProviderError, claude_lock.ClaudeLockTimeout) as exc:
-        obs.poll = "cached" if acc.usage_at else "error"
+        obs.poll = "error"  # skipped by the policy; the cached reading is kept for display
         age = ""
         if acc.usage_at:
             age = f"; using the reading from {_ago(now - acc.usage_at)} ago"
@@ -282,7 +282,11 @@ def observe(rt: Runtime, intent: Intent, *, network: bool = True,
     if poll_ids is None:
         poll_ids = policy.accounts_to_poll(rt.pool, intent, store.account, now,
                                            rt.config.policy.usage_ttl_seconds) if network else []
+    raw_before = rt.store_raw
     polled = poll(rt, poll_ids, store, now)
+    if rt.store_raw != raw_before:
+        # a refresh of the login Claude Code holds rewrote the store: observe what it holds now
+        store = observe_store(rt, identify=False).model_copy(update={"email": store.email})
     accounts: dict[str, AccountObs] = {}
     for acc in rt.pool.accounts:
         if acc.id in polled:

@@ -37,8 +37,8 @@ def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
     """Which accounts need a usage poll for this decision (SPEC §6 items 4 and 7).
 
-    Not polled: dead accounts, a fresh cached reading, an account provably exhausted until a known
-    reset. `--if-needed` in account mode looks at the active account only. Commands that edit the
+    Not polled: dead accounts, a fresh cached reading (account mode only), an account provably
+    exhausted until a known reset. `--if-needed` in account mode looks at the active account only. Commands that edit the
     pool by hand (switch, import, key add, rm) decide on cached data and poll nothing.
     """
     if not isinstance(intent, Reconcile):
@@ -47,7 +47,9 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
     if intent.if_needed and pool.mode == "account":
         active = active_id(pool, held)
         usable = [a for a in usable if a.id == active] or usable
-    ttl = timedelta(seconds=0 if intent.live else ttl_seconds)
+    # API-key time is billed: on keys every run re-polls (SPEC §6.7), unless a reading proves the
+    # account is exhausted until a known reset.
+    ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
     return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now) is None]
 
 

@@ -7,7 +7,7 @@ Every plan produced here is also checked for secrets (SPEC §7: a plan never con
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -56,7 +56,6 @@ class A:
     resets_in: timedelta | None = timedelta(hours=2)   # of the 5h window
     age: timedelta = timedelta(seconds=5)         # how old the pool's cached reading is
     dead: bool = False
-    extra: dict = field(default_factory=dict)
 
     def usage(self) -> Usage | None:
         if self.five is None:
@@ -71,9 +70,9 @@ class A:
 
     def observation(self) -> AccountObs:
         poll = "dead" if self.dead else self.poll
-        error = {"error": "usage: HTTP 500", "cached": "usage: throttled (HTTP 429); using the reading from 2m ago",
+        error = {"error": "usage: throttled (HTTP 429, retry after 60s)",
                  "dead": "token refresh: invalid_grant"}.get(poll, "")
-        usage = None if poll == "error" else self.usage()
+        usage = self.usage()      # a failed poll may still carry the last reading, for display
         return AccountObs(id=self.id, email=f"{self.id}@example.com", usage=usage,
                           usage_at=NOW - self.age if usage is not None else None, poll=poll, error=error,
                           dead=self.dead)
@@ -136,7 +135,7 @@ SELECTION = [
     pytest.param([A("a", 30), A("b", 30), A("c", 80)], "c", "a", id="tie without current: pool order"),
     pytest.param([A("b", 30), A("a", 30), A("c", 80)], "c", "b", id="tie without current: pool order, reversed"),
     pytest.param([A("a", 99.5), A("b", 99.9)], "b", "a", id="99.5 still has headroom"),
-    pytest.param([A("a", 40, poll="cached"), A("b", 60)], "b", "a", id="a cached reading counts"),
+    pytest.param([A("a", 40, poll="cached"), A("b", 60)], "b", "a", id="a fresh cached reading counts"),
 ]
 
 
@@ -256,6 +255,7 @@ def test_empty_pool_with_a_foreign_helper_leaves_settings_alone():
 @pytest.mark.parametrize(("accounts", "chosen"), [
     pytest.param([A("a", None, poll="error"), A("b", 50)], "b", id="a failed poll is skipped"),
     pytest.param([A("a", 10), A("b", None, poll="error")], "a", id="a failed poll never wins"),
+    pytest.param([A("a", 5, poll="error"), A("b", 50)], "b", id="a failed poll is skipped despite an old low reading"),
 ])
 def test_a_failed_poll_is_skipped(accounts, chosen):
     observed = world(*accounts, current="a", keys=("k1",))
