@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -117,13 +118,13 @@ class AnthropicApi:
                                    headers={"authorization": f"Bearer {access_token}"})
         except httpx.TimeoutException:
             raise TransientError(f"{what}: timed out") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, UnicodeEncodeError) as exc:  # UnicodeEncodeError: a token not fit for a header
             raise TransientError(f"{what}: {type(exc).__name__}") from None
         if resp.status_code != 200:
             raise _status_error(resp, what)
         try:
             return resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise TransientError(f"{what}: the answer is not JSON") from None
 
     def usage(self, access_token: str) -> Usage:
@@ -148,11 +149,11 @@ class AnthropicApi:
             resp = self.client.post(self.endpoints.token_url, json=payload)
         except httpx.TimeoutException:
             raise TransientError("token refresh: timed out") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, UnicodeEncodeError) as exc:
             raise TransientError(f"token refresh: {type(exc).__name__}") from None
         try:
             body = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             body = None
         if resp.status_code in (400, 401) and isinstance(body, dict) and body.get("error") == "invalid_grant":
             raise InvalidGrant("token refresh: invalid_grant (the refresh token is no longer valid)")
@@ -165,6 +166,7 @@ class AnthropicApi:
         return TokenGrant(
             access_token=body["access_token"],
             refresh_token=body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else "",
-            expires_in=int(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else 3600,
+            expires_in=int(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool)
+            and math.isfinite(expires) else 3600,  # a NaN here must not lose the rotated refresh token
             scope=body.get("scope") if isinstance(body.get("scope"), str) else None,
         )

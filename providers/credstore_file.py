@@ -25,10 +25,11 @@ class FileCredentialStore:
 
     def observe(self) -> str | None:
         try:
-            return self.path.read_text(encoding="utf-8")
+            # not UTF-8: as unusable as not JSON (and treated alike), not a reason to fail every run
+            return self.path.read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise ProviderError(f"cannot read {self.path}: {type(exc).__name__}") from None
 
     def write(self, value: str) -> None:

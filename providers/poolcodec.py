@@ -44,7 +44,7 @@ def decode(data: bytes, key: bytes, path: Path) -> dict:
         )
     try:
         raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise PoolError(f"the pool file {path} is corrupt (not JSON inside); it was left untouched") from None
     if not isinstance(raw, dict):
         raise PoolError(f"the pool file {path} is corrupt (not a JSON object); it was left untouched")

@@ -43,7 +43,7 @@ def running_sessions(directory: Path | None = None) -> list[int]:
         try:
             data = json.loads(entry.read_text(encoding="utf-8"))
             pid = int(data.get("pid") or entry.stem)
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
             continue
         if pid_alive(pid):
             found.append(pid)

@@ -51,6 +51,9 @@ class SettingsFile:
             raise SettingsError(
                 f"{self.path} is not valid JSON (line {exc.lineno}); fix it by hand, claude-pool will not rewrite it"
             ) from None
+        except RecursionError:  # nested too deep for the parser
+            raise SettingsError(f"{self.path} is not valid JSON; fix it by hand, claude-pool will not rewrite it") \
+                from None
         if not isinstance(data, dict):
             raise SettingsError(f"{self.path} is not a JSON object; fix it by hand, claude-pool will not rewrite it")
         return data

@@ -123,15 +123,18 @@ def _read_key(arg: str | None) -> str:
         return arg
     if arg is None and sys.stdin.isatty():
         return getpass.getpass("API key (hidden): ")
-    return sys.stdin.read()
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise UserError("the API key on stdin is not text (not UTF-8)") from None
 
 
 def cmd_key_add(a: argparse.Namespace) -> int:
     key = _read_key(a.key).strip()
     if not key:
         raise UserError("the API key is empty")
-    if any(ord(c) < 33 or ord(c) == 127 for c in key):
-        raise UserError("the API key contains spaces or control characters")
+    if any(ord(c) < 33 or ord(c) == 127 for c in key) or not key.isascii():
+        raise UserError("the API key contains spaces, control characters or non-ASCII characters")
     REDACTOR.add(key)
     key_id = a.id if a.id is not None else "key-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     check_id(key_id, "key name")
@@ -140,7 +143,12 @@ def cmd_key_add(a: argparse.Namespace) -> int:
 
     rt = _runtime("key add")
     rt.new_secrets[key_id] = key
-    pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
+    from claude_pool.providers.base import ProviderError
+
+    try:
+        pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
+    except ProviderError as exc:  # a corrupt pool: its one-line message, not an "internal error"
+        raise UserError(str(exc)) from None
     if any(k.key == key for k in pool_keys):
         raise UserError("this API key is already in the pool")
     engine.run(rt, AddKey(key_id), execute=True, network=False)

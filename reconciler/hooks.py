@@ -54,7 +54,7 @@ def read_payload(stream: object = None, limit: int = MAX_STDIN, wait: float = 0.
         return {}
     try:
         data = json.loads(b"".join(chunks) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .errors import UserError
 
 MAX_ID_LEN = 64
 _BAD_ID = re.compile(r"[\x00-\x1f\x7f/\\]")
+# C1 controls (Cc), bidi overrides, zero-width and BOM (Cf), undecodable argv bytes (Cs: Python's
+# surrogate escapes), line and paragraph separators (Zl, Zp): an id is shown, logged and stored.
+_INVISIBLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -16,8 +20,8 @@ def check_id(value: str, what: str = "id") -> str:
         raise UserError(f"the {what} is empty")
     if len(value) > MAX_ID_LEN:
         raise UserError(f"the {what} is too long ({len(value)} characters; at most {MAX_ID_LEN})")
-    if _BAD_ID.search(value):
-        raise UserError(f"the {what} may not contain '/', '\\' or control characters")
+    if _BAD_ID.search(value) or any(unicodedata.category(c) in _INVISIBLE for c in value):
+        raise UserError(f"the {what} may not contain '/', '\\', control or invisible characters")
     if value.strip() != value or value in (".", ".."):
         raise UserError(f"the {what} {value!r} is not allowed")
     return value

@@ -83,10 +83,15 @@ def merge_feed(rt: Runtime) -> None:
     windows = {}
     for name in ("five_hour", "seven_day"):
         w = feed.get(name)
-        if isinstance(w, dict) and isinstance(w.get("pct"), (int, float)):
-            resets = w.get("resets_at")
-            windows[name] = UsageWindow(pct=float(w["pct"]), resets_at=datetime.fromtimestamp(resets, tz=timezone.utc)
-                                        if isinstance(resets, (int, float)) else None)
+        pct = w.get("pct") if isinstance(w, dict) else None
+        # the feed is a plain file: a NaN, an infinity or a far-off year must not break every run
+        if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 0 <= pct <= 100:
+            resets = w.get("resets_at")  # type: ignore[union-attr]
+            try:
+                when = datetime.fromtimestamp(resets, tz=timezone.utc) if isinstance(resets, (int, float)) else None
+            except (OverflowError, ValueError, OSError):
+                when = None
+            windows[name] = UsageWindow(pct=float(pct), resets_at=when)
     if not windows:
         return
     acc.usage, acc.usage_at = Usage(**windows), at
@@ -96,7 +101,7 @@ def merge_feed(rt: Runtime) -> None:
 def read_feed(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -106,7 +111,7 @@ def observe_store(rt: Runtime, *, identify: bool) -> StoreObs:
     raw = rt.store_raw
     obs = StoreObs(present=raw is not None, fingerprint=oauth_fingerprint(raw))
     oauth = try_oauth(raw)
-    if raw is not None and oauth is None:
+    if raw is not None and (oauth is None or (oauth.accessToken and not oauth.valid())):
         obs.error = "Claude Code's credential store does not hold an OAuth login claude-pool can read"
     if oauth is None or not oauth.valid():
         return obs

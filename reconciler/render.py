@@ -8,6 +8,8 @@ from claude_pool.schema.plan import Plan
 from claude_pool.schema.pool import Pool, UsageWindow
 from claude_pool.schema.state import ObservedState
 
+from .status import duration
+
 
 def plan_text(plan: Plan) -> str:
     lines: list[str] = []
@@ -25,15 +27,6 @@ def plan_text(plan: Plan) -> str:
     for note in plan.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds >= 86400:
-        return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60}m"
-    return f"{seconds // 60}m"
 
 
 def window(w: UsageWindow, now: datetime) -> str:

@@ -14,6 +14,16 @@ import time
 from claude_pool.providers import paths
 
 
+def duration(seconds: float) -> str:
+    """A short "time until": `3d4h`, `4h05m`, `12m` (shared by `list` and the statusline badge)."""
+    seconds = max(0, int(seconds))
+    if seconds >= 86400:
+        return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 60}m"
+
+
 def summary() -> dict[str, object] | None:
     try:
         with open(paths.status_file(), encoding="utf-8") as fh:

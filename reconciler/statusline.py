@@ -18,7 +18,7 @@ from claude_pool.providers import paths
 from claude_pool.providers.fsutil import atomic_write
 
 from .hooks import read_payload
-from .status import summary
+from .status import duration, summary
 
 YELLOW, DIM, RESET = "\033[33m", "\033[2m", "\033[0m"
 
@@ -35,18 +35,9 @@ def feed_from(payload: dict, active: str, since: str | None, now: float) -> dict
         pct = window.get("used_percentage")
         if isinstance(pct, (int, float)) and not isinstance(pct, bool) and 0 <= pct <= 100:
             resets = window.get("resets_at")
-            feed[name] = {"pct": float(pct),
-                          "resets_at": float(resets) if isinstance(resets, (int, float)) else None}
+            ok = isinstance(resets, (int, float)) and not isinstance(resets, bool) and 0 < resets < 1e11
+            feed[name] = {"pct": float(pct), "resets_at": float(resets) if ok else None}  # no NaN, no inf
     return feed if ("five_hour" in feed or "seven_day" in feed) else None
-
-
-def _short(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds >= 86400:
-        return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 60}m"
 
 
 def badge(data: dict | None, now: float, color: bool = True) -> str:
@@ -56,7 +47,7 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
         text = f"pool: API key {data.get('name', '')}"
         when = data.get("resets_at_epoch") if isinstance(data.get("resets_at_epoch"), (int, float)) else None
         if when is not None:
-            text += f" · accounts back in {_short(when - now)}"
+            text += f" · accounts back in {duration(when - now)}"
         return f"{YELLOW}{text}{RESET}" if color else text
     return f"pool: {data.get('name', '')}"
 

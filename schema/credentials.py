@@ -31,8 +31,10 @@ class OAuth(BaseModel):
     rateLimitTier: str | None = None
 
     def valid(self) -> bool:
-        """A usable login: Claude Code blanks the access token when its refresh failed."""
-        return bool(self.accessToken)
+        """A usable login: Claude Code blanks the access token when its refresh failed. A token
+        that could not even be sent in an HTTP header (spaces, controls, non-ASCII) is no login."""
+        token = self.accessToken
+        return bool(token) and token.isascii() and token.isprintable() and " " not in token
 
     def expired(self, now_ms: int | None = None) -> bool:
         """Expired 5 minutes before `expiresAt`; 0 or null means unknown, treated as valid."""
@@ -45,7 +47,7 @@ class OAuth(BaseModel):
 def _load_object(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CredentialError("not JSON") from exc
     if not isinstance(data, dict):
         raise CredentialError("not a JSON object")

@@ -30,7 +30,10 @@ def _parse(value: Any) -> Any:
         parsed = datetime.fromisoformat(value)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # NaN, infinities, years past 9999
+            raise ValueError("not a time") from None
     return value
 
 
