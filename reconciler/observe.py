@@ -141,6 +141,15 @@ def observe_settings(rt: Runtime) -> SettingsObs:
                        ours=is_our_helper(view.api_key_helper, rt.helper))
 
 
+def _relogged(rt: Runtime, store: StoreObs) -> None:
+    """An account marked "needs re-login" whose new login Claude Code now holds (the user ran /login
+    again) is usable in this very run: it is polled with that login, and the adopt action saves it
+    and clears the mark (SPEC §6: harvest first)."""
+    acc = rt.pool.account(store.account) if store.account else None
+    if acc is not None and acc.needs_relogin and store.valid and store.fresher_than_pool:
+        acc.needs_relogin, acc.relogin_reason = False, ""
+
+
 def _working_blob(rt: Runtime, acc: Account, store: StoreObs) -> str:
     """The freshest copy of an account's login: Claude Code's, when it refreshed it itself."""
     if store.account == acc.id and store.fresher_than_pool and rt.store_raw:
@@ -282,6 +291,7 @@ def observe(rt: Runtime, intent: Intent, *, network: bool = True,
         load(rt)
         store = observe_store(rt, identify=network)
         settings = observe_settings(rt)
+        _relogged(rt, store)
     else:
         store, settings = previous.store, previous.settings
     if poll_ids is None:

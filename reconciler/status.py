@@ -28,7 +28,7 @@ def summary() -> dict[str, object] | None:
     try:
         with open(paths.status_file(), encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or "mode" not in data:
         return None
@@ -56,14 +56,23 @@ def _slow_summary() -> dict[str, object]:
     return data
 
 
-def main(argv: list[str]) -> int:
+def current() -> dict[str, object] | None:
+    """The summary, rebuilt from the pool when status.json is missing or older than the pool (a pool
+    the Go tool wrote); None, with one line on stderr, when even the pool cannot be read."""
     data = summary()
     if data is None:
         try:
             data = _slow_summary()
         except Exception as exc:  # one line, never a traceback on a statusline
             sys.stderr.write(f"claude-pool: {exc}\n")
-            return 1
+            return None
+    return data
+
+
+def main(argv: list[str]) -> int:
+    data = current()
+    if data is None:
+        return 1
     out = {"mode": data.get("mode", "account"), "name": data.get("name", "")}
     if out["mode"] == "apikey" and isinstance(data.get("resets_at"), str):
         out["resets_at"] = data["resets_at"]

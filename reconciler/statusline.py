@@ -18,7 +18,7 @@ from claude_pool.providers import paths
 from claude_pool.providers.fsutil import atomic_write
 
 from .hooks import read_payload
-from .status import duration, summary
+from .status import current, duration
 
 YELLOW, DIM, RESET = "\033[33m", "\033[2m", "\033[0m"
 
@@ -41,6 +41,8 @@ def feed_from(payload: dict, active: str, since: str | None, now: float) -> dict
 
 
 def badge(data: dict | None, now: float, color: bool = True) -> str:
+    if data is None:
+        return "pool: ?"          # the pool could not be read (`claude-pool list` says why)
     if not data or data.get("mode") == "empty":
         return "pool: empty"
     if data.get("mode") == "apikey":
@@ -55,7 +57,7 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
 def main(argv: list[str]) -> int:
     now = time.time()
     payload = read_payload()
-    data = summary()
+    data = current()
     if data and data.get("mode") == "account":
         feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]
         if feed is not None:

@@ -39,6 +39,7 @@ NO_USAGE_CACHE = "[policy]\nusage_ttl_seconds = 0\n"
 TEMP_MARK = ".cptmp-"       # providers/fsutil.py
 USER_SETTINGS = {"model": "opus", "env": {"FOO": "bar"}, "permissions": {"allow": ["Read"]}}
 SOAK_KILLS = int(os.environ.get("CLAUDE_POOL_SOAK_KILLS", "25"))
+SOAK_ROUNDS = int(os.environ.get("CLAUDE_POOL_SOAK_ROUNDS", "1"))   # `./dev soak` raises both
 PROC_TIMEOUT = 60.0         # per concurrent round; the pool lock waits at most 60 s
 
 
@@ -335,7 +336,9 @@ def _round_checks(sb: Sandbox, jobs: list[Job], keys: dict[str, str], *, mode: s
     return served
 
 
-def test_concurrent_processes_lose_nothing_and_burn_no_token(box: Sandbox, fast_fake: FakeAnthropic) -> None:
+@pytest.mark.parametrize("soak_round", range(SOAK_ROUNDS))
+def test_concurrent_processes_lose_nothing_and_burn_no_token(box: Sandbox, fast_fake: FakeAnthropic,
+                                                             soak_round: int) -> None:
     sb, fake = box, fast_fake
     seed = int(os.environ.get("CLAUDE_POOL_SOAK_SEED", "0")) or secrets.randbits(32)
     rng = random.Random(seed)   # the order the processes start in

@@ -719,6 +719,12 @@ def test_statusline_feed_and_badge(sb: Sandbox) -> None:
     plain = sb.ok("statusline", "--no-color", input=statusline_payload(sb.home, None))
     assert "\x1b" not in plain.stdout and "k1" in plain.stdout
 
+    # a pool written by the Go tool has no status.json: the badge is rebuilt from the pool
+    sb.status_path.unlink()
+    plain = sb.ok("statusline", "--no-color", input=statusline_payload(sb.home, None))
+    assert "k1" in plain.stdout and "empty" not in plain.stdout
+    assert json.loads(sb.status_path.read_text())["mode"] == "apikey"
+
 
 # ---------------------------------------------------------------------------------------------
 # 8. the plugin
