@@ -240,7 +240,7 @@ def poll_one(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> Accou
         obs.poll = "error"  # skipped by the policy; the cached reading is kept for display
         age = ""
         if acc.usage_at:
-            age = f"; using the reading from {_ago(now - acc.usage_at)} ago"
+            age = f"; last reading {_ago(now - acc.usage_at)} ago (shown, not used to decide)"
         obs.error = f"{exc}{age}"
         return obs
     with rt.save_lock:
