@@ -49,20 +49,39 @@ def _update_status(key_id: str) -> None:
         pass
 
 
+def _lock_wait() -> float:
+    try:
+        return max(0.0, float(os.environ.get("CLAUDE_POOL_HELPER_LOCK_WAIT", "10")))
+    except ValueError:
+        return 10.0
+
+
 def serve() -> str | None:
     path = Path(paths.pool_file())
-    with HotLock(Path(paths.pool_lock_file())):
+    try:
+        with HotLock(Path(paths.pool_lock_file()), wait=_lock_wait()):
+            data = poolcodec.read_bytes(path)
+            if data is None:
+                return None
+            key = crypto.derive_key()
+            pool = poolcodec.decode(data, key, path)
+            served = next_key(pool)
+            if served is None:
+                return None
+            poolcodec.write(path, pool, key)
+            _update_status(served[0])
+        return served[1]
+    except LockTimeout:
+        # A long run holds the pool (say, one waiting for Claude Code's refresh lock). Claude Code
+        # without a key fails its request, so serve the key at the cursor without advancing it: the
+        # pool is only ever replaced by an atomic rename, so an unlocked read sees a whole file.
         data = poolcodec.read_bytes(path)
         if data is None:
             return None
-        key = crypto.derive_key()
-        pool = poolcodec.decode(data, key, path)
-        served = next_key(pool)
-        if served is None:
-            return None
-        poolcodec.write(path, pool, key)
-        _update_status(served[0])
-    return served[1]
+        served = next_key(poolcodec.decode(data, crypto.derive_key(), path))
+        if served is not None:
+            sys.stderr.write("claude-pool helper: the pool is busy; serving the current key without rotating\n")
+        return served[1] if served else None
 
 
 def main(argv: list[str]) -> int:
