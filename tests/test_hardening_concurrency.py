@@ -33,6 +33,7 @@ import pytest
 
 from claude_pool.fakeapi import USAGE_PATH, FakeAnthropic
 from conftest import Sandbox
+from proctools import cmdline, procs_with_env
 
 EXPIRES_IN = 120            # seconds: inside the 5-minute refresh margin (schema/credentials.py)
 NO_USAGE_CACHE = "[policy]\nusage_ttl_seconds = 0\n"
@@ -53,33 +54,6 @@ def fp(secret: str | None) -> str:
 
 def new_key() -> str:
     return "sk-ant-api03-" + secrets.token_urlsafe(32)
-
-
-def procs_with_env(entry: str) -> list[int]:
-    """Pids of live (non-zombie) processes whose environment holds exactly `entry`."""
-    needle = os.fsencode(entry)
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read()
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"Z", b"X") and needle in env.split(b"\0"):
-            found.append(int(name))
-    return found
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
-    except OSError:
-        return []
 
 
 def is_wake_sleeper(pid: int) -> bool:

@@ -32,6 +32,7 @@ import pytest
 
 from claude_pool.fakeapi import _Handler
 from claude_pool.providers import crypto
+from proctools import end_processes, procs_with_env
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 KEY1 = "sk-ant-api03-HARDENKEY1-" + "a1" * 20
@@ -50,41 +51,6 @@ def run_bytes(sandbox, *args: str, input: bytes = b"", env: dict[str, str] | Non
     sandbox.transcript.append((tuple(args), proc.stdout.decode(errors="replace"),
                                proc.stderr.decode(errors="replace")))
     return proc
-
-
-def procs_with_env(entry: str) -> list[int]:
-    """Pids of live processes whose environment holds exactly `entry` (e.g. HOME=/tmp/x)."""
-    needle = os.fsencode(entry)
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
-
-
-def end_processes(entry: str, grace: float) -> None:
-    """Let the processes carrying `entry` finish within `grace` s, then end them (bounded)."""
-    deadline = time.monotonic() + grace
-    while procs_with_env(entry) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = procs_with_env(entry)
-        if not left:
-            return
-        for pid in left:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        end = time.monotonic() + 1.0
-        while procs_with_env(entry) and time.monotonic() < end:
-            time.sleep(0.05)
 
 
 def sleepers(home: Path) -> list[int]:

@@ -37,6 +37,7 @@ from claude_pool.fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 from claude_pool.providers.hotlock import HotLock
 from claude_pool.schema.timefmt import format_time
+from proctools import alive, cmdline, end_processes, procs_with_env
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin"
@@ -99,60 +100,6 @@ def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -
     if not wake:
         env["CLAUDE_POOL_WAKE"] = "0"
     return env
-
-
-def procs_with_env(entry: str) -> list[int]:
-    """Pids of live processes whose environment holds exactly `entry` (e.g. HOME=/tmp/x)."""
-    needle = os.fsencode(entry)
-    me = os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.append(int(name))
-    return found
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
-    except OSError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
-def end_processes(entry: str, grace: float) -> None:
-    """Let processes carrying `entry` in their environment finish within `grace` s, then end them."""
-    deadline = time.monotonic() + grace
-    while procs_with_env(entry) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 0.5)):
-        left = procs_with_env(entry)
-        if not left:
-            return
-        for pid in left:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        end = time.monotonic() + pause
-        while procs_with_env(entry) and time.monotonic() < end:
-            time.sleep(0.05)
 
 
 def statusline_payload(home: Path, rate_limits: dict | None) -> str:

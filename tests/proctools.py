@@ -1,0 +1,65 @@
+"""Finding and ending the processes a test started, by a marker in their environment (Linux /proc).
+
+Detached reconciles and wake sleepers outlive the command that started them, so a test finds them
+by `HOME=<its sandbox>` and ends what is left, bounded, at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie, not dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def procs_with_env(entry: str) -> list[int]:
+    """Pids of live processes whose environment holds exactly `entry` (e.g. HOME=/tmp/x)."""
+    needle = os.fsencode(entry)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def end_processes(entry: str, grace: float) -> None:
+    """Let the processes carrying `entry` finish within `grace` s, then end them (bounded)."""
+    deadline = time.monotonic() + grace
+    while procs_with_env(entry) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 0.5)):
+        left = procs_with_env(entry)
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        end = time.monotonic() + pause
+        while procs_with_env(entry) and time.monotonic() < end:
+            time.sleep(0.05)
