@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any, Callable
 
 
 def alive(pid: int) -> bool:
@@ -63,3 +64,15 @@ def end_processes(entry: str, grace: float) -> None:
         end = time.monotonic() + pause
         while procs_with_env(entry) and time.monotonic() < end:
             time.sleep(0.05)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it is truthy (returned) or `timeout` s pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

@@ -27,13 +27,12 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
 from claude_pool.fakeapi import USAGE_PATH, FakeAnthropic
 from conftest import Sandbox
-from proctools import cmdline, procs_with_env
+from proctools import cmdline, procs_with_env, wait_for
 
 EXPIRES_IN = 120            # seconds: inside the 5-minute refresh margin (schema/credentials.py)
 NO_USAGE_CACHE = "[policy]\nusage_ttl_seconds = 0\n"
@@ -59,17 +58,6 @@ def new_key() -> str:
 def is_wake_sleeper(pid: int) -> bool:
     argv = cmdline(pid)
     return "claude_pool" in argv and "wake" in argv
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def detached_runs(sb: Sandbox) -> list[int]:

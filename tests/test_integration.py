@@ -37,7 +37,7 @@ from claude_pool.fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 from claude_pool.providers.hotlock import HotLock
 from claude_pool.schema.timefmt import format_time
-from proctools import alive, cmdline, end_processes, procs_with_env
+from proctools import alive, cmdline, end_processes, procs_with_env, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin"
@@ -77,17 +77,6 @@ def served(sb: "Sandbox", stdout: str) -> str | None:
 
 def leaks(text: str, *secret_values: str) -> bool:
     return any(v and v in text for v in secret_values)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -> dict[str, str]:
