@@ -143,12 +143,7 @@ def cmd_key_add(a: argparse.Namespace) -> int:
 
     rt = _runtime("key add")
     rt.new_secrets[key_id] = key
-    from claude_pool.providers.base import ProviderError
-
-    try:
-        pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
-    except ProviderError as exc:  # a corrupt pool: its one-line message, not an "internal error"
-        raise UserError(str(exc)) from None
+    pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
     if any(k.key == key for k in pool_keys):
         raise UserError("this API key is already in the pool")
     engine.run(rt, AddKey(key_id), execute=True, network=False)
@@ -167,15 +162,11 @@ def cmd_rm(a: argparse.Namespace) -> int:
 
 def cmd_list(a: argparse.Namespace) -> int:
     from claude_pool.providers.poolfile import PoolFile
-    from claude_pool.providers.base import ProviderError
 
     from .render import list_text
 
     if a.json:
-        try:
-            pool = PoolFile().observe()
-        except ProviderError as exc:
-            raise UserError(str(exc)) from None
+        pool = PoolFile().observe()
         _out(json.dumps(_list_json(pool), indent=2))
         return 0
     from . import engine
@@ -340,9 +331,11 @@ def _main(argv: list[str]) -> int:
     if not getattr(args, "fn", None):
         parser.print_help(sys.stderr)
         return 1
+    from claude_pool.providers.base import ProviderError
+
     try:
         return args.fn(args)
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:  # a provider's error is one line for a person too
         sys.stderr.write(f"claude-pool: {REDACTOR.text(str(exc))}\n")
         return 1
     except KeyboardInterrupt:

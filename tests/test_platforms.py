@@ -210,19 +210,7 @@ class Keychain:
 # the sandbox
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def _pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("platforms-pycache")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
+# `fake` (the fake Anthropic API) and `pycache_dir` come from conftest.py
 
 class Box:
     def __init__(self, tmp: Path, fake: FakeAnthropic, pycache: Path) -> None:
@@ -314,8 +302,8 @@ class Box:
 
 
 @pytest.fixture
-def box(tmp_path: Path, fake: FakeAnthropic, _pycache: Path) -> Box:
-    return Box(tmp_path, fake, _pycache)
+def box(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path) -> Box:
+    return Box(tmp_path, fake, pycache_dir)
 
 
 KEYCHAIN = {"CLAUDE_POOL_CREDENTIAL_STORE": "keychain"}
