@@ -1,4 +1,4 @@
-"""The Anthropic HTTP APIs (SPEC §4): usage, profile, token refresh. httpx, short timeouts.
+"""The Anthropic HTTP APIs (docs/ARCHITECTURE.md §4): usage, profile, token refresh. httpx, short timeouts.
 
 Errors come in two types: `TransientError` (timeouts, 429, 5xx, garbage: "unknown", never
 exhaustion) and `InvalidGrant` (the refresh token is dead: the account needs a fresh login).

@@ -1,4 +1,4 @@
-"""The pool file's encryption, byte-compatible with the Go claude-pool 0.3 (SPEC §3.1).
+"""The pool file's encryption, byte-compatible with the Go claude-pool 0.3 (docs/ARCHITECTURE.md §3.1).
 
 `CPL1` + 12-byte nonce + AES-256-GCM(ciphertext || tag), no associated data; the key is
 HKDF-SHA256(machine_id + "\\0" + username, salt, info) so the file opens only on this machine

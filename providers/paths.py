@@ -1,4 +1,4 @@
-"""Where every file lives (SPEC §3).
+"""Where every file lives (docs/ARCHITECTURE.md §3).
 
 Plain strings built with os.path: `status`, `helper` and the hooks import this on every call,
 and pathlib (with the urllib and re it pulls in) would cost them more than the rest of their work.

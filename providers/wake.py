@@ -1,4 +1,4 @@
-"""The recovery wake (SPEC §6.7): one detached one-shot reconcile at the earliest known reset.
+"""The recovery wake (docs/ARCHITECTURE.md §6 rule 7): one detached one-shot reconcile at the earliest known reset.
 
 A marker file beside the pool (`wake.json`: the time and the sleeper's pid) deduplicates: while a
 live sleeper is due no later than the time wanted, no other is started; one due later is replaced

@@ -2,7 +2,7 @@
 
 Secrets are resolved here, from the runtime (the decrypted pool, the store's blob, a key being
 added); the plan itself only names ids. Entering API-key mode, a failed settings write rolls the
-pool back (SPEC §7).
+pool back (docs/ARCHITECTURE.md §7).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Diff: a pure function from (observed, desired) to an ordered plan (SPEC §7 order).
+"""Diff: a pure function from (observed, desired) to an ordered plan (docs/ARCHITECTURE.md §7 order).
 
 Actions name accounts and keys by id and carry fingerprints, never a secret.
 """

@@ -1,4 +1,4 @@
-"""`claude-pool helper`: Claude Code's apiKeyHelper (SPEC §6 items 7 and 10). A hot path.
+"""`claude-pool helper`: Claude Code's apiKeyHelper (docs/ARCHITECTURE.md §6 rules 7 and 10). A hot path.
 
 Under the pool lock: decrypt the pool, take the key at the round-robin cursor, advance the
 cursor, re-encrypt. Print that key (the only thing this command ever prints on stdout), then

@@ -1,7 +1,7 @@
 """Observe: build the observed state from the pool, the credential store, settings.json and
 the usage API. Providers read; nothing here decides what the pool should become.
 
-Two facts are saved the moment they are learned, even by `plan` (SPEC §7): a rotated refresh
+Two facts are saved the moment they are learned, even by `plan` (docs/ARCHITECTURE.md §7): a rotated refresh
 token (the old one no longer works) and a dead refresh token (so it is not retried in a loop).
 """
 
@@ -144,7 +144,7 @@ def observe_settings(rt: Runtime) -> SettingsObs:
 def _relogged(rt: Runtime, store: StoreObs) -> None:
     """An account marked "needs re-login" whose new login Claude Code now holds (the user ran /login
     again) is usable in this very run: it is polled with that login, and the adopt action saves it
-    and clears the mark (SPEC §6: harvest first)."""
+    and clears the mark (docs/ARCHITECTURE.md §6: harvest first)."""
     acc = rt.pool.account(store.account) if store.account else None
     if acc is not None and acc.needs_relogin and store.valid and store.fresher_than_pool:
         acc.needs_relogin, acc.relogin_reason = False, ""

@@ -1,4 +1,4 @@
-"""The policy (SPEC §6): a pure function from observed state + intent to desired state.
+"""The policy (docs/ARCHITECTURE.md §6): a pure function from observed state + intent to desired state.
 
 No files, no network, no clock: `now` comes in with the observed state. Everything here is
 table-tested in tests/test_policy.py.
@@ -35,7 +35,7 @@ def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
 
 
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
-    """Which accounts need a usage poll for this decision (SPEC §6 items 4 and 7).
+    """Which accounts need a usage poll for this decision (docs/ARCHITECTURE.md §6 rules 4 and 7).
 
     Not polled: dead accounts, a fresh cached reading (account mode only), an account provably
     exhausted until a known reset. `--if-needed` in account mode looks at the active account only. Commands that edit the
@@ -47,7 +47,7 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
     if intent.if_needed and pool.mode == "account":
         active = active_id(pool, held)
         usable = [a for a in usable if a.id == active] or usable
-    # API-key time is billed: on keys every run re-polls (SPEC §6.7), unless a reading proves the
+    # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a reading proves the
     # account is exhausted until a known reset.
     ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
     return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now) is None]
@@ -160,7 +160,7 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
         return b.keep("the pool is empty")
     mode = pool.mode
     if mode == "apikey" and not observed.settings.ours and not observed.settings.error:
-        # SPEC §6.9: our helper was removed from settings.json by hand; respect it.
+        # docs/ARCHITECTURE.md §6 rule 9: our helper was removed from settings.json by hand; respect it.
         b.notes.append("claude-pool's apiKeyHelper was removed from settings.json by hand: back to account mode")
         mode = "account"
     active = active_id(pool, observed.store.account)

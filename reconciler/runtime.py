@@ -144,6 +144,6 @@ class Runtime:
 
     def save_pool(self) -> None:
         """Save the in-memory pool now (rotated tokens and dead marks are saved the moment they
-        are known; SPEC §7)."""
+        are known; docs/ARCHITECTURE.md §7)."""
         with self.save_lock:
             self.pool_file.write(self.pool)

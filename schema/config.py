@@ -1,4 +1,4 @@
-"""config.toml (optional; SPEC §3). Read with tomllib, written with tomli-w."""
+"""config.toml (optional; docs/ARCHITECTURE.md §3). Read with tomllib, written with tomli-w."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Claude Code's credential blob (SPEC §5), kept verbatim.
+"""Claude Code's credential blob (docs/ARCHITECTURE.md §3.2), kept verbatim.
 
 The blob is the exact JSON string Claude Code stores. We parse it to read it, and only a token
 refresh changes it: four fields of `claudeAiOauth`, nothing else.

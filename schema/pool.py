@@ -1,4 +1,4 @@
-"""The pool file's JSON, compatible with the Go claude-pool 0.3 (SPEC §3.1).
+"""The pool file's JSON, compatible with the Go claude-pool 0.3 (docs/ARCHITECTURE.md §3.1).
 
 Every model keeps fields it does not know (`extra="allow"`), so a pool written by a newer or
 older tool survives a load/save round trip. Fields added here are new keys the Go tool ignores.

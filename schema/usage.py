@@ -1,4 +1,4 @@
-"""The usage API's answer (SPEC §4), in both shapes, turned into the pool's `Usage`.
+"""The usage API's answer (docs/ARCHITECTURE.md §4), in both shapes, turned into the pool's `Usage`.
 
 A 200 with no recognizable window is an error, never "0% used".
 """

@@ -379,7 +379,7 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
     sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
     sandbox.write_settings(OTHER_SETTINGS)
     # Both 5-hour windows reset in a few seconds. Until then the cached usage proves both
-    # exhausted, so claude-pool does not poll (SPEC §6.7).
+    # exhausted, so claude-pool does not poll (docs/ARCHITECTURE.md §6 rule 7).
     reset = time.time() + 6
     for email in (ALICE, BOB):
         fake.set_usage(email, five_hour_resets_at=reset)

@@ -313,7 +313,7 @@ def test_refreshing_the_login_claude_code_holds_leaves_no_phantom_change(sandbox
 
     out = sandbox.run("plan", "--detailed-exitcode")
     assert fake.account(ALICE).refreshes == 1
-    assert holds(sandbox, ALICE)                        # SPEC §7: the rotated login went to the store at once
+    assert holds(sandbox, ALICE)                        # docs/ARCHITECTURE.md §7: the rotated login went to the store at once
     assert sandbox.pool_oauth("alice")["refreshToken"] == sandbox.refresh_token(ALICE)
     # so Claude Code already holds exactly what the pool would give it: nothing is left to do
     assert (out.returncode, out.stdout.splitlines()[0][:10]) == (0, "No changes"), out.stdout

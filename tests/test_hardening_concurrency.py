@@ -418,7 +418,7 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
     design can save a token before it arrives). Those are counted, reported, and repaired the way a
     user would (/login, `claude-pool import`), so that no run ever sends a dead refresh token: the
     fake must see zero invalid_grant. A lost token whose new access token had already been used is
-    a failure: the run did not save it the moment it arrived (SPEC §7).
+    a failure: the run did not save it the moment it arrived (docs/ARCHITECTURE.md §7).
     """
     sb, fake = box, fast_fake
     seed = int(os.environ.get("CLAUDE_POOL_SOAK_SEED", "0")) or secrets.randbits(32)
@@ -507,11 +507,11 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
             in_store = held == acc["email"] and store_oauth["refreshToken"] == live
             if in_pool or in_store:
                 if held == acc["email"] and not in_store:
-                    store_lagging += 1   # pool saved first (SPEC §7), store not yet: the next run writes it
+                    store_lagging += 1   # pool saved first (docs/ARCHITECTURE.md §7), store not yet: the next run writes it
                 continue
             # Lost. Unavoidable only while the rotation was in flight: killed after the server
             # rotated but before the process could save it. The process saves the new token before
-            # using it (SPEC §7), so if the fake saw the new access token in use, it was not saved
+            # using it (docs/ARCHITECTURE.md §7), so if the fake saw the new access token in use, it was not saved
             # in time: a product bug.
             new_access = fake.account(acc["email"]).access_token
             used = [r["path"] for r in list(fake.requests) if r.get("token") == new_access]

@@ -1,4 +1,4 @@
-"""Integration tests for the Claude Code side of claude-pool (SPEC §5-§8).
+"""Integration tests for the Claude Code side of claude-pool (docs/ARCHITECTURE.md §5-§8).
 
 Real parts only: the fake Anthropic HTTP server (claude_pool.fakeapi) on a loopback port, real
 files in a temporary HOME, and the installed `claude-pool` console script run as subprocesses

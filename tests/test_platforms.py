@@ -539,7 +539,7 @@ def test_failed_keychain_write_is_reported_and_changes_nothing(box: Box, fake: F
     box.ok("switch", "alice", env=KEYCHAIN)          # and once the Keychain works again, it goes through
     assert box.who(box.kc.get()) == ALICE and box.pool()["current"] == "alice"
 
-    # SPEC §8: an error is one clear line on stderr (checked last, so the state checks above run)
+    # docs/ARCHITECTURE.md §8: an error is one clear line on stderr (checked last, so the state checks above run)
     one_error_line(proc)
 
 

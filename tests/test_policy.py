@@ -1,7 +1,7 @@
 """Pure tests of the policy and the diff: observed state in, desired state and plan out.
 
 No files, no network, no clock: every Pool and ObservedState is built in memory, `now` is fixed.
-Every plan produced here is also checked for secrets (SPEC §7: a plan never contains one).
+Every plan produced here is also checked for secrets (docs/ARCHITECTURE.md §7: a plan never contains one).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def test_every_observed_account_exhausted_with_keys_enters_api_key_mode(accounts
     assert desired.current_key == "k1"
     assert desired.api_key_helper == OUR_HELPER
     plan = plan_for(observed)
-    # SPEC §7: the pool says apikey BEFORE settings.json names the helper
+    # docs/ARCHITECTURE.md §7: the pool says apikey BEFORE settings.json names the helper
     assert types(plan) == ["save_pool_state", "write_settings"]
     assert action(plan, "save_pool_state").detail["mode"] == "apikey"
     assert action(plan, "save_pool_state").detail["current_key"] == "k1"
@@ -327,7 +327,7 @@ def test_recovery_from_api_key_mode_restores_settings_then_credential_then_pool(
     desired = decide(observed, Reconcile())
     assert (desired.mode, desired.current) == ("account", "b")
     plan = plan_for(observed)
-    # SPEC §7, leaving API-key mode: settings first, then the credential, then the pool
+    # docs/ARCHITECTURE.md §7, leaving API-key mode: settings first, then the credential, then the pool
     assert types(plan) == ["write_settings", "write_credential", "save_pool_state"]
     assert action(plan, "write_settings").detail["value"] == "saved"
     assert action(plan, "write_credential").target == "b"
@@ -398,7 +398,7 @@ def test_accounts_to_poll_in_api_key_mode_skips_the_network_when_every_account_i
 
 
 def test_accounts_to_poll_in_api_key_mode_re_polls_a_fresh_reading_that_does_not_prove_exhaustion():
-    # SPEC §6.7: in API-key mode every run re-polls (API-key time is billed time); only a reading
+    # docs/ARCHITECTURE.md §6 rule 7: in API-key mode every run re-polls (API-key time is billed time); only a reading
     # that proves exhaustion until a future reset spares the network.
     pool = Pool(mode="apikey", current="a", current_key="k1", api_keys=[ApiKey(id="k1", key=api_key("k1"))],
                 accounts=[A("a", 100, resets_in=None, age=timedelta(seconds=10)).account(),

@@ -1,4 +1,4 @@
-"""The pool file stays byte-compatible with the Go claude-pool 0.3 (SPEC §3.1).
+"""The pool file stays byte-compatible with the Go claude-pool 0.3 (docs/ARCHITECTURE.md §3.1).
 
 The pool files here are built from the format's facts alone (an independent HKDF / AES-GCM
 implementation below), not with the product's own writer, then handed to the installed command.

@@ -1,5 +1,5 @@
 """No token, refresh token or API key ever reaches stdout, stderr, the audit log or a saved plan
-(SPEC §7, §9), and every secret-bearing file has private permissions.
+(docs/ARCHITECTURE.md §7, §9), and every secret-bearing file has private permissions.
 
 The test plants known secrets (the fake's credential blobs, API keys, a foreign apiKeyHelper
 that embeds a key), runs a whole scenario through the installed command, including refreshes
@@ -110,7 +110,7 @@ def test_no_secret_reaches_any_output_log_or_plan(sandbox, fake, tmp_path):
         prefix = secret[:24]
         assert not any(prefix in text for text in places.values()), f"a prefix of {secret[:12]}… leaked"
 
-    # the audit log: JSON lines, private, one event per applied action with the fields SPEC §9 names
+    # the audit log: JSON lines, private, one event per applied action with the fields docs/ARCHITECTURE.md §9 names
     events = sandbox.audit()
     assert len(events) == len(sandbox.audit_text().splitlines())
     assert all(isinstance(e, dict) for e in events)
