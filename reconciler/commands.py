@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from claude_pool import __version__
 
@@ -246,10 +246,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # ---- parser --------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr like every other error (exit 1)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"claude-pool: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="claude-pool", description="Keep Claude Code on the credential with the most "
-                                "rate-limit headroom.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p = _Parser(prog="claude-pool", description="Keep Claude Code on the credential with the most "
+                "rate-limit headroom.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, aliases: list[str] | None = None):
         sp = sub.add_parser(name, help=help, description=help, aliases=aliases or [])
@@ -275,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("import", cmd_import, "add the login Claude Code holds now as an account and make it active")
     sp.add_argument("--id", metavar="NAME")
     sp = add("key", lambda a: (p.parse_args(["key", "--help"]), 0)[1], "manage API keys")
-    ksub = sp.add_subparsers(dest="key_cmd", metavar="add")
+    ksub = sp.add_subparsers(dest="key_cmd", metavar="add", parser_class=_Parser)
     kp = ksub.add_parser("add", help="register an API key (argument, stdin, or a hidden prompt)")
     kp.add_argument("--id", metavar="NAME")
     kp.add_argument("key", nargs="?", help="the key; better: omit it and paste at the prompt or pipe it on stdin")
@@ -287,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_version, "{mode, name} as JSON for a statusline (no network)")
     add("version", cmd_version, "print the version")
     sp = add("config", lambda a: (p.parse_args(["config", "--help"]), 0)[1], "config.toml")
-    csub = sp.add_subparsers(dest="config_cmd", metavar="init|show")
+    csub = sp.add_subparsers(dest="config_cmd", metavar="init|show", parser_class=_Parser)
     cp = csub.add_parser("init", help="write a commented default config.toml")
     cp.add_argument("--force", action="store_true")
     cp.set_defaults(fn=cmd_config)

@@ -388,3 +388,39 @@ def test_config_init_refuses_to_overwrite_and_show_prints_toml(sandbox):
 
     sandbox.ok("config", "init", "--force")
     assert tomllib.loads(sandbox.config_path.read_text())["http"]["timeout_seconds"] == 5.0
+
+
+# ---- the console script itself ------------------------------------------------------------------
+
+def test_every_command_as_a_real_process(sandbox, fake):
+    """The other tests run the command's entry point in-process (fast); this one runs the
+    installed console script for every command once: exit codes, stdout/stderr, no traceback."""
+    sandbox.subprocess = True
+    fake.add_account(ALICE, five_hour=20)
+    fake.add_account(BOB, five_hour=60)
+    fake.add_api_key(KEY1)
+    assert sandbox.ok("version").stdout.strip()
+    for email in (BOB, ALICE):
+        sandbox.login(email)
+        sandbox.ok("import")
+    assert sandbox.ok("key", "add", "--id", "k1", input=KEY1 + "\n").returncode == 0
+    assert KEY1 not in "".join(out + err for _, out, err in sandbox.transcript)
+    assert json.loads(sandbox.ok("list", "--json").stdout)["accounts"]
+    assert "alice" in sandbox.ok("list").stdout
+    assert sandbox.run("plan", "--detailed-exitcode").returncode == 0
+    sandbox.ok("switch", "bob")
+    assert sandbox.status()["name"] == "bob"
+    sandbox.ok("apply")
+    sandbox.ok("reconcile", "--if-needed")
+    sandbox.ok("auto")
+    assert sandbox.pool()["current"] == "alice"
+    for event in ("session-start", "prompt-submit", "stop-failure"):
+        proc = sandbox.run("hook", event, input="{}")
+        assert (proc.returncode, proc.stdout) == (0, ""), (event, proc.stderr)
+    proc = sandbox.run("helper")                      # not in API-key mode: nothing on stdout, exit 1
+    assert (proc.returncode, proc.stdout) == (1, "")
+    proc = sandbox.run("statusline", input="{}")
+    assert proc.returncode == 0 and "alice" in proc.stdout
+    sandbox.ok("rm", "k1")
+    sandbox.assert_refused(sandbox.run("switch", "nobody"), "nobody")
+    sandbox.assert_refused(sandbox.run("frobnicate"))

@@ -255,7 +255,7 @@ def fast_fake():
 def box(tmp_path: Path, fast_fake: FakeAnthropic, pycache_dir: Path):
     home = tmp_path / "home"
     home.mkdir()
-    sb = Sandbox(home, fast_fake, pycache_dir)
+    sb = Sandbox(home, fast_fake, pycache_dir, subprocess=True)  # kills and races need real processes
     try:
         yield sb
     finally:  # before the fake stops (fixture teardown order)

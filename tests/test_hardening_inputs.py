@@ -935,6 +935,7 @@ with open(os.environ["HARDEN_CLAUDE_LOG"], "a") as fh:
 
 def test_no_secret_in_any_child_process_argv(reaper, fake, tmp_path):
     sandbox = reaper
+    sandbox.subprocess = True  # what is checked is every real process's argv and environment
     key_a = "sk-ant-api03-" + os.urandom(24).hex()
     key_b = "sk-ant-api03-" + os.urandom(24).hex()
     helper_key = "sk-ant-api03-" + os.urandom(24).hex()
