@@ -63,12 +63,12 @@ def check_endpoint(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class Endpoints:
+class ApiUrls:
     api_base: str
     token_url: str
 
     @classmethod
-    def from_config(cls, config: Config) -> "Endpoints":
+    def from_config(cls, config: Config) -> "ApiUrls":
         base = os.environ.get("CLAUDE_POOL_API_BASE_URL") or config.endpoints.api_base
         token = os.environ.get("CLAUDE_POOL_OAUTH_TOKEN_URL") or config.endpoints.token_url
         return cls(api_base=check_endpoint(base), token_url=check_endpoint(token))
@@ -94,7 +94,7 @@ def _status_error(resp: httpx.Response, what: str) -> ApiError:
 class AnthropicApi:
     name = "anthropic"
 
-    def __init__(self, endpoints: Endpoints, *, timeout: float = 5.0, max_connections: int = 16) -> None:
+    def __init__(self, endpoints: ApiUrls, *, timeout: float = 5.0, max_connections: int = 16) -> None:
         self.endpoints = endpoints
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout),

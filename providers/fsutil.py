@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from .sessions import pid_alive
+
 TEMP_MARK = ".cptmp-"
 
 
@@ -67,15 +69,7 @@ def _writer_alive(name: str) -> bool:
         pid = int(name[len(TEMP_MARK):].split("-", 1)[0])
     except ValueError:
         return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def clean_stale_temps(directory: Path | str, older_than: float = 600.0) -> int:

@@ -7,7 +7,6 @@ Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary wi
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -121,10 +120,3 @@ def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock
     except Timeout:
         raise PoolBusy(f"another claude-pool run held the pool lock for {timeout:.0f}s; try again") from None
     return lock
-
-
-def reset_in_seconds(resets_at: str, now: datetime) -> int:
-    from claude_pool.schema.timefmt import _parse
-
-    when = _parse(resets_at)
-    return max(0, int((when - now).total_seconds())) if when else 0

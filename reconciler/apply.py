@@ -8,8 +8,6 @@ pool back (docs/ARCHITECTURE.md §7).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
-
 from claude_pool.providers import claude_lock
 from claude_pool.providers.base import ProviderError
 from claude_pool.schema.credentials import oauth_fingerprint, with_oauth_of
@@ -123,7 +121,7 @@ def human(a: Action) -> str:
     return words[a.type]
 
 
-def apply_plan(rt: Runtime, plan: Plan, *, on_done: Callable[[Action], None] | None = None) -> list[Action]:
+def apply_plan(rt: Runtime, plan: Plan) -> list[Action]:
     applier = Applier(rt)
     done: list[Action] = []
     for action in plan.actions:
@@ -147,6 +145,4 @@ def apply_plan(rt: Runtime, plan: Plan, *, on_done: Callable[[Action], None] | N
                    before=action.before, after=action.after, result="ok", duration_ms=timer.ms(),
                    say=human(action))
         done.append(action)
-        if on_done:
-            on_done(action)
     return done

@@ -210,6 +210,13 @@ def _list_json(pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
+def cmd_status(a: argparse.Namespace) -> int:
+    # normally dispatched before argparse (reconciler/cli.py); here only for `--help` and direct calls
+    from claude_pool.reconciler import status
+
+    return status.main([])
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     _out(f"claude-pool {__version__}")
     return 0
@@ -291,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id")
     sp = add("list", cmd_list, "accounts with live usage, then keys (masked)")
     sp.add_argument("--json", action="store_true", help="no network, no secrets")
-    add("status", cmd_version, "{mode, name} as JSON for a statusline (no network)")
+    add("status", cmd_status, "{mode, name} as JSON for a statusline (no network)")
     add("version", cmd_version, "print the version")
     sp = add("config", lambda a: (p.parse_args(["config", "--help"]), 0)[1], "config.toml")
     csub = sp.add_subparsers(dest="config_cmd", metavar="init|show", parser_class=_Parser)

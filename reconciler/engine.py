@@ -51,10 +51,10 @@ def after_apply(rt: Runtime, outcome: Outcome) -> None:
 
 
 def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None,
-        network: bool = True, lock_wait: float | None = None) -> Outcome:
+        network: bool = True) -> Outcome:
     timer = Timer()
     try:
-        lock = lock_or_busy(rt.pool_file, lock_wait) if lock_wait is not None else lock_or_busy(rt.pool_file)
+        lock = lock_or_busy(rt.pool_file)
     except PoolBusy as exc:
         raise UserError(str(exc)) from None
     try:

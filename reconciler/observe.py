@@ -31,6 +31,7 @@ from .audit import REDACTOR, log
 from .errors import UserError
 from .intents import Intent
 from .runtime import Runtime, is_our_helper
+from .status import duration
 
 
 def _fresher(a: OAuth, b: OAuth | None) -> bool:
@@ -240,7 +241,7 @@ def poll_one(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> Accou
         obs.poll = "error"  # skipped by the policy; the cached reading is kept for display
         age = ""
         if acc.usage_at:
-            age = f"; last reading {_ago(now - acc.usage_at)} ago (shown, not used to decide)"
+            age = f"; last reading {duration((now - acc.usage_at).total_seconds())} ago (shown, not used to decide)"
         obs.error = f"{exc}{age}"
         return obs
     with rt.save_lock:
@@ -249,17 +250,6 @@ def poll_one(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> Accou
         rt.usage_dirty = True
     obs.usage, obs.usage_at, obs.poll = usage, now, "ok"
     return obs
-
-
-def _ago(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
 
 
 def poll(rt: Runtime, ids: list[str], store: StoreObs, now: datetime) -> dict[str, AccountObs]:

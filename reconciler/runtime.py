@@ -19,7 +19,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from claude_pool.providers import paths
-from claude_pool.providers.anthropic import AnthropicApi, EndpointError, Endpoints
+from claude_pool.providers.anthropic import AnthropicApi, EndpointError, ApiUrls
 from claude_pool.providers.base import Provider, ProviderError
 from claude_pool.providers.credstore import default_store
 from claude_pool.providers.poolfile import PoolFile
@@ -123,7 +123,7 @@ class Runtime:
     def _make_api(self) -> AnthropicApi:
         if self._api is None:
             try:
-                endpoints = Endpoints.from_config(self.config)
+                endpoints = ApiUrls.from_config(self.config)
             except EndpointError as exc:
                 raise UserError(f"endpoint: {exc}") from None
             size = max(1, min(len(self.pool.accounts), self.config.http.max_connections))

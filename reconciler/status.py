@@ -15,8 +15,11 @@ from claude_pool.providers import paths
 
 
 def duration(seconds: float) -> str:
-    """A short "time until": `3d4h`, `4h05m`, `12m` (shared by `list` and the statusline badge)."""
+    """A short span of time: `3d4h`, `4h05m`, `12m`, `45s` (the one format of `list`, the statusline
+    badge and the age of a reading)."""
     seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
     if seconds >= 86400:
         return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
     if seconds >= 3600:

@@ -23,14 +23,6 @@ class AccountObs(BaseModel):
     error: str = ""                     # why the poll failed (one line, no secret)
     dead: bool = False                  # refresh token rejected: needs /login + import
 
-    def exhausted_until(self, now: datetime) -> datetime | None:
-        """When the account is provably at 100% until a known future reset, that reset."""
-        if self.usage is None:
-            return None
-        resets = [w.resets_at for w in (self.usage.five_hour, self.usage.seven_day)
-                  if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
-        return max(resets) if resets else None
-
 
 class StoreObs(BaseModel):
     """Claude Code's credential store."""

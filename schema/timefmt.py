@@ -56,6 +56,3 @@ GoTime = Annotated[datetime | None, BeforeValidator(_parse), PlainSerializer(for
 # Written as null when unset.
 OptTime = Annotated[datetime | None, BeforeValidator(_parse), PlainSerializer(_serialize_optional)]
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
