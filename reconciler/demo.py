@@ -94,7 +94,7 @@ def run_demo() -> int:
         d.run("plan", "--detailed-exitcode")
 
         d.say("5. alice hits her 5-hour limit: the next run moves Claude Code to bob")
-        soon = time.time() + 4
+        soon = time.time() + 8  # long enough for steps 5-7 on a busy machine, short enough to wait for
         fake.set_usage("alice@example.com", five_hour=100, five_hour_resets_at=soon)
         d.run("apply")
 
