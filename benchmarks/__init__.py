@@ -1,0 +1,1 @@
+"""Development-only tools (not part of the installed package): the pooling simulator."""

@@ -1,0 +1,180 @@
+"""`lower_bound_billed_units`: units no policy can serve from the subscriptions, not even one that
+knows the future. LB = total units - U, where U is an upper bound on the units any assignment of
+requests to accounts can get accepted. The argument (docs/SIMULATOR.md has it in full):
+
+Fix any schedule (which request goes to which account; anything refused or sent to a key is
+unserved). For one account a:
+
+1. Overshoot. A request is accepted while a window is under 100 %, so a window can end above its
+   limit by less than the last accepted request: units served in one window < limit - used at its
+   start + the largest request that window could take.
+2. Weekly windows (seven_day, and each scoped model) are fixed intervals: period k of account a
+   serves < L7 - start_used + umax(k) units (0 when the start already reached L7); model m's
+   units in it < Ls - start_used_m + umax_m(k).
+3. Five-hour windows are dynamic, but each starts at a request time, they are disjoint and last
+   5 h. Cut the trace at every idle gap of >= 5 h (no window holds requests on both sides of such
+   a gap). In a piece P (one gap-block intersected with one weekly period of a) the units a serves
+   are at most  maxwin(P) * (L5 + umax(P)),  where maxwin(P) is the largest number of disjoint 5-h
+   windows, each starting at a request time of the block and each holding a request of P; the
+   earliest-start greedy computes it exactly (exchange argument: the greedy's k-th window ends no
+   later than any other family's k-th).
+
+Each family of constraints is laminar per account, so "how many units can be served at most" under
+2 + 3 (without scoped windows) and under 2 + scoped windows (without five-hour pieces) are two
+max-flow problems: requests with the same (gap-block, period of each account, model) merge into
+one source node. Every real schedule is a feasible flow of both networks, so both maxima bound
+what it serves, and U = min(flow_1, flow_2, total units). Dropping a family only loosens a bound,
+never breaks it. Tested against exhaustive search on tiny traces (tests/test_sim.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+from .anthropic import FIVE_HOURS, SimAccount
+from .trace import Trace
+
+INF = float("inf")
+
+
+class _Flow:
+    """Dinic's max flow on a small graph with float capacities."""
+
+    def __init__(self) -> None:
+        self.graph: list[list[int]] = []
+        self.to: list[int] = []
+        self.cap: list[float] = []
+        self.ids: dict[object, int] = {}
+
+    def node(self, key: object) -> int:
+        n = self.ids.get(key)
+        if n is None:
+            n = self.ids[key] = len(self.graph)
+            self.graph.append([])
+        return n
+
+    def edge(self, u: object, v: object, cap: float) -> None:
+        a, b = self.node(u), self.node(v)
+        self.graph[a].append(len(self.to)); self.to.append(b); self.cap.append(cap)
+        self.graph[b].append(len(self.to)); self.to.append(a); self.cap.append(0.0)
+
+    def max_flow(self, s: object, t: object) -> float:
+        src, dst = self.node(s), self.node(t)
+        total = 0.0
+        eps = 1e-9
+        while True:
+            level = [-1] * len(self.graph)
+            level[src] = 0
+            queue = [src]
+            for u in queue:
+                for e in self.graph[u]:
+                    if self.cap[e] > eps and level[self.to[e]] < 0:
+                        level[self.to[e]] = level[u] + 1
+                        queue.append(self.to[e])
+            if level[dst] < 0:
+                return total
+            it = [0] * len(self.graph)
+
+            def push(u: int, f: float) -> float:
+                if u == dst:
+                    return f
+                while it[u] < len(self.graph[u]):
+                    e = self.graph[u][it[u]]
+                    v = self.to[e]
+                    if self.cap[e] > eps and level[v] == level[u] + 1:
+                        got = push(v, min(f, self.cap[e]))
+                        if got > eps:
+                            self.cap[e] -= got
+                            self.cap[e ^ 1] += got
+                            return got
+                    it[u] += 1
+                return 0.0
+
+            while (f := push(src, INF)) > eps:
+                total += f
+
+
+def _blocks(times: list[float]) -> list[int]:
+    """The gap-block of each request: a new block starts after an idle gap of >= 5 h."""
+    out, b = [], 0
+    for i, t in enumerate(times):
+        if i and t - times[i - 1] >= FIVE_HOURS:
+            b += 1
+        out.append(b)
+    return out
+
+
+def _maxwin(block_times: list[float], piece_times: list[float]) -> int:
+    """Most disjoint 5-h windows, starting at times in block_times, each holding a piece time."""
+    count, cur, i = 0, -INF, 0
+    while i < len(piece_times):
+        p = piece_times[i]
+        # earliest start s >= cur with s > p - 5 (a window [s, s+5) that holds p)
+        j = bisect.bisect_right(block_times, p - FIVE_HOURS)
+        j = max(j, bisect.bisect_left(block_times, cur))
+        s = block_times[j]          # exists: p itself is in block_times and p >= cur
+        count += 1
+        cur = s + FIVE_HOURS
+        i = bisect.bisect_left(piece_times, cur, lo=i)
+    return count
+
+
+def max_servable(trace: Trace) -> float:
+    reqs = trace.requests
+    if not reqs:
+        return 0.0
+    times = [r.t for r in reqs]
+    blocks = _blocks(times)
+    accs = [SimAccount(a) for a in trace.accounts]
+    # classes: (block, period per account, model) -> units
+    classes: dict[tuple, float] = defaultdict(float)
+    periods_of = [[acc.period(t) for t in times] for acc in accs]
+    for i, r in enumerate(reqs):
+        classes[(blocks[i], tuple(p[i] for p in periods_of), r.model)] += r.units
+
+    block_times: dict[int, list[float]] = defaultdict(list)
+    for i, t in enumerate(times):
+        block_times[blocks[i]].append(t)
+
+    flows = [_Flow(), _Flow()]   # 0: weekly + five-hour pieces; 1: weekly + scoped
+    for ai, acc in enumerate(accs):
+        spec = acc.spec
+        umax_k: dict[int, float] = defaultdict(float)
+        umax_km: dict[tuple, float] = defaultdict(float)
+        umax_p: dict[tuple, float] = defaultdict(float)
+        piece_times: dict[tuple, list[float]] = defaultdict(list)
+        for i, r in enumerate(reqs):
+            k = periods_of[ai][i]
+            umax_k[k] = max(umax_k[k], r.units)
+            umax_km[(k, r.model)] = max(umax_km[(k, r.model)], r.units)
+            umax_p[(blocks[i], k)] = max(umax_p[(blocks[i], k)], r.units)
+            piece_times[(blocks[i], k)].append(r.t)
+        for k, um in umax_k.items():
+            start = spec.seven_day_used_at_start if k == acc.k0 else 0.0
+            cap = 0.0 if start >= spec.seven_day_limit else spec.seven_day_limit - start + um
+            for f in flows:
+                f.edge(("week", ai, k), "sink", cap)
+        for (b, k), pts in piece_times.items():
+            cap = _maxwin(block_times[b], pts) * (spec.five_hour_limit + umax_p[(b, k)])
+            flows[0].edge(("piece", ai, b, k), ("week", ai, k), cap)
+        for (k, m), um in umax_km.items():
+            limit = spec.scoped.get(m)
+            if limit is None:
+                flows[1].edge(("model", ai, k, m), ("week", ai, k), INF)
+                continue
+            start = spec.scoped_used_at_start.get(m, 0.0) if k == acc.k0 else 0.0
+            cap = 0.0 if start >= limit else limit - start + um
+            flows[1].edge(("model", ai, k, m), ("week", ai, k), cap)
+    for ci, ((b, ks, m), units) in enumerate(sorted(classes.items(), key=lambda kv: repr(kv[0]))):
+        for f in flows:
+            f.edge("source", ("class", ci), units)
+        for ai in range(len(accs)):
+            flows[0].edge(("class", ci), ("piece", ai, b, ks[ai]), INF)
+            flows[1].edge(("class", ci), ("model", ai, ks[ai], m), INF)
+    total = trace.total_units
+    return min(total, *(f.max_flow("source", "sink") for f in flows))
+
+
+def lower_bound(trace: Trace) -> float:
+    return max(0.0, trace.total_units - max_servable(trace))
