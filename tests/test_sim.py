@@ -242,6 +242,9 @@ def W(five, week, five_resets=1.0, week_resets=100.0, **scoped):
     ({"a": W(95, 50), "b": W(0, 60, week_resets=10), "c": W(0, 20)}, "a", "sonnet", None, "b"),
     ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "opus", None, "b"),   # scoped binds
     ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "sonnet", None, "a"),  # not for sonnet
+    # a Sonnet request leaves a's Opus room to Opus: b's Opus window is spent anyway
+    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "sonnet", None, "b"),
+    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "opus", None, "a"),
     ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"": 5.0}}, "b"),           # a 429 blocks a
     ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"opus": 5.0}}, "a"),       # only for Opus
     ({"a": W(100, 50), "b": W(30, 100)}, "a", "sonnet", None, None),          # nothing usable: keys
@@ -261,7 +264,7 @@ def test_four_weeks_three_accounts_20000_requests(capsys):
     tr = trace.from_dict(generate.scale())
     assert len(tr.requests) >= 19000 and len(tr.accounts) == 3
     took = {}
-    for policy in ("ours", "seed"):
+    for policy in ("ours", "seed", "candidate"):
         start = time.perf_counter()
         s = sim(tr, policy).summary()
         took[policy] = time.perf_counter() - start
@@ -272,3 +275,16 @@ def test_four_weeks_three_accounts_20000_requests(capsys):
     with capsys.disabled():
         print(f"\n20k-request sim: {len(tr.requests)} requests; "
               + ", ".join(f"{k} {v:.1f}s" for k, v in took.items()))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TRACES.glob("*.json")))
+def test_candidate_never_loses_to_the_seed(name):
+    """The issue's "never loses" bars, on every trace in the repo (its <= 0.8x excess bar on the
+    heavy, agent and Opus traces is reported by `./dev sim --compare`, not met everywhere yet)."""
+    tr = trace.load(TRACES / f"{name}.json")
+    s, c = sim(tr, "seed").summary(), sim(tr, "candidate").summary()
+    assert c["billed_units"] + c["blocked_units"] <= s["billed_units"] + s["blocked_units"]
+    assert c["blocked_requests"] <= s["blocked_requests"]
+    if len({r.model for r in tr.requests}) == 1:
+        weeks = tr.duration_hours / 168
+        assert c["switches"] <= max(1.25 * s["switches"], s["switches"] + weeks)

@@ -13,11 +13,10 @@ unserved). For one account a:
    units in it < Ls - start_used_m + umax_m(k).
 3. Five-hour windows are dynamic, but each starts at a request time, they are disjoint and last
    5 h. Cut the trace at every idle gap of >= 5 h (no window holds requests on both sides of such
-   a gap). In a piece P (one gap-block intersected with one weekly period of a) the units a serves
-   are at most  maxwin(P) * (L5 + umax(P)),  where maxwin(P) is the largest number of disjoint 5-h
-   windows, each starting at a request time of the block and each holding a request of P; the
-   earliest-start greedy computes it exactly (exchange argument: the greedy's k-th window ends no
-   later than any other family's k-th).
+   a gap). In a piece P (one gap-block intersected with one weekly period of a), a window W holds
+   at most min(L5 + umax(P), units of P's requests inside W) of P's units, so a serves at most
+   the best total of that value over families of disjoint 5-h windows starting at request times
+   of the block: a weighted interval scheduling problem, solved exactly by dynamic programming.
 
 Each family of constraints is laminar per account, so "how many units can be served at most" under
 2 + 3 (without scoped windows) and under 2 + scoped windows (without five-hour pieces) are two
@@ -105,19 +104,23 @@ def _blocks(times: list[float]) -> list[int]:
     return out
 
 
-def _maxwin(block_times: list[float], piece_times: list[float]) -> int:
-    """Most disjoint 5-h windows, starting at times in block_times, each holding a piece time."""
-    count, cur, i = 0, -INF, 0
-    while i < len(piece_times):
-        p = piece_times[i]
-        # earliest start s >= cur with s > p - 5 (a window [s, s+5) that holds p)
-        j = bisect.bisect_right(block_times, p - FIVE_HOURS)
-        j = max(j, bisect.bisect_left(block_times, cur))
-        s = block_times[j]          # exists: p itself is in block_times and p >= cur
-        count += 1
-        cur = s + FIVE_HOURS
-        i = bisect.bisect_left(piece_times, cur, lo=i)
-    return count
+def _five_hour_cap(block_times: list[float], piece: list[tuple[float, float]], cap: float) -> float:
+    """The most units disjoint 5-h windows can hold of a piece's requests, each window starting at a
+    request time of the block and holding at most `cap`: a weighted interval scheduling, exact by
+    dynamic programming over the possible starts (sorted)."""
+    times = [t for t, _ in piece]
+    prefix = [0.0]
+    for _, u in piece:
+        prefix.append(prefix[-1] + u)
+    lo = bisect.bisect_right(block_times, times[0] - FIVE_HOURS)
+    hi = bisect.bisect_right(block_times, times[-1])
+    starts = sorted(set(block_times[lo:hi]))
+    best = [0.0] * (len(starts) + 1)     # best[i]: using only the first i starts
+    for i, s in enumerate(starts):
+        held = prefix[bisect.bisect_left(times, s + FIVE_HOURS)] - prefix[bisect.bisect_left(times, s)]
+        j = bisect.bisect_right(starts, s - FIVE_HOURS, hi=i)   # starts whose window ends by s
+        best[i + 1] = max(best[i], min(cap, held) + best[j])
+    return best[-1]
 
 
 def max_servable(trace: Trace) -> float:
@@ -143,20 +146,20 @@ def max_servable(trace: Trace) -> float:
         umax_k: dict[int, float] = defaultdict(float)
         umax_km: dict[tuple, float] = defaultdict(float)
         umax_p: dict[tuple, float] = defaultdict(float)
-        piece_times: dict[tuple, list[float]] = defaultdict(list)
+        piece_reqs: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
         for i, r in enumerate(reqs):
             k = periods_of[ai][i]
             umax_k[k] = max(umax_k[k], r.units)
             umax_km[(k, r.model)] = max(umax_km[(k, r.model)], r.units)
             umax_p[(blocks[i], k)] = max(umax_p[(blocks[i], k)], r.units)
-            piece_times[(blocks[i], k)].append(r.t)
+            piece_reqs[(blocks[i], k)].append((r.t, r.units))
         for k, um in umax_k.items():
             start = spec.seven_day_used_at_start if k == acc.k0 else 0.0
             cap = 0.0 if start >= spec.seven_day_limit else spec.seven_day_limit - start + um
             for f in flows:
                 f.edge(("week", ai, k), "sink", cap)
-        for (b, k), pts in piece_times.items():
-            cap = _maxwin(block_times[b], pts) * (spec.five_hour_limit + umax_p[(b, k)])
+        for (b, k), pts in piece_reqs.items():
+            cap = _five_hour_cap(block_times[b], pts, spec.five_hour_limit + umax_p[(b, k)])
             flows[0].edge(("piece", ai, b, k), ("week", ai, k), cap)
         for (k, m), um in umax_km.items():
             limit = spec.scoped.get(m)

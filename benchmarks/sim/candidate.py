@@ -6,24 +6,31 @@ blocked by a 429 until a reset). Times are hours on the simulator's clock; a por
 reconciler/policy.py uses datetimes and the same arithmetic.
 
     applicable(a, model) = five_hour, seven_day, and seven_day_<model> when a has it
-    usable(a)   = not blocked by a 429 until a future reset, and every applicable window < 100 %
+    usable(a)   = not blocked by a 429 (for every model, or for this model) until a future reset,
+                  and every applicable window < 100 %
     roomy(a)    = usable(a) and five_hour < 90 %            (the hooks' threshold)
     weekly(a)   = max(pct of seven_day, seven_day_<model>)  (the weekly window that binds)
     pace(a)     = (100 - weekly(a)) / max(hours until that window resets, 1)
                   "how fast this account must be spent from now on to lose nothing at its reset"
     score(a)    = pace(a) * (1.25 if a's five-hour window is open else 1)
+    spare(a)    = headroom (percentage points) left in a's scoped windows of *other* models
 
-    1. active usable, five_hour < 90 %, and its five-hour window is open: stay.
-    2. active usable, five_hour < 90 %, window closed (idle >= 5 h or just reset): move to the
-       roomy account with the best score only when that score is over 4x the active's.
-    3. otherwise move: the roomy account with the best score; none roomy: stay on the active one
-       while it is usable; else the usable one with the best score.
-    4. no usable account: API keys (None).
+    0. among the roomy accounts keep those whose spare() is within 30 points of the least (a
+       Sonnet request goes where it does not eat the five-hour room only Opus could use there)
+    1. active in that set and its five-hour window open: stay (a switch costs the prompt cache;
+       the open window is where the request is cheapest).
+    2. active in that set, its window closed (idle >= 5 h, or it just reset): move to the best
+       score only if it is over 4x the active's (use-it-or-lose-it, without flapping).
+    3. otherwise move to the best score in that set; if the set is empty: stay while the active
+       is usable; else the usable account with the best score.
+    4. no usable account: API keys (None); wake at the earliest known reset + 30 s.
+    Ties: the active account, then pool order.
 
-Polls: the active account when its reading is older than the TTL (60 s); another account only
-when a decision needs it and a reset it reported has passed since (an account not in use only
-ever goes down, at its resets). A usage-limit 429 blocks the account until the reset it names (for
-that model only when the limit is a scoped one) and switches at once; a session start looks at the active account live.
+Polls: the active account when its reading is older than the TTL (60 s), on every prompt once
+any applicable window of it reads >= 85 %, and live at session start and on StopFailure; another
+account only when a decision needs it and a reset it reported has passed since (an account not
+in use only ever goes down, at its resets). A usage-limit 429 blocks the account until the
+reset it names (for that model only, when the limit is a scoped one) and switches at once.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from .engine import Evidence, Session, World
 THRESHOLD = 90.0
 OPEN_BONUS = 1.25
 IDLE_SWITCH = 4.0      # at an idle start, move only to an account at least this much more urgent
+OPEN_SWITCH = float("inf")  # while the active window is open: never (the window is the cheap place)
 TTL_H = 60 / 3600
+NEAR = 85.0            # an active account this close to a limit is read on every prompt
 WAKE_DELAY_H = 30 / 3600
 WAKE_MIN_H = 60 / 3600
 
@@ -69,6 +78,18 @@ def score(w: Windows, model: str, now: float) -> float:
     return (100.0 - pct) / hours * (OPEN_BONUS if five_open(w) else 1.0)
 
 
+PRESERVE_SCOPED = True
+
+
+SPARE_MARGIN = 30.0
+
+
+def _other_scoped_room(w: Windows, model: str) -> float:
+    """Headroom (percentage points) in scoped windows of other models: what only they can use."""
+    return sum(100.0 - min(pct, 100.0) for n, (pct, _) in w.items()
+               if n.startswith("seven_day_") and n != f"seven_day_{model}")
+
+
 def choose(readings: dict[str, Windows], active: str, model: str, now: float,
            blocked: dict[str, dict[str, float]] | None = None, order: list[str] | None = None) -> str | None:
     """The account to hold, or None for API keys."""
@@ -83,11 +104,18 @@ def choose(readings: dict[str, Windows], active: str, model: str, now: float,
             return (score(readings[a], model, now), a == active, -rank[a])
         return max(cands, key=key)
 
+    if PRESERVE_SCOPED:
+        # a request its model's scoped window does not limit is better spent where other models'
+        # scoped windows are already exhausted: keep those accounts' scoped room for their model.
+        room = {a: _other_scoped_room(readings[a], model) for a in roomy}
+        least = min(room.values(), default=0.0)
+        spare = [a for a in roomy if room[a] <= least + SPARE_MARGIN]
+        if spare and len(spare) < len(roomy):
+            roomy = spare
     if active in roomy:
-        if five_open(readings[active]):
-            return active
         other = best(roomy)
-        if other != active and score(readings[other], model, now) > IDLE_SWITCH * score(readings[active], model, now):
+        factor = OPEN_SWITCH if five_open(readings[active]) else IDLE_SWITCH
+        if other != active and score(readings[other], model, now) > factor * score(readings[active], model, now):
             return other
         return active
     if roomy:
@@ -130,7 +158,9 @@ class Candidate:
         w = self.world
         self.model = model
         active = w.held
-        if w.mode == "account" and (live_active or self._stale(active, now, TTL_H)):
+        near = active in self.cache and any(
+            self.cache[active][1][n][0] >= NEAR for n in applicable(self.cache[active][1], model))
+        if w.mode == "account" and (live_active or near or self._stale(active, now, TTL_H)):
             self._poll(active, now)
         need_all = True
         if w.mode == "account" and active in self.cache:
