@@ -236,19 +236,22 @@ def W(five, week, five_resets=1.0, week_resets=100.0, **scoped):
 
 
 @pytest.mark.parametrize("readings,active,model,blocked,want", [
-    ({"a": W(50, 50), "b": W(0, 0)}, "a", "sonnet", None, "a"),              # open window, roomy: stay
-    ({"a": W(95, 50), "b": W(10, 90, week_resets=5)}, "a", "sonnet", None, "b"),  # 5h over 90 %: move
+    ({"a": W(40, 50), "b": W(0, 0)}, "a", "sonnet", None, "a"),      # open window, not busy: stay
+    ({"a": W(60, 50), "b": W(0, 30)}, "a", "sonnet", None, "a"),      # busy, b only 1.4x as urgent: stay
+    ({"a": W(60, 50), "b": W(0, 0)}, "a", "sonnet", None, "b"),       # busy, b 2x as urgent: move
+    ({"a": W(99.5, 50), "b": W(10, 90, week_resets=5)}, "a", "sonnet", None, "b"),  # 5h at 99 %: move
     # move by pace: b has 40 % for 10 h (4 %/h), c 80 % for 100 h (0.8 %/h)
-    ({"a": W(95, 50), "b": W(0, 60, week_resets=10), "c": W(0, 20)}, "a", "sonnet", None, "b"),
+    ({"a": W(99.5, 50), "b": W(0, 60, week_resets=10), "c": W(0, 20)}, "a", "sonnet", None, "b"),
     ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "opus", None, "b"),   # scoped binds
     ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "sonnet", None, "a"),  # not for sonnet
     # a Sonnet request leaves a's Opus room to Opus: b's Opus window is spent anyway
     ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "sonnet", None, "b"),
     ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "opus", None, "a"),
+    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=40)}, "a", "sonnet", None, "a"),  # within 30 points
     ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"": 5.0}}, "b"),           # a 429 blocks a
     ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"opus": 5.0}}, "a"),       # only for Opus
     ({"a": W(100, 50), "b": W(30, 100)}, "a", "sonnet", None, None),          # nothing usable: keys
-    ({"a": W(95, 50), "b": W(92, 10)}, "a", "sonnet", None, "a"),             # none roomy: stay while usable
+    ({"a": W(99.5, 50), "b": W(99.2, 10)}, "a", "sonnet", None, "a"),         # none roomy: stay while usable
     # idle start (window closed): move only to a 4x more urgent account
     ({"a": W(0, 50, five_resets=0), "b": W(0, 40, week_resets=60)}, "a", "sonnet", None, "a"),
     ({"a": W(0, 50, five_resets=0), "b": W(0, 10, week_resets=5)}, "a", "sonnet", None, "b"),

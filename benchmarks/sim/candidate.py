@@ -37,10 +37,12 @@ from __future__ import annotations
 
 from .engine import Evidence, Session, World
 
-THRESHOLD = 90.0
-OPEN_BONUS = 1.25
+THRESHOLD = 99.0
+OPEN_BONUS = 1.0
 IDLE_SWITCH = 4.0      # at an idle start, move only to an account at least this much more urgent
-OPEN_SWITCH = float("inf")  # while the active window is open: never (the window is the cheap place)
+OPEN_SWITCH = 1.75     # while the active window is open and busy, likewise
+IDLE_BUSY = 0.0        # an idle start moves for urgency only once the active week is this used
+BUSY = 50.0            # an open window is left for a more urgent account only past this much use
 TTL_H = 60 / 3600
 NEAR = 85.0            # an active account this close to a limit is read on every prompt
 WAKE_DELAY_H = 30 / 3600
@@ -114,7 +116,10 @@ def choose(readings: dict[str, Windows], active: str, model: str, now: float,
             roomy = spare
     if active in roomy:
         other = best(roomy)
-        factor = OPEN_SWITCH if five_open(readings[active]) else IDLE_SWITCH
+        if five_open(readings[active]):
+            factor = OPEN_SWITCH if readings[active]["five_hour"][0] >= BUSY else float("inf")
+        else:
+            factor = IDLE_SWITCH if weekly(readings[active], model)[0] >= IDLE_BUSY else float("inf")
         if other != active and score(readings[other], model, now) > factor * score(readings[active], model, now):
             return other
         return active
@@ -162,16 +167,9 @@ class Candidate:
             self.cache[active][1][n][0] >= NEAR for n in applicable(self.cache[active][1], model))
         if w.mode == "account" and (live_active or near or self._stale(active, now, TTL_H)):
             self._poll(active, now)
-        need_all = True
-        if w.mode == "account" and active in self.cache:
-            aw = self.cache[active][1]
-            need_all = not (usable(aw, model, self.blocked.get(active), now)
-                            and aw["five_hour"][0] < THRESHOLD and five_open(aw))
-        if need_all:
-            for acc in w.account_ids:
-                if acc != active or w.mode == "apikey":
-                    if self._stale(acc, now, None):
-                        self._poll(acc, now)
+        for acc in w.account_ids:   # a reading is good until a reset it reported passes
+            if (acc != active or w.mode == "apikey") and self._stale(acc, now, None):
+                self._poll(acc, now)
         readings = {a: self.cache[a][1] for a in w.account_ids if a in self.cache}
         self.blocked = {a: kept for a, b in self.blocked.items() if (kept := {s: t for s, t in b.items() if t > now})}
         pick = choose(readings, active if w.mode == "account" else "", model, now, self.blocked, w.account_ids)
