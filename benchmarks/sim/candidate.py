@@ -8,29 +8,33 @@ reconciler/policy.py uses datetimes and the same arithmetic.
     applicable(a, model) = five_hour, seven_day, and seven_day_<model> when a has it
     usable(a)   = not blocked by a 429 (for every model, or for this model) until a future reset,
                   and every applicable window < 100 %
-    roomy(a)    = usable(a) and five_hour < 90 %            (the hooks' threshold)
-    weekly(a)   = max(pct of seven_day, seven_day_<model>)  (the weekly window that binds)
-    pace(a)     = (100 - weekly(a)) / max(hours until that window resets, 1)
+    roomy(a)    = usable(a) and five_hour < 99 %   (safe only with the per-prompt read below)
+    weekly(a)   = the applicable weekly window with the highest pct (seven_day or the model's)
+    pace(a)     = (100 - weekly(a).pct) / max(hours until weekly(a) resets, 1)
                   "how fast this account must be spent from now on to lose nothing at its reset"
-    score(a)    = pace(a) * (1.25 if a's five-hour window is open else 1)
     spare(a)    = headroom (percentage points) left in a's scoped windows of *other* models
 
     0. among the roomy accounts keep those whose spare() is within 30 points of the least (a
        Sonnet request goes where it does not eat the five-hour room only Opus could use there)
-    1. active in that set and its five-hour window open: stay (a switch costs the prompt cache;
-       the open window is where the request is cheapest).
-    2. active in that set, its window closed (idle >= 5 h, or it just reset): move to the best
-       score only if it is over 4x the active's (use-it-or-lose-it, without flapping).
-    3. otherwise move to the best score in that set; if the set is empty: stay while the active
-       is usable; else the usable account with the best score.
+    1. active in that set, its five-hour window open:
+         five_hour < 50 %: stay (no flapping; the open window is the cheap place);
+         else move to the best pace only if it is over 1.75x the active's pace, else stay.
+    2. active in that set, its window closed (idle >= 5 h, or just reset): move to the best pace
+       only if it is over 4x the active's (use-it-or-lose-it without flapping), else stay.
+    3. otherwise move to the best pace in that set; if the set is empty: stay while the active
+       is usable; else the usable account with the best pace.
     4. no usable account: API keys (None); wake at the earliest known reset + 30 s.
     Ties: the active account, then pool order.
 
-Polls: the active account when its reading is older than the TTL (60 s), on every prompt once
-any applicable window of it reads >= 85 %, and live at session start and on StopFailure; another
-account only when a decision needs it and a reset it reported has passed since (an account not
-in use only ever goes down, at its resets). A usage-limit 429 blocks the account until the
-reset it names (for that model only, when the limit is a scoped one) and switches at once.
+Polls (what makes the 99 % safe): the active account on every prompt once any applicable window
+of it reads >= 85 %, otherwise when its reading is older than the TTL (60 s); live at session
+start and on StopFailure; any other account when a reset it reported has passed since its
+reading (an account not in use only ever goes down, at its resets). A usage-limit 429 blocks the
+account until the reset it names (for that model only, when the limit is a scoped one) and the
+decision runs again at once.
+
+The constants below are the values the sweeps chose (benchmarks/sim/research.py, docs/SIMULATOR.md);
+OPEN_BONUS and IDLE_BUSY are knobs the sweeps tried and left neutral.
 """
 
 from __future__ import annotations
