@@ -29,8 +29,8 @@ def plot(tr: Trace, res: Result, path: str) -> None:
             series[aid]["t"].append(t); series[aid]["5h"].append(w["five_hour"][0]); series[aid]["7d"].append(w["seven_day"][0])
     fig, axes = plt.subplots(len(accs) + 1, 1, figsize=(14, 2.2 * (len(accs) + 1)), sharex=True)
     for ax, (aid, s) in zip(axes, series.items()):
-        ax.plot(s["t"], s["5h"], lw=0.6, label="five_hour %")
-        ax.plot(s["t"], s["7d"], lw=1.2, label="seven_day %")
+        ax.plot(s["t"], s["5h"], lw=0.6, drawstyle="steps-post", label="five_hour %")
+        ax.plot(s["t"], s["7d"], lw=1.2, drawstyle="steps-post", label="seven_day %")
         ax.set_ylabel(aid); ax.set_ylim(0, 130); ax.axhline(100, color="k", lw=0.4)
         ax.legend(loc="upper right", fontsize=7)
     ax = axes[-1]
