@@ -291,3 +291,27 @@ def test_candidate_never_loses_to_the_seed(name):
     if len({r.model for r in tr.requests}) == 1:
         weeks = tr.duration_hours / 168
         assert c["switches"] <= max(1.25 * s["switches"], s["switches"] + weeks)
+
+
+@pytest.mark.parametrize("policy", ["ours", "seed"])
+def test_expired_units_counts_unused_weekly_capacity_in_a_week_with_billing(policy):
+    # five-hour limit 5: each account takes one 6-unit request; the third goes to the key at t=2.
+    # a's week ends at 10 with 6 of 100 used: 94 units expired in a week with billing; b's week
+    # ends after the trace, so it does not count.
+    accounts = [{"id": "a", "five_hour_limit": 5, "seven_day_limit": 100, "weekly_reset_at_hour": 10},
+                {"id": "b", "five_hour_limit": 5, "seven_day_limit": 100, "weekly_reset_at_hour": 100}]
+    s = sim(mk([req(0, 6), req(1, 6), req(2, 6)], accounts=accounts), policy).summary()
+    assert (s["billed_units"], s["expired_units"]) == (6, 94)
+    s = sim(mk([req(0, 6), req(1, 6), req(11, 6)], accounts=accounts), policy).summary()
+    assert (s["billed_units"], s["expired_units"]) == (0, 0)
+
+
+def test_ours_decides_with_the_production_policy(monkeypatch):
+    from claude_pool.reconciler import policy
+
+    seen = []
+    real = policy.decide
+    monkeypatch.setattr(policy, "decide", lambda observed, intent: seen.append(intent) or real(observed, intent))
+    sim(mk(FIVE_HOUR), "ours")
+    assert len(seen) >= len(FIVE_HOUR) and all(type(i).__name__ == "Reconcile" for i in seen)
+    assert any(i.if_needed and i.threshold == 0.9 for i in seen)
