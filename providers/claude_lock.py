@@ -3,6 +3,9 @@
 Claude Code (through proper-lockfile) takes it by creating the directory, treats it as stale when
 its mtime is over 10 s old, and re-reads the credential store inside it. Taking it the same way
 means a Claude Code refresh and ours never interleave. Re-entrant within one process.
+
+While held, a heartbeat thread touches the directory every quarter of the stale age, so a slow
+refresh plus a slow `security` (each may take seconds) never lets Claude Code take it over.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from pathlib import Path
 
 STALE_SECONDS = 10.0
 DEFAULT_WAIT = 12.0
+
+
+def heartbeat_interval() -> float:
+    """How often a held lock is touched: well inside the stale age."""
+    return STALE_SECONDS / 4
 
 _held: dict[tuple[str, int], int] = {}
 _guard = threading.Lock()
@@ -65,15 +73,26 @@ def hold(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
         time.sleep(0.05)
     with _guard:
         _held[key] = 1
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, stop, heartbeat_interval()),
+                            name="claude-lock-heartbeat", daemon=True)
+    beat.start()
     try:
         yield
     finally:
+        stop.set()
+        beat.join()
         with _guard:
             del _held[key]
         try:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def _heartbeat(path: Path, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        touch(path)
 
 
 def touch(path: Path) -> None:

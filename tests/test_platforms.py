@@ -53,8 +53,18 @@ def expected_service(config_dir: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 SECURITY_SCRIPT = r'''#!__PYTHON__
-"""Stand-in for macOS `security`: generic passwords in a JSON file, every argv logged."""
-import fcntl, json, os, shlex, sys
+"""Stand-in for macOS `security`: generic passwords in a JSON file, every argv logged.
+
+Like the real one at its line cap: `security -i` reads a command line into a 4096-byte buffer
+(at most 4095 bytes at a time). A longer line is cut: the cut part IS executed, and the rest runs
+as another command ("unknown command", echoed on stderr). A line of exactly 4096 bytes with its
+newline runs whole, then the newline runs as a second, empty command: the exit status is that
+empty command's 0. Env: FAKE_SECURITY_HEX=1 answers `find-generic-password -w` in hex (macOS 26),
+FAKE_SECURITY_DELAY=<s> makes every call slow, FAKE_SECURITY_WRITE=fail|drop fails or drops writes.
+"""
+import fcntl, json, os, shlex, sys, time
+
+LINE_BUFFER = 4096
 
 DB = __DB__
 LOG = __LOG__
@@ -99,6 +109,17 @@ def parse(words, with_value, flags):
     return opts
 
 
+def read_lines(stream):
+    """What fgets with a 4096-byte buffer hands over: at most 4095 bytes, up to a newline."""
+    data = stream.read()
+    i = 0
+    while i < len(data):
+        end = data.find(b"\n", i, i + LINE_BUFFER - 1)
+        stop = end + 1 if end >= 0 else min(len(data), i + LINE_BUFFER - 1)
+        yield data[i:stop]
+        i = stop
+
+
 def run(words):
     if not words:
         return 0
@@ -113,7 +134,10 @@ def run(words):
                                  "in the keychain.\n")
                 return NOT_FOUND
             if o.get("-w"):
-                sys.stdout.write(items[key] + "\n")
+                value = items[key]
+                if os.environ.get("FAKE_SECURITY_HEX") == "1":
+                    value = value.encode("utf-8", "surrogateescape").hex()
+                sys.stdout.write(value + "\n")
             else:
                 sys.stdout.write('keychain: "login.keychain-db"\n')
             return 0
@@ -122,13 +146,17 @@ def run(words):
             if "-w" in o:
                 value = o["-w"]
             elif "-X" in o:
-                value = bytes.fromhex(o["-X"]).decode("utf-8")
+                hexed = o["-X"]
+                # a cut line leaves a partial hex string: what it holds is what gets written
+                value = bytes.fromhex(hexed[:len(hexed) // 2 * 2]).decode("utf-8", "surrogateescape")
             else:
                 raise ValueError("no password given")
             mode = os.environ.get("FAKE_SECURITY_WRITE", "")
             if mode == "fail":
                 sys.stderr.write("security: SecKeychainItemCreateFromContent (<default>): User interaction is "
                                  "not allowed.\n")
+                # the worst case: a copy of the payload on stderr (what a cut line's remainder does)
+                sys.stderr.write("security: unknown command " + repr(o.get("-X", "")) + "\n")
                 return 1
             if mode == "drop":
                 return 0
@@ -145,12 +173,14 @@ def run(words):
             return 0
         if cmd == "-i":
             status = 0
-            for line in sys.stdin:
-                if not line.strip():
-                    continue
-                words = shlex.split(line)
-                log({"stdin": words})
-                status = run(words) or status
+            for chunk in read_lines(sys.stdin.buffer):
+                text = chunk.decode("utf-8", "surrogateescape").rstrip("\n")
+                try:
+                    words = shlex.split(text)
+                except ValueError:           # an unbalanced quote: a cut line's remainder
+                    words = [text]
+                log({"stdin": words, "bytes": len(chunk)})
+                status = run(words)          # the exit status is the last command's
             return status
     except ValueError as exc:
         sys.stderr.write("security: " + str(exc) + "\n")
@@ -161,6 +191,8 @@ def run(words):
 
 if __name__ == "__main__":
     log({"argv": sys.argv[1:]})
+    if os.environ.get("FAKE_SECURITY_DELAY"):
+        time.sleep(float(os.environ["FAKE_SECURITY_DELAY"]))
     sys.exit(run(sys.argv[1:]))
 '''
 
@@ -352,6 +384,151 @@ def test_stand_in_security_behaves_like_the_real_one(box: Box) -> None:
                                          "hé llo".encode().hex()] in box.kc.stdin_lines()
 
 
+def test_stand_in_security_at_its_line_cap(box: Box) -> None:
+    """The stand-in's `-i` behaves like the real one at 4096 bytes: what our store must avoid."""
+    env = box.full_env(None)
+    sec = str(box.kc.bin / "security")
+
+    def line_of(total: int, account: str = "me") -> bytes:
+        head = f'add-generic-password -U -a "{account}" -s "svc" -X '.encode()
+        n = (total - len(head) - 1) // 2
+        assert len(head) + 2 * n + 1 == total, "pick the other account for this parity"
+        return head + (b"v" * n).hex().encode() + b"\n"
+
+    def feed(line: bytes, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sec, "-i"], input=line, capture_output=True, timeout=10, env=dict(env, **extra))
+
+    fits = line_of(4095, "me")                              # 4094 bytes and the newline: one read
+    assert feed(fits).returncode == 0 and box.kc.get("svc", "me") == "v" * ((4095 - 44) // 2)
+    assert feed(fits, FAKE_SECURITY_WRITE="fail").returncode == 1
+    exact = line_of(4096, "me1")                             # 4095 + newline: the newline runs alone
+    assert feed(exact).returncode == 0 and len(box.kc.get("svc", "me1")) == (4096 - 45) // 2
+    assert feed(exact, FAKE_SECURITY_WRITE="fail").returncode == 0, "the empty command masks the failure"
+    assert box.kc.stdin_lines()[-1] == []
+    long = line_of(5002, "me1")
+    cut = feed(long)
+    stored = box.kc.get("svc", "me1")
+    assert len(stored) == (4095 - 45) // 2, "the cut part is executed: a truncated item"
+    assert "unknown command" in cut.stderr.decode()
+    assert long[4095:-1].decode() in cut.stderr.decode(), "the rest of the line is echoed on stderr"
+    hexed = subprocess.run([sec, "find-generic-password", "-a", "me", "-s", "svc", "-w"], capture_output=True,
+                           text=True, timeout=10, env=dict(env, FAKE_SECURITY_HEX="1"))
+    assert hexed.stdout == ("v" * ((4095 - 44) // 2)).encode().hex() + "\n"
+
+
+def mcp_logins(size: int) -> dict:
+    """Claude Code's MCP servers' OAuth logins, as it keeps them beside its own login: ~`size` bytes."""
+    servers: dict[str, dict] = {}
+    i = 0
+    while len(json.dumps(servers)) < size:
+        name = f"server-{i}"
+        servers[f"{name}|{hashlib.sha256(name.encode()).hexdigest()[:16]}"] = {
+            "serverName": name, "serverUrl": f"https://mcp{i}.example.com/mcp",
+            "accessToken": f"mcp-at-{i}-" + hashlib.sha256(f"a{i}".encode()).hexdigest(),
+            "refreshToken": f"mcp-rt-{i}-" + hashlib.sha256(f"r{i}".encode()).hexdigest(),
+            "expiresAt": 1780000000000.0 + i, "scope": "read write",
+        }
+        i += 1
+    return {"mcpOAuth": servers}
+
+
+def mcp_secrets(logins: dict) -> list[str]:
+    return [v[k] for v in logins.get("mcpOAuth", {}).values() for k in ("accessToken", "refreshToken")]
+
+
+@pytest.mark.parametrize("hex_output", [False, True], ids=["plain output", "hex output"])
+def test_keychain_store_round_trips_at_and_past_the_line_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              hex_output: bool) -> None:
+    kc = Keychain(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("FAKE_SECURITY_WRITE", raising=False)
+    monkeypatch.setenv("FAKE_SECURITY_HEX", "1" if hex_output else "0")
+    sec = str(kc.bin / "security")
+
+    def blob_for(account: str, line_bytes: int) -> str | None:
+        """A credential JSON whose `security -i` line is exactly `line_bytes` long, or None."""
+        frame = '{"claudeAiOauth":{"accessToken":"%s","refreshToken":"r"}}'
+        overhead = len(credstore_keychain.stdin_line(account, SERVICE, frame % ""))
+        if (line_bytes - overhead) % 2:
+            return None
+        value = frame % ("t" * ((line_bytes - overhead) // 2))
+        assert len(credstore_keychain.stdin_line(account, SERVICE, value)) == line_bytes
+        return value
+
+    cases = [(4000, "small"), (4094, "stdin"), (4095, "stdin"), (4096, "argv"), (4097, "argv"), (8000, "argv")]
+    for line_bytes, route in cases:
+        for account in ("me", "me2"):
+            value = blob_for(account, line_bytes)
+            if value is None:
+                continue
+            store = credstore_keychain.KeychainCredentialStore(service=SERVICE, account=account, security=sec)
+            before = len(kc.entries())
+            store.write(value)
+            assert kc.get(SERVICE, account) == value, f"{line_bytes}-byte line: the item is not what was written"
+            assert store.observe() == value
+            new = kc.entries()[before:]
+            argv_writes = [e for e in new if e.get("argv", [""])[0] == "add-generic-password"]
+            stdin_writes = [e for e in new if "stdin" in e]
+            if route == "argv":
+                assert len(argv_writes) == 1 and not stdin_writes, line_bytes
+            else:
+                assert not argv_writes and [e["bytes"] for e in stdin_writes] == [line_bytes], line_bytes
+                assert not any("t" * 16 in json.dumps(e) for e in new), "the secret reached an argv"
+    # a 3 KB MCP blob beside the login: written whole, read back whole
+    big = json.dumps({"claudeAiOauth": {"accessToken": "tok", "refreshToken": "r", "expiresAt": 1780000000000},
+                      **mcp_logins(3000)})
+    store = credstore_keychain.KeychainCredentialStore(service=SERVICE, account=LOGIN_NAME, security=sec)
+    store.write(big)
+    assert kc.get() == big and store.observe() == big
+
+
+def test_hex_output_is_decoded_only_when_it_is_a_json_object() -> None:
+    blob = '{"claudeAiOauth":{"accessToken":"a"}}'
+    assert credstore_keychain.decode_output(blob.encode().hex() + "\n") == blob
+    assert credstore_keychain.decode_output(blob.encode().hex().upper()) == blob
+    assert credstore_keychain.decode_output(blob + "\n") == blob
+    for text in ("cafe", "abc", "5b315d", "zz", "", "7b" * 3):       # not a JSON object: left as printed
+        assert credstore_keychain.decode_output(text + "\n") == text
+    assert credstore_keychain.decode_output("ff00" + "\n") == "ff00"  # not UTF-8
+
+
+def test_the_refresh_lock_stays_fresh_across_a_slow_keychain_write(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code takes over a lock older than its stale age: while we hold it across a slow
+    `security`, a heartbeat keeps it fresh. (The stale age is shrunk so the test is quick.)"""
+    kc = Keychain(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("FAKE_SECURITY_WRITE", raising=False)
+    monkeypatch.setattr(claude_lock, "STALE_SECONDS", 0.6)
+    monkeypatch.setenv("FAKE_SECURITY_DELAY", "0.8")      # each `security` call: longer than the stale age
+    store = credstore_keychain.KeychainCredentialStore(security=str(kc.bin / "security"))
+    lock = store.lock_path
+    ages: list[float] = []
+    done = threading.Event()
+
+    def claude_code() -> None:     # proper-lockfile's view: is the lock there, and how old is it?
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                ages.append(time.time() - lock.stat().st_mtime)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=claude_code, daemon=True)
+    watcher.start()
+    t0 = time.monotonic()
+    try:
+        store.write(json.dumps({"claudeAiOauth": {"accessToken": "a", "refreshToken": "r"}}))
+    finally:
+        done.set()
+        watcher.join(5)
+    held_for = time.monotonic() - t0
+    assert held_for > 2 * claude_lock.STALE_SECONDS, "the write was not slow: the test proves nothing"
+    assert ages, "the lock was never seen held"
+    assert max(ages) < claude_lock.STALE_SECONDS, f"the held lock went stale ({max(ages):.2f}s old)"
+    assert not lock.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. the Keychain through the CLI
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +607,60 @@ def test_keychain_write_keeps_other_top_level_keys(box: Box, fake: FakeAnthropic
     now = json.loads(box.kc.get())
     assert box.who(now) == ALICE
     assert now["mcpOAuth"] == {"server": {"accessToken": "mcp-not-ours"}}
+
+
+@pytest.mark.parametrize("hex_output", [False, True], ids=["plain output", "hex output"])
+def test_switch_with_a_3kb_mcp_item_writes_it_whole(box: Box, fake: FakeAnthropic, hex_output: bool) -> None:
+    """Claude Code keeps its MCP servers' logins in the same item: a 3 KB item is a 6 KB hex line,
+    which `security -i` would cut (a truncated login, and the rest echoed on stderr)."""
+    fake.add_account(ALICE)
+    fake.add_account(BOB)
+    env = dict(KEYCHAIN, FAKE_SECURITY_HEX="1" if hex_output else "0")
+    box.kc.put(fake.credential_blob(ALICE))
+    box.ok("import", env=env)
+    logins = mcp_logins(3000)
+    bob = {**fake.credential_blob(BOB), **logins}
+    box.kc.put(bob)
+    box.ok("import", env=env)
+    assert box.who(box.pool_blob("bob")) == BOB
+
+    proc = box.ok("switch", "alice", env=env)
+    item = json.loads(box.kc.get())
+    alice_oauth = json.loads(box.pool_blob("alice"))["claudeAiOauth"]
+    assert item == {**bob, "claudeAiOauth": alice_oauth}, "the item is not the intended JSON"
+    assert box.who(item) == ALICE and item["mcpOAuth"] == logins["mcpOAuth"]   # MCP logins intact
+    proc2 = box.ok("switch", "bob", env=env)
+    item = json.loads(box.kc.get())
+    assert box.who(item) == BOB and item["mcpOAuth"] == logins["mcpOAuth"]
+
+    lines = [e for e in box.kc.entries() if "stdin" in e]
+    assert all(e["bytes"] <= 4095 and e["stdin"] for e in lines), "a line security -i would cut or split"
+    big = [a for a in box.kc.argvs() if a[:1] == ["add-generic-password"]]
+    assert len(big) == 2, "the large item goes through argv, as Claude Code writes it"
+    secrets = box.secrets() + mcp_secrets(logins)
+    for text in (proc.stdout, proc.stderr, proc2.stdout, proc2.stderr, box.audit_path.read_text()):
+        assert not [i for i, sec in enumerate(secrets) if sec in text or sec.encode().hex() in text]
+
+
+@pytest.mark.parametrize("size", [0, 3000], ids=["small item", "3 KB item"])
+def test_a_failed_keychain_write_shows_nothing_security_printed(box: Box, fake: FakeAnthropic, size: int) -> None:
+    fake.add_account(ALICE)
+    fake.add_account(BOB)
+    box.kc.put(fake.credential_blob(ALICE))
+    box.ok("import", env=KEYCHAIN)
+    logins = mcp_logins(size) if size else {}
+    bob = {**fake.credential_blob(BOB), **logins}
+    box.kc.put(bob)
+    box.ok("import", env=KEYCHAIN)
+
+    proc = box.run("switch", "alice", env=dict(KEYCHAIN, FAKE_SECURITY_WRITE="fail"))
+    line = one_error_line(proc)
+    assert "security exit 1" in line and "unknown command" not in line
+    assert json.loads(box.kc.get()) == bob
+    secrets = box.secrets() + mcp_secrets(logins)
+    for text in (proc.stdout, proc.stderr, box.audit_path.read_text()):
+        assert "unknown command" not in text and "User interaction" not in text
+        assert not [i for i, sec in enumerate(secrets) if sec in text or sec.encode().hex() in text]
 
 
 # ---------------------------------------------------------------------------------------------
