@@ -21,8 +21,10 @@ def ensure_private_dir(path: Path) -> None:
         pass
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None, follow_symlink: bool = True) -> None:
-    """Replace `path` with `data` atomically.
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
+                 follow_symlink: bool = True) -> os.stat_result:
+    """Replace `path` with `data` atomically; returns the stat of the file written (the rename
+    keeps its inode, size and mtime, so it identifies exactly these bytes).
 
     A symlink is resolved so the link stays a link and its target is replaced. The file keeps
     its current permission bits unless `mode` is given (new files get `mode` or 0600).
@@ -44,6 +46,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, follow_sym
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+            written_stat = os.fstat(fd)
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -61,6 +64,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, follow_sym
             os.close(dfd)
     except OSError:
         pass
+    return written_stat
 
 
 def _writer_alive(name: str) -> bool:

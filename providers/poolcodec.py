@@ -7,6 +7,7 @@ the dict directly (unknown fields survive either way).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from . import crypto
@@ -18,9 +19,29 @@ class PoolError(ProviderError):
     """The pool cannot be used as it is; it is left untouched."""
 
 
-def read_bytes(path: Path) -> bytes | None:
+def identity(st: os.stat_result) -> list[int]:
+    """Which pool file this is: size, mtime in ns, inode. Every writer (this tool's and the Go
+    tool's) replaces the file by a rename, so any write changes it, even within one second."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def current_identity(path: Path | str) -> list[int] | None:
     try:
-        return path.read_bytes()
+        return identity(os.stat(path))
+    except OSError:
+        return None
+
+
+def read_bytes(path: Path) -> bytes | None:
+    found = read_with_identity(path)
+    return None if found is None else found[0]
+
+
+def read_with_identity(path: Path) -> tuple[bytes, list[int]] | None:
+    """The pool's bytes and the identity of the very file they came from."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(), identity(os.fstat(fh.fileno()))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -55,10 +76,17 @@ def encode(data: dict, key: bytes) -> bytes:
     return crypto.encrypt(json.dumps(data, indent=2).encode("utf-8"), key)
 
 
-def write(path: Path, data: dict, key: bytes) -> None:
+def write(path: Path, data: dict, key: bytes) -> list[int]:
+    """Write the pool; returns the identity of the file written. `key_cursor` 0 is left out, as
+    the Go tool leaves it out."""
+    if not data.get("key_cursor"):
+        data = {k: v for k, v in data.items() if k != "key_cursor"}
     ensure_private_dir(path.parent)
-    atomic_write(path, encode(data, key), mode=0o600, follow_symlink=False)
+    return identity(atomic_write(path, encode(data, key), mode=0o600, follow_symlink=False))
 
 
-def write_status(path: Path, summary: dict) -> None:
+def write_status(path: Path, summary: dict, pool_identity: list[int] | None) -> None:
+    """status.json: the summary, and the identity of the pool file it was made from (`status`
+    trusts it only while the pool is still that very file)."""
+    summary = dict(summary, pool=pool_identity)
     atomic_write(path, json.dumps(summary).encode("utf-8"), mode=0o600, follow_symlink=False)

@@ -64,6 +64,8 @@ class PoolFile:
     def __init__(self, path: Path | None = None, key: bytes | None = None) -> None:
         self.path = path or Path(paths.pool_file())
         self._key = key
+        #: the identity (size, mtime_ns, inode) of the pool file last read or written
+        self.identity: list[int] | None = None
 
     @property
     def key(self) -> bytes:
@@ -86,9 +88,11 @@ class PoolFile:
         return self.path.exists()
 
     def observe(self) -> Pool:
-        data = poolcodec.read_bytes(self.path)
-        if data is None:
+        found = poolcodec.read_with_identity(self.path)
+        if found is None:
+            self.identity = None
             return Pool()
+        data, self.identity = found
         raw = poolcodec.decode(data, self.key, self.path)
         try:
             return Pool.model_validate(raw)
@@ -104,13 +108,14 @@ class PoolFile:
         ensure_private_dir(self.path.parent)
         clean_stale_temps(self.path.parent)
         try:
-            poolcodec.write(self.path, value.model_dump(mode="json"), self.key)
+            self.identity = poolcodec.write(self.path, value.model_dump(mode="json"), self.key)
             self.write_status(value)
         except OSError as exc:
             raise PoolError(f"cannot write the pool file {self.path}: {exc.strerror or type(exc).__name__}") from None
 
     def write_status(self, value: Pool) -> None:
-        poolcodec.write_status(self.status_path, status_summary(value))
+        """The summary of `value`, which is the pool file last read or written by this provider."""
+        poolcodec.write_status(self.status_path, status_summary(value), self.identity)
 
 
 def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:

@@ -12,7 +12,7 @@ from claude_pool.providers import claude_lock
 from claude_pool.providers.base import ProviderError
 from claude_pool.schema.credentials import oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import Action, Plan
-from claude_pool.schema.pool import Account, ApiKey
+from claude_pool.schema.pool import Account, ApiKey, Usage
 
 from .audit import Timer, log
 from .errors import UserError
@@ -39,14 +39,27 @@ class Applier:
     def import_account(self, a: Action) -> None:
         if not self.rt.store_raw:
             raise ProviderError("Claude Code's credential store is empty now")
-        self.pool.accounts.append(Account(id=a.target, email=a.detail.get("email", ""), blob=self.rt.store_raw))
+        email = a.detail.get("email", "")
+        acc = self.pool.account(a.target)
+        if acc is None:
+            self.pool.accounts.append(Account(id=a.target, email=email, blob=self.rt.store_raw))
+        else:   # re-imported under its name: the login is replaced, the email too when known
+            if email and email.lower() != acc.email.lower():
+                acc.usage, acc.usage_at = Usage(), None       # readings of another account
+            acc.blob = self.rt.store_raw
+            acc.email = email or acc.email
+            acc.needs_relogin, acc.relogin_reason = False, ""
         self._save()
 
     def add_key(self, a: Action) -> None:
         secret = self.rt.new_secrets.get(a.target)
         if not secret:
             raise ProviderError(f"no key value for {a.target}")
-        self.pool.api_keys.append(ApiKey(id=a.target, key=secret))
+        existing = self.pool.key(a.target)
+        if existing is not None:
+            existing.key = secret
+        else:
+            self.pool.api_keys.append(ApiKey(id=a.target, key=secret))
         self._save()
 
     def remove_account(self, a: Action) -> None:
@@ -54,20 +67,29 @@ class Applier:
         self._save()
 
     def remove_key(self, a: Action) -> None:
+        # the rotation goes on where it was: the key that would have come next still does
+        following = self.pool.next_key_id(skip=a.target)
         self.pool.api_keys = [x for x in self.pool.api_keys if x.id != a.target]
+        self.pool.serve_next(following)
+        if not self.pool.api_keys:
+            self.pool.key_cursor = 0
         self._save()
 
     def save_pool_state(self, a: Action) -> None:
         p = self.pool
-        self._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at)
+        self._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at, p.key_cursor)
         saved = a.detail.get("saved_api_key_helper", "keep")
         if saved == "clear":
             p.saved_api_key_helper = ""
         elif saved == "from_settings":
             p.saved_api_key_helper = self.rt.settings.observe().api_key_helper or ""
+        entering = p.mode != "apikey" and a.detail["mode"] == "apikey"
+        new_key = a.detail.get("current_key", p.current_key)
+        if a.detail["mode"] == "apikey" and new_key and (entering or new_key != p.current_key):
+            p.serve_next(new_key)  # the key announced is the key the helper serves next
         p.mode = a.detail["mode"]  # type: ignore[assignment]
         p.current = a.detail.get("current", p.current)
-        p.current_key = a.detail.get("current_key", p.current_key)
+        p.current_key = new_key
         p.switched_at = self.rt.clock()
         self._save()
 
@@ -103,15 +125,16 @@ class Applier:
         if self._snapshot is None:
             return
         p = self.pool
-        p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at = self._snapshot  # type: ignore
+        (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at,
+         p.key_cursor) = self._snapshot  # type: ignore
         self._save()
 
 
 def human(a: Action) -> str:
     words = {
         "adopt_credential": f"took Claude Code's refreshed login into {a.target}",
-        "import_account": f"imported {a.target}",
-        "add_key": f"added API key {a.target}",
+        "import_account": f"{'updated' if a.change == 'update' else 'imported'} {a.target}",
+        "add_key": f"{'replaced' if a.change == 'update' else 'added'} API key {a.target}",
         "remove_account": f"removed account {a.target}",
         "remove_key": f"removed API key {a.target}",
         "save_pool_state": f"pool: {a.before} -> {a.after}",

@@ -113,8 +113,18 @@ def cmd_import(a: argparse.Namespace) -> int:
         check_id(a.id)
     outcome = _run("import", Import(a.id), execute=True)
     target = outcome.desired.current
-    _out(f"Imported {target}" + (f" ({outcome.observed.store.email})" if outcome.observed.store.email else "")
-         + "; it is the active account." if outcome.applied else f"{target} is already in the pool and active.")
+    email = outcome.observed.store.email
+    imported = next((x for x in outcome.applied if x.type == "import_account"), None)
+    if imported is not None and imported.change == "update":
+        before = imported.detail.get("previous_email", "")
+        changed = f"; its email changed from {before} to {email}" if email and before and \
+            email.lower() != before.lower() else ""
+        _out(f"Updated {target} with the login Claude Code holds" + (f" ({email})" if email else "")
+             + f"{changed}; it is the active account.")
+    elif outcome.applied:
+        _out(f"Imported {target}" + (f" ({email})" if email else "") + "; it is the active account.")
+    else:
+        _out(f"{target} is already in the pool and active.")
     return 0
 
 
@@ -146,8 +156,10 @@ def cmd_key_add(a: argparse.Namespace) -> int:
     pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
     if any(k.key == key for k in pool_keys):
         raise UserError("this API key is already in the pool")
-    engine.run(rt, AddKey(key_id), execute=True, network=False)
-    _out(f"Added API key {key_id} ({mask_key(key)}).")
+    outcome = engine.run(rt, AddKey(key_id), execute=True, network=False)
+    replaced = any(x.type == "add_key" and x.change == "update" for x in outcome.applied)
+    _out(f"{'Replaced' if replaced else 'Added'} API key {key_id} ({mask_key(key)})"
+         + (": the old key under this name is gone." if replaced else "."))
     return 0
 
 

@@ -31,12 +31,24 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
                                  before=fps.get(acc_id, ""), after=store_fp))
         fps[acc_id] = store_fp
     for acc_id in desired.add_accounts:
-        membership.append(Action(type="import_account", change="create", target=acc_id,
-                                 reason="the login Claude Code holds joins the pool", after=store_fp,
-                                 detail={"email": observed.store.email}))
+        known = pool.account(acc_id)
+        if known is None:
+            membership.append(Action(type="import_account", change="create", target=acc_id,
+                                     reason="the login Claude Code holds joins the pool", after=store_fp,
+                                     detail={"email": observed.store.email}))
+        else:   # `import --id NAME` for an existing NAME: its login is replaced
+            membership.append(Action(type="import_account", change="update", target=acc_id,
+                                     reason="the login Claude Code holds replaces this account's",
+                                     before=fps.get(acc_id, ""), after=store_fp,
+                                     detail={"email": observed.store.email, "previous_email": known.email}))
         fps[acc_id] = store_fp
     for key_id in desired.add_keys:
-        membership.append(Action(type="add_key", change="create", target=key_id, reason="new API key"))
+        if pool.key(key_id) is None:
+            membership.append(Action(type="add_key", change="create", target=key_id, reason="new API key"))
+        else:
+            membership.append(Action(type="add_key", change="update", target=key_id,
+                                     reason="a new key under this name replaces the old one",
+                                     before=fingerprint(pool.key(key_id).key)))  # type: ignore[union-attr]
 
     settings: list[Action] = []
     current_helper = observed.settings.api_key_helper

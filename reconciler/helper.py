@@ -1,9 +1,13 @@
 """`claude-pool helper`: Claude Code's apiKeyHelper (docs/ARCHITECTURE.md §6 rules 7 and 10). A hot path.
 
-Under the pool lock: decrypt the pool, take the key at the round-robin cursor, advance the
-cursor, re-encrypt. Print that key (the only thing this command ever prints on stdout), then
+Under the pool lock: decrypt the pool, advance the round-robin cursor and take that key,
+re-encrypt. Print that key (the only thing this command ever prints on stdout), then
 start a detached `reconcile` so the pool returns to a subscription account the moment one has
 headroom. Outside API-key mode it prints nothing and exits 1.
+
+The cursor means what it means to the Go claude-pool: `key_cursor` is the index of the key last
+served, and the helper serves `api_keys[(key_cursor + 1) % n]` and stores that index (entering
+API-key mode announces that next key as `current_key`, so the first call serves it).
 
 Standard library + cryptography only: no pydantic, httpx, structlog or filelock here.
 """
@@ -20,32 +24,52 @@ from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
 
 
+def _cursor(data: dict) -> int:
+    try:
+        return int(data.get("key_cursor") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def peek_key(data: dict) -> tuple[int, dict] | None:
+    """The key the next call serves: the first one with a value after the cursor."""
+    keys = data.get("api_keys") or []
+    if not isinstance(keys, list) or not keys:
+        return None
+    n = len(keys)
+    cursor = _cursor(data)
+    for step in range(1, n + 1):
+        index = (cursor + step) % n
+        entry = keys[index]
+        if isinstance(entry, dict) and entry.get("key"):
+            return index, entry
+    return None
+
+
 def next_key(data: dict) -> tuple[str, str] | None:
     """Advance the cursor in `data` and return (key id, key) it served, or None."""
     if data.get("mode") != "apikey":
         return None
-    keys = [k for k in data.get("api_keys") or [] if isinstance(k, dict) and k.get("key")]
-    if not keys:
+    found = peek_key(data)
+    if found is None:
         return None
-    try:
-        cursor = int(data.get("key_cursor") or 0)
-    except (TypeError, ValueError):
-        cursor = 0
-    chosen = keys[cursor % len(keys)]
-    data["key_cursor"] = (cursor + 1) % len(keys)
+    index, chosen = found
+    data["key_cursor"] = index
     data["current_key"] = chosen.get("id", "")
     return str(chosen.get("id", "")), str(chosen["key"])
 
 
-def _update_status(key_id: str) -> None:
+def _update_status(key_id: str, read_from: list[int], written: list[int]) -> None:
+    """Carry status.json over to the pool just written, when it described the pool read (else
+    leave it: `status` rebuilds it once from the pool)."""
     path = paths.status_file()
     try:
         with open(path, encoding="utf-8") as fh:
             summary = json.load(fh)
-        if isinstance(summary, dict) and summary.get("mode") == "apikey" and summary.get("name") != key_id:
+        if isinstance(summary, dict) and summary.get("pool") == read_from and summary.get("mode") == "apikey":
             summary["name"] = key_id
-            poolcodec.write_status(Path(path), summary)
-    except (OSError, ValueError):
+            poolcodec.write_status(Path(path), summary, written)
+    except (OSError, ValueError, RecursionError):
         pass
 
 
@@ -60,16 +84,20 @@ def serve() -> str | None:
     path = Path(paths.pool_file())
     try:
         with HotLock(Path(paths.pool_lock_file()), wait=_lock_wait()):
-            data = poolcodec.read_bytes(path)
-            if data is None:
+            found = poolcodec.read_with_identity(path)
+            if found is None:
                 return None
+            data, read_from = found
             key = crypto.derive_key()
             pool = poolcodec.decode(data, key, path)
+            before = (_cursor(pool), pool.get("current_key"))
             served = next_key(pool)
             if served is None:
                 return None
-            poolcodec.write(path, pool, key)
-            _update_status(served[0])
+            if (_cursor(pool), pool.get("current_key")) != before:
+                # one key: nothing moved, nothing to write (status.json stays true)
+                written = poolcodec.write(path, pool, key)
+                _update_status(served[0], read_from, written)
         return served[1]
     except LockTimeout:
         # A long run holds the pool (say, one waiting for Claude Code's refresh lock). Claude Code

@@ -140,9 +140,11 @@ class _Builder:
 
 
 def _first_key(pool: Pool, skip: str = "") -> str:
-    if pool.current_key and pool.current_key != skip and pool.key(pool.current_key):
+    """The key API-key mode uses: the current one while on keys; entering, the key the helper's
+    cursor serves next (the Go tool announces that one)."""
+    if pool.mode == "apikey" and pool.current_key and pool.current_key != skip and pool.key(pool.current_key):
         return pool.current_key
-    return next((k.id for k in pool.api_keys if k.id != skip), "")
+    return pool.next_key_id(skip)
 
 
 def _best(candidates: list[AccountObs], pool: Pool, active: str) -> AccountObs | None:
@@ -232,12 +234,24 @@ def decide_import(observed: ObservedState, intent: Import) -> DesiredState:
                         "run /login in Claude Code first")
     b = _Builder(observed)
     pool = observed.pool
+    wanted = intent.new_id
     if store.account:
+        if wanted and wanted != store.account and pool.account(wanted) is not None:
+            raise UserError(f"the login Claude Code holds is already in the pool as {store.account}; "
+                            f"`claude-pool rm {store.account}` first to store it as {wanted}")
         b.adopt = [store.account] if store.account not in b.adopt and store.fresher_than_pool else b.adopt
         return b.build("account", store.account, pool.current_key, f"re-imported {store.account}; now active")
-    new_id = import_name(pool, store.email, intent.new_id, observed.now)
     b.foreign_login = False
     b.notes = [n for n in b.notes if "not in the pool" not in n]
+    existing = pool.account(wanted) if wanted else None
+    if existing is not None:
+        # The user named the account: its stored login is replaced (the Go tool's `import --id`),
+        # whether or not the profile call said who this login is.
+        if store.email and existing.email and store.email.lower() != existing.email.lower():
+            b.notes.append(f"{wanted}'s email changed from {existing.email} to {store.email}")
+        return b.build("account", wanted, pool.current_key, f"updated {wanted} with the login Claude Code "
+                       "holds; now active", add_accounts=[wanted])
+    new_id = import_name(pool, store.email, wanted, observed.now)
     return b.build("account", new_id, pool.current_key, f"imported {new_id}; now active",
                    add_accounts=[new_id])
 
@@ -245,8 +259,12 @@ def decide_import(observed: ObservedState, intent: Import) -> DesiredState:
 def decide_add_key(observed: ObservedState, intent: AddKey) -> DesiredState:
     b = _Builder(observed)
     pool = observed.pool
-    if pool.key(intent.key_id) is not None or pool.account(intent.key_id) is not None:
-        raise UserError(f"the name {intent.key_id!r} is already in the pool")
+    if pool.account(intent.key_id) is not None:
+        raise UserError(f"the name {intent.key_id!r} is already an account in the pool")
+    if pool.key(intent.key_id) is not None:
+        desired = b.keep(f"replaced API key {intent.key_id}")   # the Go tool's `key add --id`
+        desired.add_keys = [intent.key_id]
+        return desired
     usable = [a for a in pool.accounts if not a.needs_relogin]
     if not usable and pool.mode == "account":
         return b.build("apikey", active_id(pool, observed.store.account), intent.key_id,

@@ -1,7 +1,8 @@
 """`claude-pool status`: one JSON line for a statusline, on every render. No network.
 
 It reads `status.json`, the plaintext summary every pool save writes, with the standard
-library only. A pool with no summary (written by the Go tool) takes the slow path once.
+library only. The summary names the pool file it was made from (size, mtime in ns, inode); when the
+pool is no longer that file (the Go tool, or anything else, wrote it), it is rebuilt from the pool.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ def summary() -> dict[str, object] | None:
     if not isinstance(data, dict) or "mode" not in data:
         return None
     try:
-        if os.stat(paths.pool_file()).st_mtime > os.stat(paths.status_file()).st_mtime + 1:
-            return None  # the pool was written by something that does not keep the summary
+        st = os.stat(paths.pool_file())
+        now = [st.st_size, st.st_mtime_ns, st.st_ino]
     except OSError:
-        pass
+        now = None
+    if data.get("pool") != now:
+        return None  # made from another pool file: something else wrote the pool since
     return data
 
 

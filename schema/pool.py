@@ -79,6 +79,29 @@ class Pool(_Keep):
     def key(self, key_id: str) -> ApiKey | None:
         return next((k for k in self.api_keys if k.id == key_id), None)
 
+    # Key rotation, the Go tool's meaning: `key_cursor` is the index of the key last served; the
+    # helper serves api_keys[(key_cursor + 1) % n].
+
+    def key_order(self, skip: str = "") -> list[str]:
+        """Key ids in the order the helper would serve them from now on."""
+        n = len(self.api_keys)
+        start = self.key_cursor + 1 if n else 0
+        order = [self.api_keys[(start + i) % n] for i in range(n)]
+        return [k.id for k in order if k.id != skip and k.key]
+
+    def next_key_id(self, skip: str = "") -> str:
+        """The key the next helper call serves (what entering API-key mode announces)."""
+        order = self.key_order(skip)
+        return order[0] if order else ""
+
+    def serve_next(self, key_id: str) -> None:
+        """Point the cursor so that the next helper call serves `key_id`."""
+        ids = [k.id for k in self.api_keys]
+        if key_id in ids:
+            self.key_cursor = (ids.index(key_id) - 1) % len(ids)
+        elif self.key_cursor >= len(ids):
+            self.key_cursor = 0
+
     def secrets(self) -> list[str]:
         """Every secret string the pool holds, for the log redactor."""
         from .credentials import blob_secrets

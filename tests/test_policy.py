@@ -80,13 +80,13 @@ class A:
 
 def world(*accounts: A, mode: str = "account", current: str | None = None, held: str | None = "current",
           keys: tuple[str, ...] = (), current_key: str = "", settings_helper: str | None = None,
-          saved_helper: str = "", settings_present: bool = True) -> ObservedState:
+          saved_helper: str = "", settings_present: bool = True, key_cursor: int = 0) -> ObservedState:
     """An ObservedState. `held`: the pool account whose login Claude Code holds ("current": the
     pool's current account; None: the store is empty)."""
     current = accounts[0].id if current is None and accounts else (current or "")
     held = current if held == "current" else held
     pool = Pool(mode=mode, current=current, current_key=current_key, saved_api_key_helper=saved_helper,
-                accounts=[a.account() for a in accounts],
+                key_cursor=key_cursor, accounts=[a.account() for a in accounts],
                 api_keys=[ApiKey(id=k, key=api_key(k)) for k in keys])
     store = StoreObs()
     if held:
@@ -199,21 +199,23 @@ def test_every_observed_account_exhausted_with_keys_enters_api_key_mode(accounts
     observed = world(*accounts, current="a", keys=("k1", "k2"))
     desired = decide(observed, Reconcile())
     assert desired.mode == "apikey"
-    assert desired.current_key == "k1"
+    # the Go meaning: key_cursor (0) is the key last served; entering announces the next one
+    assert desired.current_key == "k2"
     assert desired.api_key_helper == OUR_HELPER
     plan = plan_for(observed)
     # docs/ARCHITECTURE.md §7: the pool says apikey BEFORE settings.json names the helper
     assert types(plan) == ["save_pool_state", "write_settings"]
     assert action(plan, "save_pool_state").detail["mode"] == "apikey"
-    assert action(plan, "save_pool_state").detail["current_key"] == "k1"
+    assert action(plan, "save_pool_state").detail["current_key"] == "k2"
     assert action(plan, "write_settings").detail["value"] == "ours"
 
 
-def test_entering_api_key_mode_keeps_the_current_key_and_remembers_a_foreign_helper():
+def test_entering_api_key_mode_announces_the_key_after_the_cursor_and_remembers_a_foreign_helper():
+    # k2 was served last time (cursor 1, current_key k2): the rotation goes on with k1
     observed = world(A("a", 100), A("b", 100), current="a", keys=("k1", "k2"), current_key="k2",
-                     settings_helper=FOREIGN_HELPER)
+                     key_cursor=1, settings_helper=FOREIGN_HELPER)
     desired = decide(observed, Reconcile())
-    assert (desired.mode, desired.current_key) == ("apikey", "k2")
+    assert (desired.mode, desired.current_key) == ("apikey", "k1")
     assert desired.saved_api_key_helper == FOREIGN_HELPER
     plan = plan_for(observed)
     assert types(plan) == ["save_pool_state", "write_settings"]
