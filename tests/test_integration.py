@@ -383,7 +383,8 @@ def test_helper_waits_for_filelock(sb: Sandbox) -> None:
 
 def test_helper_serves_a_key_when_the_pool_stays_locked(sb: Sandbox) -> None:
     """A run that holds the pool too long must not leave Claude Code without a key: after its wait
-    the helper serves the key at the cursor, read-only (the cursor does not move)."""
+    the helper serves the key the cursor points to next, read-only (the cursor does not move).
+    Entering API-key mode announced k2 (the key after cursor 0, as the Go tool counts)."""
     apikey_pool(sb, keys=2)
     before = sb.pool_path.read_bytes()
     held = filelock.FileLock(str(sb.lock_path))
@@ -394,12 +395,13 @@ def test_helper_serves_a_key_when_the_pool_stays_locked(sb: Sandbox) -> None:
         second = sb.start("helper", env=env).communicate(timeout=10)
     finally:
         held.release()
-    assert served(sb, first[0]) == served(sb, second[0]) == "k1"
+    assert sb.pool()["current_key"] == "k2"
+    assert served(sb, first[0]) == served(sb, second[0]) == "k2"
     assert "busy" in first[1] and "Traceback" not in first[1]
     assert sb.pool_path.read_bytes() == before, "the pool was written without the lock"
     out, _ = sb.start("helper", env={"CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}).communicate(timeout=10)
-    assert served(sb, out) == "k1" and served(sb, sb.start("helper", env={
-        "CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}).communicate(timeout=10)[0]) == "k2"
+    assert served(sb, out) == "k2" and served(sb, sb.start("helper", env={
+        "CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}).communicate(timeout=10)[0]) == "k1"
 
 
 def test_hotlock_excludes_filelock(tmp_path: Path) -> None:
