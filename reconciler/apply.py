@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from claude_pool.providers import claude_lock
 from claude_pool.providers.base import ProviderError
-from claude_pool.schema.credentials import oauth_fingerprint, with_oauth_of
+from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import Action, Plan
 from claude_pool.schema.pool import Account, ApiKey, Usage
 
@@ -32,7 +32,7 @@ class Applier:
         acc = self._account(a.target)
         if not self.rt.store_raw:
             raise ProviderError("Claude Code's credential store is empty now")
-        acc.blob = self.rt.store_raw
+        acc.blob = normalized_blob(self.rt.store_raw)
         acc.needs_relogin, acc.relogin_reason = False, ""
         self._save()
 
@@ -42,11 +42,11 @@ class Applier:
         email = a.detail.get("email", "")
         acc = self.pool.account(a.target)
         if acc is None:
-            self.pool.accounts.append(Account(id=a.target, email=email, blob=self.rt.store_raw))
+            self.pool.accounts.append(Account(id=a.target, email=email, blob=normalized_blob(self.rt.store_raw)))
         else:   # re-imported under its name: the login is replaced, the email too when known
             if email and email.lower() != acc.email.lower():
                 acc.usage, acc.usage_at = Usage(), None       # readings of another account
-            acc.blob = self.rt.store_raw
+            acc.blob = normalized_blob(self.rt.store_raw)
             acc.email = email or acc.email
             acc.needs_relogin, acc.relogin_reason = False, ""
         self._save()

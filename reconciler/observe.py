@@ -20,7 +20,8 @@ from claude_pool.providers.base import ProviderError
 from claude_pool.providers.fsutil import clean_stale_temps
 from claude_pool.providers.poolfile import decision_digest
 from claude_pool.schema.credentials import (
-    OAuth, blob_secrets, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
+    OAuth, blob_secrets, normalized_blob, oauth_fingerprint, refreshed_blob, same_login, try_oauth,
+    with_oauth_of,
 )
 from claude_pool.schema.pool import Account, Usage, UsageWindow
 from claude_pool.schema.timefmt import format_time
@@ -196,7 +197,7 @@ def _refresh(rt: Runtime, acc: Account, store: StoreObs) -> str:
 
 def _adopt_now(rt: Runtime, acc: Account, blob: str) -> None:
     with rt.save_lock:
-        acc.blob = blob
+        acc.blob = normalized_blob(blob)
         rt.pool_file.write(rt.pool)
 
 

@@ -6,6 +6,7 @@ table-tested in tests/test_policy.py.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from claude_pool.schema.pool import Account, Pool
@@ -77,7 +78,7 @@ def _label(obs: AccountObs) -> str:
         return f"{obs.id} (unknown)"
     u = obs.usage
     which = "5h" if u.five_hour.pct >= u.seven_day.pct else "7d"
-    return f"{obs.id} at {u.binding():.0f}% ({which})"
+    return f"{obs.id} at {math.floor(u.binding())}% ({which})"   # floored, as `list` shows it
 
 
 def _wake_at(observed: ObservedState) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from claude_pool.schema.plan import Plan
@@ -29,8 +30,13 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def percent(pct: float) -> str:
+    """Floored, as the Go tool shows it: 99.6 is 99%, never 100% until it is 100."""
+    return f"{math.floor(pct)}%" if math.isfinite(pct) else "?%"
+
+
 def window(w: UsageWindow, now: datetime) -> str:
-    text = f"{w.pct:.0f}%"
+    text = percent(w.pct)
     if w.resets_at is not None and w.resets_at > now:
         text += "/" + duration((w.resets_at - now).total_seconds())
     return text

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 EXPIRY_MARGIN_MS = 5 * 60 * 1000
 
@@ -26,6 +27,12 @@ class OAuth(BaseModel):
     accessToken: str = ""
     refreshToken: str = ""
     expiresAt: int | None = None
+
+    @field_validator("expiresAt", mode="before")
+    @classmethod
+    def _ms(cls, v: object) -> object:
+        ms = expires_ms(v)
+        return ms if ms is not None else v
     scopes: list[str] | None = None
     subscriptionType: str | None = None
     rateLimitTier: str | None = None
@@ -42,6 +49,45 @@ class OAuth(BaseModel):
             return False
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         return now_ms >= self.expiresAt - EXPIRY_MARGIN_MS
+
+
+def expires_ms(value: object) -> int | None:
+    """`expiresAt` as integer milliseconds, from an int, a float or a numeric string; None for
+    anything else (null, a bool, garbage), which is left as it is."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return None
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 1e18:
+        return int(value)
+    return None
+
+
+def normalized_blob(raw: str) -> str:
+    """The blob with `claudeAiOauth.expiresAt` stored as an integer of milliseconds (some blobs
+    carry a float or a string, which the Go tool cannot read). Only that field changes; a blob
+    that needs no change, or cannot be read, is returned exactly as it came."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return raw
+    inner = data.get("claudeAiOauth") if isinstance(data, dict) else None
+    if not isinstance(inner, dict) or "expiresAt" not in inner:
+        return raw
+    value = inner["expiresAt"]
+    ms = expires_ms(value)
+    if ms is None or type(value) is int:
+        return raw
+    inner["expiresAt"] = ms
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _load_object(raw: str) -> dict[str, Any]:

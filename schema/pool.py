@@ -46,6 +46,13 @@ class Account(_Keep):
     def _null_usage(cls, v: object) -> object:
         return {} if v is None else v
 
+    @field_validator("blob")
+    @classmethod
+    def _int_expiry(cls, v: str) -> str:
+        from .credentials import normalized_blob
+
+        return normalized_blob(v)
+
 
 class ApiKey(_Keep):
     id: str

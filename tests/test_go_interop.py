@@ -285,3 +285,57 @@ def test_a_go_write_costs_one_refresh_attempt_for_a_dead_account(sandbox):
         assert sandbox.fake.account(BOB).invalid_grants == 1 + round_, "more than one attempt per Go write"
         assert sandbox.pool_account("bob")["needs_relogin"] is True
     assert sandbox.fake.account(ALICE).invalid_grants == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# expiresAt as integer milliseconds; list percentages floored
+# ---------------------------------------------------------------------------------------------
+
+def test_expires_at_is_normalized_to_integer_ms_and_nothing_else_changes():
+    from claude_pool.schema.credentials import normalized_blob, parse_oauth
+
+    mcp = '"mcpOAuth":{"s|1":{"accessToken":"m","expiresAt":1780000000000.0,"note":"caf\u00e9"}}'
+    for given in ("4100000000000.0", '"4100000000000"', "4100000000000.7", '"4100000000000.0"', "4.1e12"):
+        raw = '{"claudeAiOauth":{"accessToken":"a","expiresAt":%s,"scopes":["x"]},%s}' % (given, mcp)
+        out = normalized_blob(raw)
+        data = json.loads(out)
+        assert data["claudeAiOauth"]["expiresAt"] == 4100000000000 and type(data["claudeAiOauth"]["expiresAt"]) is int
+        assert data["mcpOAuth"] == json.loads("{" + mcp + "}")["mcpOAuth"]          # verbatim
+        assert isinstance(data["mcpOAuth"]["s|1"]["expiresAt"], float)
+        assert list(data) == ["claudeAiOauth", "mcpOAuth"] and list(data["claudeAiOauth"]) == [
+            "accessToken", "expiresAt", "scopes"]
+        assert parse_oauth(raw).expiresAt == 4100000000000
+    for same in ('{"claudeAiOauth":{"accessToken":"a","expiresAt":4100000000000}}',
+                 '{"claudeAiOauth": {"accessToken": "a", "expiresAt": null}}',
+                 '{"claudeAiOauth":{"accessToken":"a","expiresAt":"soon"}}',
+                 '{"claudeAiOauth":{"accessToken":"a","expiresAt":true}}',
+                 '{"claudeAiOauth":{"accessToken":"a"}}', "not json", "[1]"):
+        assert normalized_blob(same) == same                # untouched, byte for byte
+
+
+def test_a_float_or_string_expiry_is_stored_and_written_as_integer_ms(sandbox):
+    sandbox.fake.add_account(ALICE)
+    sandbox.fake.add_account(BOB)
+    for email, form in ((ALICE, "{:.1f}"), (BOB, '"{}"')):
+        blob = sandbox.fake.credential_blob(email)
+        ms = blob["claudeAiOauth"]["expiresAt"]
+        text = json.dumps(blob).replace(f'"expiresAt": {ms}', f'"expiresAt": {form.format(ms)}')
+        assert text != json.dumps(blob)
+        sandbox.write_creds(text)
+        sandbox.ok("import")
+        stored = go_load(sandbox)["accounts"][-1]["blob"]
+        assert f'"expiresAt":{ms},' in stored.replace(" ", ""), "the Go tool reads an int64 here"
+        assert json.loads(stored)["claudeAiOauth"] == blob["claudeAiOauth"]
+    sandbox.ok("switch", "alice")
+    assert type(sandbox.creds()["claudeAiOauth"]["expiresAt"]) is int
+
+
+def test_list_percentages_are_floored():
+    from datetime import datetime, timezone
+
+    from claude_pool.reconciler.render import percent, window
+    from claude_pool.schema.pool import UsageWindow
+
+    assert [percent(p) for p in (0, 0.4, 99.5, 99.99, 100, 100.0, 42.0)] == \
+        ["0%", "0%", "99%", "99%", "100%", "100%", "42%"]
+    assert window(UsageWindow(pct=99.6), datetime.now(timezone.utc)) == "99%"
