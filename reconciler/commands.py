@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("reconcile", cmd_reconcile, "the hooks' job: move to the credential with the most headroom",
              aliases=["auto"])
     sp.add_argument("--if-needed", action="store_true", help="stay while the current account is under the threshold")
-    sp.add_argument("--threshold", type=float, default=None, metavar="T", help="0..1 (default 0.9)")
+    sp.add_argument("--threshold", type=float, default=None, metavar="T",
+                    help="0..1 (default: [policy] threshold in config.toml, else 0.9)")
     sp.add_argument("--live", action="store_true", help="poll every account now, ignoring cached readings")
     sp.add_argument("--launch", action="store_true",
                     help="then run `claude` with the arguments after `--` (even if the pool step failed)")

@@ -22,7 +22,6 @@ from claude_pool.providers import spawn
 
 MAX_STDIN = 1 << 20
 EVENTS = ("session-start", "prompt-submit", "stop-failure")
-THRESHOLD = "0.9"
 
 
 def read_payload(stream: object = None, limit: int = MAX_STDIN, wait: float = 0.5) -> dict:
@@ -89,7 +88,8 @@ def session_start() -> int:
     code = 0
     if _pool_is_empty(paths.pool_file()):
         code = _full(["import"], trigger)  # the login Claude Code holds starts the pool
-    code = max(code, _full(["reconcile", "--if-needed", "--threshold", THRESHOLD], trigger))
+    # no --threshold: `reconcile` takes config.toml's [policy] threshold (one default, schema/config.py)
+    code = max(code, _full(["reconcile", "--if-needed"], trigger))
     if _mtime(settings) != before:
         time.sleep(SETTINGS_SETTLE)
     return code
@@ -103,8 +103,7 @@ def _pool_is_empty(path: object) -> bool:
 
 
 def prompt_submit() -> int:
-    spawn.detached(spawn.self_argv("reconcile", "--if-needed", "--threshold", THRESHOLD),
-                   trigger="hook:prompt-submit")
+    spawn.detached(spawn.self_argv("reconcile", "--if-needed"), trigger="hook:prompt-submit")
     return 0
 
 

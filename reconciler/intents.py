@@ -6,6 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from claude_pool.schema.config import DEFAULT_THRESHOLD
+
 from .errors import UserError
 
 MAX_ID_LEN = 64
@@ -30,7 +32,7 @@ def check_id(value: str, what: str = "id") -> str:
 @dataclass(frozen=True)
 class Reconcile:
     if_needed: bool = False
-    threshold: float = 0.9
+    threshold: float = DEFAULT_THRESHOLD
     live: bool = False      # a person asked (plan, apply, list): poll even a fresh cached reading
     name = "reconcile"
 

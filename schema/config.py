@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+# `reconcile --if-needed` (what the hooks run) stays while the active account is under this
+# fraction. The one default: config.toml's [policy] threshold overrides it, --threshold both.
+DEFAULT_THRESHOLD = 0.9
 
 
 class _Strict(BaseModel):
@@ -20,7 +23,7 @@ class Endpoints(_Strict):
 
 
 class PolicyConfig(_Strict):
-    threshold: float = Field(0.9, ge=0.0, le=1.0, description="--if-needed: stay while the current account is under this")
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="--if-needed: stay while the current account is under this")
     usage_ttl_seconds: int = Field(60, ge=0, description="a cached usage younger than this is reused, not re-polled")
 
 
@@ -46,7 +49,7 @@ class Config(_Strict):
     log: LogConfig = Field(default_factory=LogConfig)
 
 
-DEFAULT_CONFIG_TOML = """\
+DEFAULT_CONFIG_TOML = f"""\
 # claude-pool configuration. Every setting is optional; shown here with its default.
 
 [endpoints]
@@ -63,7 +66,7 @@ credential_store = "auto"
 [policy]
 # `reconcile --if-needed` (what the hooks run) stays on the current account while its binding
 # utilization is under this fraction.
-threshold = 0.9
+threshold = {DEFAULT_THRESHOLD}
 # A usage reading younger than this many seconds is reused instead of polled again.
 usage_ttl_seconds = 60
 

@@ -390,6 +390,31 @@ def test_config_init_refuses_to_overwrite_and_show_prints_toml(sandbox):
     assert tomllib.loads(sandbox.config_path.read_text())["http"]["timeout_seconds"] == 5.0
 
 
+def test_config_threshold_decides_what_hook_session_start_does(sandbox):
+    """config.toml's [policy] threshold is the hooks' threshold (they pass none of their own)."""
+    sandbox.fake.add_account(ALICE, five_hour=50)
+    sandbox.fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB, current="alice")
+    proc = sandbox.run("hook", "session-start")
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert sandbox.pool()["current"] == "alice"          # 50% is under the default 90%
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.access(ALICE)
+
+    sandbox.write_config("[policy]\nthreshold = 0.4\n")
+    proc = sandbox.run("hook", "session-start")
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert sandbox.pool()["current"] == "bob"            # 50% is over 40%: bob has more headroom
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.access(BOB)
+    assert sandbox.status()["name"] == "bob"
+
+    # the flag still wins over the config, for a person running it by hand
+    sandbox.fake.set_usage(BOB, five_hour=60)
+    sandbox.ok("reconcile", "--if-needed", "--threshold", "0.9")
+    assert sandbox.pool()["current"] == "bob"
+    sandbox.ok("reconcile", "--if-needed", "--live")
+    assert sandbox.pool()["current"] == "alice"
+
+
 # ---- the console script itself ------------------------------------------------------------------
 
 def test_every_command_as_a_real_process(sandbox, fake):
