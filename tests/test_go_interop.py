@@ -339,3 +339,25 @@ def test_list_percentages_are_floored():
     assert [percent(p) for p in (0, 0.4, 99.5, 99.99, 100, 100.0, 42.0)] == \
         ["0%", "0%", "99%", "99%", "100%", "100%", "42%"]
     assert window(UsageWindow(pct=99.6), datetime.now(timezone.utc)) == "99%"
+
+
+@pytest.mark.parametrize("n_keys", [1, 3])
+def test_status_json_follows_every_helper_call(sandbox, n_keys):
+    """After each `helper`, status.json still names the pool file as it is, so `status` answers
+    from it (its fast path) instead of decrypting the pool."""
+    sandbox.fake.add_account(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+    sandbox.seed(ALICE)
+    for kid in list(KEYS)[:n_keys]:
+        sandbox.ok("key", "add", "--id", kid, input=KEYS[kid] + "\n")
+    proc = sandbox.run("reconcile", "--live", env={"CLAUDE_POOL_WAKE": "0"})
+    assert proc.returncode == 0, proc.stderr
+    for _ in range(4):
+        before = sandbox.pool_bytes()
+        proc = sandbox.run("helper", env=NO_RECONCILE)
+        assert proc.returncode == 0, proc.stderr
+        if n_keys == 1:
+            assert sandbox.pool_bytes() == before, "one key: nothing moved, the pool is not rewritten"
+        st = sandbox.pool_path.stat()
+        summary = json.loads(sandbox.status_path.read_text())
+        assert summary["pool"] == [st.st_size, st.st_mtime_ns, st.st_ino], "status would take its slow path"
+        assert summary["name"] == key_id(proc.stdout) == go_load(sandbox)["current_key"]

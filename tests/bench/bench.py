@@ -135,8 +135,24 @@ def main() -> int:
             base.append(timed([py, "-c", "pass"], small.env))
             hook.append(timed([cp, "hook", "prompt-submit"], small.env, hook_payload))
             wait_quiet(small.home)  # let the detached reconcile finish before the next timing
+        # one key: `status` right after each `helper` call must stay on its fast path
+        single = Sandbox(fake, bindir, "single")
+        fake.add_account("single@bench.test", five_hour=100, five_hour_resets_at=time.time() + 3600)
+        single.add_accounts(["single@bench.test"])
+        single.cli("key", "add", "--id", "only", stdin="sk-ant-api03-benchonly" + "x" * 60)
+        single.cli("apply")
+        got = json.loads(single.cli("status").stdout)
+        assert (got["mode"], got["name"]) == ("apikey", "only")
+        single_helper_env = dict(single.env, CLAUDE_POOL_HELPER_NO_RECONCILE="1")
+        after_helper: list[float] = []
+        for _ in range(args.runs):
+            timed([cp, "helper"], single_helper_env)
+            base.append(timed([py, "-c", "pass"], single.env))
+            after_helper.append(timed([cp, "status"], single.env))
         b = statistics.median(base)
         rows.append(("claude-pool status", statistics.median(status) / b, 2.0, "ratio to python -c pass"))
+        rows.append(("claude-pool status right after a helper call, one key", statistics.median(after_helper) / b,
+                     2.0, "status.json still names the pool file"))
         rows.append(("claude-pool hook prompt-submit", statistics.median(hook) / b, 2.5, "returns; detached work goes on"))
         rows.append(("claude-pool helper (API-key mode)", statistics.median(helper) / b, 5.0, "decrypt, rotate, re-encrypt under the lock"))
 
@@ -161,7 +177,7 @@ def main() -> int:
                      1.3, f"medians {statistics.median(t50)*1000:.0f} ms vs {statistics.median(t1)*1000:.0f} ms"))
         rss = max(peak_rss_mib([cp, "plan"], fifty.env) for _ in range(3))
         rows.append(("peak RSS of plan, 50 accounts (MiB)", rss, 80.0, "ru_maxrss"))
-        for s in (small, one, fifty):
+        for s in (small, single, one, fifty):
             s.cleanup()
 
     print(f"\nclaude-pool hot paths ({sys.platform}, Python {sys.version.split()[0]}; "
