@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from claude_pool.reconciler import hooks, policy
+from claude_pool.reconciler import policy
 from claude_pool.reconciler.intents import Intent, Reconcile
 from claude_pool.reconciler.observe import unpolled
-from claude_pool.schema.config import PolicyConfig
+from claude_pool.schema.config import DEFAULT_THRESHOLD, PolicyConfig
 from claude_pool.schema.pool import Account, ApiKey, Pool
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState, SettingsObs, StoreObs
 from claude_pool.schema.usage import parse_usage
@@ -33,7 +33,7 @@ from .anthropic import clock, hours_of
 from .engine import Evidence, Session, World
 
 HELPER_COMMAND = "/usr/local/bin/claude-pool helper"
-THRESHOLD = float(hooks.THRESHOLD)
+THRESHOLD = DEFAULT_THRESHOLD   # the hooks pass no --threshold: config.toml's, default this
 
 
 class Ours:
