@@ -77,3 +77,34 @@ def settings_file() -> str:
 
 def sessions_dir() -> str:
     return join(claude_dir(), "sessions")
+
+
+def install_dir() -> str:
+    """Where the plugin's bootstrap installs claude-pool: `${XDG_DATA_HOME:-~/.local/share}/claude-pool`
+    (`versions/<name>/` virtual environments, `current` a link to the one in use)."""
+    base = os.environ.get("XDG_DATA_HOME") or join(home(), ".local", "share")
+    return join(base, "claude-pool")
+
+
+def bin_link() -> str:
+    """The command on PATH the bootstrap links to `install_dir()/current/bin/claude-pool`."""
+    return join(home(), ".local", "bin", "claude-pool")
+
+
+def managed_install() -> bool:
+    """This claude-pool runs from the bootstrap's install (not a pip/pipx/checkout of the user's)."""
+    versions = os.path.realpath(join(install_dir(), "versions")) + os.sep
+    return os.path.realpath(sys.prefix).startswith(versions)
+
+
+def stable_program() -> str:
+    """The path of the bootstrap-installed claude-pool that survives updates: the PATH link when it
+    is ours, else `current/bin/claude-pool` (never a versioned folder, which an update removes)."""
+    current = join(install_dir(), "current", "bin", "claude-pool")
+    link = bin_link()
+    try:
+        if os.readlink(link) == current:
+            return link
+    except OSError:
+        pass
+    return current

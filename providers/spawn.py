@@ -15,6 +15,17 @@ def self_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "claude_pool", *args]
 
 
+def lasting_argv(*args: str) -> list[str]:
+    """How to run claude-pool later (a sleeper waking hours from now): the bootstrap's stable
+    program when this install is the bootstrap's (an update may remove this very folder meanwhile),
+    else this interpreter."""
+    from . import paths
+
+    if paths.managed_install():
+        return [paths.stable_program(), *args]
+    return self_argv(*args)
+
+
 def detached(argv: list[str], *, trigger: str, platform: str | None = None) -> int:
     """Spawn `argv` in a new session with stdio on the null device; return its pid."""
     env = dict(os.environ)

@@ -53,8 +53,11 @@ def schedule(at: float, *, path: Path | None = None) -> str:
 def sleep_then_reconcile(at: float, *, path: Path | None = None) -> int:
     """The sleeper's body: wait, check the marker is still ours, then become `reconcile`."""
     path = path or marker_path()
+    argv = spawn.lasting_argv("reconcile")
     while (left := at - time.time()) > 0:
         time.sleep(min(left, 60))
+        if not os.path.exists(argv[0]):
+            return 0  # claude-pool was uninstalled meanwhile: nothing left to wake
     marker = read_marker(path)
     if marker is None or int(marker.get("pid") or 0) != os.getpid():
         return 0
@@ -62,7 +65,8 @@ def sleep_then_reconcile(at: float, *, path: Path | None = None) -> int:
         path.unlink()
     except OSError:
         pass
-    argv = spawn.self_argv("reconcile")
+    if not os.path.exists(argv[0]):
+        return 0
     os.environ["CLAUDE_POOL_TRIGGER"] = "wake"
     os.execv(argv[0], argv)
     return 0  # not reached

@@ -139,8 +139,47 @@ def _read_key(arg: str | None) -> str:
         raise UserError("the API key on stdin is not text (not UTF-8)") from None
 
 
+# Clipboard readers, tried in order (the first one present that answers wins).
+CLIPBOARD_READERS = (
+    ["pbpaste"],                                            # macOS
+    ["wl-paste", "--no-newline"],                           # Wayland
+    ["xclip", "-selection", "clipboard", "-o"],             # X11
+    ["xsel", "--clipboard", "--output"],                    # X11
+    ["powershell.exe", "-NoProfile", "-Command", "Get-Clipboard"],  # Windows, WSL
+)
+
+
+def _read_clipboard() -> str:
+    """The clipboard's text, for `key add --from-clipboard` (the /claude-pool:key-add slash command):
+    the key goes from the clipboard to the pool without passing through the conversation, argv or
+    a terminal. Never echoed, whatever it holds."""
+    import shutil
+    import subprocess
+
+    for argv in CLIPBOARD_READERS:
+        exe = shutil.which(argv[0])
+        if not exe:
+            continue
+        try:
+            proc = subprocess.run([exe, *argv[1:]], capture_output=True, timeout=5, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            return proc.stdout.decode("utf-8", errors="replace")
+    raise UserError("cannot read the clipboard (no pbpaste, wl-paste, xclip, xsel or powershell.exe answered); "
+                    "run `claude-pool key add` in a terminal and paste the key at the hidden prompt")
+
+
 def cmd_key_add(a: argparse.Namespace) -> int:
-    key = _read_key(a.key).strip()
+    if a.from_clipboard:
+        if a.key is not None:
+            raise UserError("--from-clipboard takes no key argument (never type a key into a command line)")
+        key = _read_clipboard().strip()
+        if not key.startswith("sk-"):
+            raise UserError("the clipboard does not hold an API key (expected one starting with sk-ant-); "
+                            "copy the key, then try again")
+    else:
+        key = _read_key(a.key).strip()
     if not key:
         raise UserError("the API key is empty")
     if any(ord(c) < 33 or ord(c) == 127 for c in key) or not key.isascii():
@@ -257,6 +296,12 @@ def cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uninstall(a: argparse.Namespace) -> int:
+    from .uninstall import run
+
+    return run(a.purge, _out)
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -306,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     kp = ksub.add_parser("add", help="register an API key (argument, stdin, or a hidden prompt)")
     kp.add_argument("--id", metavar="NAME")
     kp.add_argument("key", nargs="?", help="the key; better: omit it and paste at the prompt or pipe it on stdin")
+    kp.add_argument("--from-clipboard", action="store_true",
+                    help="read the key from the clipboard (what the /claude-pool:key-add slash command does)")
     kp.set_defaults(fn=cmd_key_add)
     sp = add("rm", cmd_rm, "remove an account or API key")
     sp.add_argument("id")
@@ -319,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--force", action="store_true")
     cp.set_defaults(fn=cmd_config)
     csub.add_parser("show", help="print the effective configuration").set_defaults(fn=cmd_config)
+    sp = add("uninstall", cmd_uninstall, "restore settings.json, stop the wake-up, remove the installed program")
+    sp.add_argument("--purge", action="store_true", help="also delete the pool and the audit log (says what they hold)")
     add("demo", cmd_demo, "run the sandboxed demo against a local fake Anthropic API")
     return p
 

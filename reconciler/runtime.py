@@ -59,6 +59,10 @@ def helper_command(platform: str | None = None, executable: str | None = None) -
 
 
 def _our_executable() -> str:
+    if paths.managed_install():
+        # Installed by the plugin's bootstrap: the path that survives updates, never the versioned
+        # folder this process runs from (an update removes it) nor the plugin's own folders.
+        return paths.stable_program()
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if argv0 is not None and argv0.name.startswith("claude-pool") and argv0.exists():
         return str(argv0.resolve())

@@ -3,7 +3,7 @@
 Nothing is mocked. Every test starts a real HTTP fake (claude_pool.fakeapi) on 127.0.0.1, builds a
 sandboxed HOME (Claude Code's ~/.claude.json, ~/.claude/.credentials.json and settings.json, and
 claude-pool's pool), registers accounts with the installed `claude-pool` command, and runs the
-real `claude` binary with `--plugin-dir plugin`. The plugin's hooks run the installed claude-pool
+real `claude` binary with `--plugin-dir` the repository (the plugin's root). The plugin's hooks run the installed claude-pool
 (the venv's bin is first on PATH). The assertions are on what the fake received (which credential
 each POST /v1/messages carried, and its body) and on the files claude-pool rewrote.
 
@@ -30,7 +30,7 @@ import pytest
 from claude_pool.fakeapi import FakeAnthropic
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = REPO / "plugin"
+PLUGIN = REPO  # the plugin's root: .claude-plugin/plugin.json names plugin/hooks and plugin/commands
 VENV_BIN = REPO / ".venv" / "bin"
 CLAUDE_POOL = VENV_BIN / "claude-pool"
 
@@ -144,7 +144,7 @@ class Sandbox:
         return proc
 
     def claude_p(self, prompt: str = "say hi") -> subprocess.CompletedProcess[str]:
-        """`claude --plugin-dir plugin -p PROMPT` in the project directory."""
+        """`claude --plugin-dir REPO -p PROMPT` in the project directory."""
         proc = self.run([CLAUDE, "--plugin-dir", str(PLUGIN), "-p", prompt], timeout=CLAUDE_TIMEOUT)
         self.wait_quiet()
         return proc
@@ -281,7 +281,7 @@ def _hook_text_in(body: Any) -> list[str]:
 
 
 def test_plugin_and_marketplace_validate(sandbox: Sandbox) -> None:
-    for target in (PLUGIN, REPO):
+    for target in (REPO, REPO / ".claude-plugin" / "plugin.json"):
         proc = sandbox.run([CLAUDE, "plugin", "validate", str(target)], timeout=60)
         assert proc.returncode == 0, f"claude plugin validate {target} exited {proc.returncode}:\n" \
                                      f"{proc.stdout}\n{proc.stderr}"

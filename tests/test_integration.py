@@ -690,9 +690,14 @@ def test_statusline_feed_and_badge(sb: Sandbox) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_plugin_manifest_and_hooks() -> None:
-    manifest = json.loads((PLUGIN / ".claude-plugin" / "plugin.json").read_text())
+    # The repository root is the plugin's root (so an install carries the package source); its
+    # manifest says where the hooks and the slash commands live.
+    manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
     assert manifest["name"] == "claude-pool"
-    assert manifest["version"] == claude_pool.__version__
+    assert manifest["version"] == claude_pool.__version__  # one number for the plugin and the package
+    assert manifest["hooks"] == "./plugin/hooks/hooks.json"
+    assert manifest["commands"] == "./plugin/commands"
+    assert not (PLUGIN / ".claude-plugin").exists()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "claude_pool.__version__"}
@@ -700,7 +705,7 @@ def test_plugin_manifest_and_hooks() -> None:
     assert version("claude-pool") == claude_pool.__version__
 
     market = json.loads((REPO / ".claude-plugin" / "marketplace.json").read_text())
-    assert [(p["name"], p["source"]) for p in market["plugins"]] == [("claude-pool", "./plugin")]
+    assert [(p["name"], p["source"]) for p in market["plugins"]] == [("claude-pool", "./")]
 
     hooks = json.loads((PLUGIN / "hooks" / "hooks.json").read_text())["hooks"]
     assert set(hooks) == {"SessionStart", "UserPromptSubmit", "StopFailure"}
@@ -713,88 +718,85 @@ def test_plugin_manifest_and_hooks() -> None:
         for hook in entries[0]["hooks"]:
             assert hook["type"] == "command"
             assert isinstance(hook["timeout"], (int, float)) and 0 < hook["timeout"] <= 600
-            assert "${CLAUDE_PLUGIN_ROOT}/scripts/claude-pool" in hook["command"]
+            assert "${CLAUDE_PLUGIN_ROOT}/plugin/scripts/claude-pool" in hook["command"]
             assert hook["command"].rstrip().endswith(f"hook {arg}")
     assert os.access(PLUGIN / "scripts" / "claude-pool", os.X_OK)
     assert os.access(PLUGIN / "scripts" / "bootstrap", os.X_OK)
 
 
-def _path_without_claude_pool() -> str:
-    dirs = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-            if d and not os.path.exists(os.path.join(d, "claude-pool"))
-            and Path(d).resolve() != (REPO / ".venv" / "bin").resolve()]
-    for extra in ("/usr/bin", "/bin"):
-        if extra not in dirs:
-            dirs.append(extra)
-    return os.pathsep.join(dirs)
+# The tools the plugin's scripts use, without any Python: a PATH where Python 3.11+ is missing.
+_SCRIPT_TOOLS = ("sh", "sed", "cat", "date", "mkdir", "cut", "find", "rmdir", "mv", "rm", "wc", "basename",
+                 "dirname", "setsid", "nohup", "readlink", "ln", "mktemp", "cp", "grep", "sleep")
 
 
-def test_plugin_wrapper_bootstraps_in_background(tmp_path: Path, fake_api: FakeAnthropic) -> None:
-    # a copy of the source, so the install's in-tree build never writes into the repository
-    src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", ".cache", "*.egg-info", "__pycache__", ".pytest_cache",
-        ".benchmarks", "tests"))
+def _path_without_python(tmp_path: Path) -> str:
+    bindir = tmp_path / "nopython-bin"
+    bindir.mkdir()
+    for tool in _SCRIPT_TOOLS:
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    return str(bindir)
+
+
+def test_plugin_wrapper_without_python_says_so_once_a_session_and_backs_off(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
+    share = home / ".local" / "share" / "claude-pool"
     wrapper = str(PLUGIN / "scripts" / "claude-pool")
+    env = sandbox_env(home, None)
+    env.update(PATH=_path_without_python(tmp_path), CLAUDE_PLUGIN_ROOT=str(REPO),
+               CLAUDE_PLUGIN_DATA=str(home / ".claude" / "plugins" / "data" / "claude-pool-claude-pool"))
 
-    def env_for(data: Path) -> dict[str, str]:
-        env = sandbox_env(home, fake_api)
-        env.update(PATH=_path_without_claude_pool(), CLAUDE_PLUGIN_ROOT=str(PLUGIN),
-                   CLAUDE_PLUGIN_DATA=str(data), CLAUDE_POOL_SOURCE=str(src))
-        return env
+    def call(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([wrapper, *args], env=dict(env, **(extra or {})), capture_output=True, text=True,
+                              timeout=20, input=hook_payload("prompt-submit", home), cwd=home)
 
-    def call(data: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([wrapper, *args], env=env_for(data), input=input, capture_output=True,
-                              text=True, timeout=20, cwd=home)
+    def attempts() -> int:
+        log = share / "bootstrap.log"
+        return log.read_text().count("FAILED") if log.exists() else 0
 
     try:
-        assert subprocess.run(["sh", "-c", "command -v claude-pool"], env=env_for(tmp_path),
-                              capture_output=True).returncode != 0
+        # a first prompt starts the install in the background and says nothing
+        proc = call("hook", "prompt-submit")
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+        wait_for(lambda: attempts() == 1 and not (share / "bootstrap.lock").exists(), 20, "the failed attempt")
+        failed = (share / "bootstrap.failed").read_text().splitlines()
+        assert failed[1] == f"version {claude_pool.__version__}"
+        assert "needs Python 3.11 or newer" in failed[2] and "none was found" in failed[2]
 
-        # a bootstrap already running (a fresh lock dir): nothing is installed, the lock is not taken
-        busy = tmp_path / "data-busy"
-        (busy / "bootstrap.lock").mkdir(parents=True)
-        proc = call(busy, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
-        assert proc.returncode == 0 and proc.stdout == ""
-        wait_for(lambda: (busy / "bootstrap.log").exists(), 10, "bootstrap.log (busy case)")
-        wait_for(lambda: not procs_with_env(f"CLAUDE_PLUGIN_DATA={busy}"), 10, "the refused bootstrap to exit")
-        assert not (busy / "venv").exists()
-        assert "installing" not in (busy / "bootstrap.log").read_text()
-        assert (busy / "bootstrap.lock").is_dir(), "a bootstrap removed a lock it did not own"
+        # session start: told, in plain words, on stderr (what Claude Code shows the user), exit 1, never 2
+        proc = call("hook", "session-start")
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert "needs Python 3.11 or newer" in proc.stderr and str(share / "bootstrap.log") in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        # prompts: silent, and no new attempt while it backs off
+        for _ in range(3):
+            proc = call("hook", "prompt-submit")
+            assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+        time.sleep(1.0)  # a wrongly started attempt would have logged by now
+        assert attempts() == 1
+        # by hand, outside Claude Code: the same sentence, exit 1
+        proc = call("list")
+        assert proc.returncode == 1 and "needs Python 3.11 or newer" in proc.stderr
 
-        # first use: exit 0 at once, nothing on stdout, install in the background
-        data = tmp_path / "data"
-        started = time.monotonic()
-        proc = call(data, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout == ""
-        assert time.monotonic() - started < 3
-        wait_for(lambda: (data / "bootstrap.log").exists(), 10, "bootstrap.log")
-        wait_for(lambda: (data / "bootstrap.lock").is_dir() or (data / "venv" / ".complete").exists(), 10,
-                 "the bootstrap lock dir")
-        # a second call while it runs: no second install
-        proc = call(data, "hook", "session-start", input=hook_payload("session-start", home))
-        assert proc.returncode == 0 and proc.stdout == ""
+        # a new plugin version tries again at once; a second failure doubles the wait
+        proc = call("hook", "prompt-submit", extra={"CLAUDE_POOL_SOURCE": str(tmp_path / "elsewhere")})
+        assert proc.returncode == 0
+        wait_for(lambda: attempts() == 2 and not (share / "bootstrap.lock").exists(), 20, "the second attempt")
+        first = (share / "bootstrap.failed").read_text().split()
+        assert first[1] == "1"  # its own first attempt (another source)
 
-        wait_for(lambda: (data / "venv" / ".complete").exists(), 120, "the background install (venv/.complete)",
-                 interval=0.5)
-        wait_for(lambda: not procs_with_env(f"CLAUDE_PLUGIN_DATA={data}"), 20, "the bootstraps to exit")
-        log = (data / "bootstrap.log").read_text()
-        assert log.count("installing claude-pool from") == 1, log
-        assert "bootstrap: done" in log, log
-        assert not (data / "bootstrap.lock").exists()
-
-        # installed: the wrapper now runs the plugin's private claude-pool
-        proc = call(data, "version")
-        assert proc.returncode == 0 and proc.stdout.strip() == f"claude-pool {claude_pool.__version__}"
-        proc = call(data, "hook", "prompt-submit", input=hook_payload("prompt-submit", home))
-        assert proc.returncode == 0 and proc.stdout == ""
+        # a lock held by a running install: no second install starts
+        (share / "bootstrap.failed").unlink()
+        (share / "bootstrap.lock").mkdir()
+        proc = call("hook", "prompt-submit")
+        assert proc.returncode == 0
+        time.sleep(1.0)
+        assert attempts() == 2 and (share / "bootstrap.lock").is_dir()
+        assert not (share / "current").exists()
     finally:
-        for entry in (f"CLAUDE_PLUGIN_DATA={tmp_path / 'data-busy'}", f"CLAUDE_PLUGIN_DATA={tmp_path / 'data'}",
-                      f"HOME={home}"):
-            end_processes(entry, grace=3.0)
+        end_processes(f"HOME={home}", grace=3.0)
 
 
 # ---------------------------------------------------------------------------------------------
