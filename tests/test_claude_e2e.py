@@ -556,3 +556,47 @@ def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
         assert isinstance(rec["body"], dict), "a /v1/messages request without a JSON body"
         found = _hook_text_in(rec["body"])
         assert not found, f"hook text {found} reached the model's context (request as {_brief(rec)})"
+
+
+# ------------------------------------------------------------------ 6. the slash commands
+
+
+def test_slash_commands_do_their_job_and_never_put_a_secret_in_the_conversation(sandbox: Sandbox, fake) -> None:
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=20)
+    sandbox.import_accounts(ALICE)
+    key = _new_api_key()
+    # The key is on the clipboard (a stand-in `xclip` prints it), never typed into the conversation.
+    clip = sandbox.home / "clipbin"
+    clip.mkdir()
+    (clip / "data").write_text(key + "\n", encoding="utf-8")
+    (clip / "xclip").write_text(f"#!/bin/sh\nexec cat {clip / 'data'}\n", encoding="utf-8")
+    (clip / "xclip").chmod(0o755)
+    sandbox.env["PATH"] = f"{clip}{os.pathsep}{sandbox.env['PATH']}"
+
+    def slash(command: str) -> str:
+        seen = len(fake.messages_requests())
+        proc = sandbox.claude_p(command)
+        assert proc.returncode == 0, sandbox.report()
+        bodies = [rec["body"] for rec in fake.messages_requests()[seen:]]
+        assert bodies, sandbox.report()
+        return "\n".join(t for body in bodies for t in _texts(body))
+
+    text = slash("/claude-pool:key-add --id k2")
+    assert "Added API key k2" in text, text[-2000:]
+    assert [k["id"] for k in json.loads(sandbox.pool("list", "--json").stdout)["api_keys"]] == ["k2"]
+
+    sandbox.login(BOB)  # /login as bob in Claude Code, then:
+    assert "Imported bob" in slash("/claude-pool:import")
+    text = slash("/claude-pool:list")
+    assert "alice" in text and "bob" in text and "k2" in text
+    assert '"name": "bob"' in slash("/claude-pool:status")
+    assert "alice" in slash("/claude-pool:switch alice")
+    assert sandbox.status()["name"] == "alice"
+    assert sandbox.held_token() == fake.account(ALICE).access_token
+
+    everything = json.dumps([rec["body"] for rec in fake.messages_requests()])
+    secrets_ = [key] + [getattr(fake.account(e), attr) for e in (ALICE, BOB)
+                        for attr in ("access_token", "refresh_token")]
+    for secret in secrets_:
+        assert secret not in everything, "a secret reached the conversation"
