@@ -57,6 +57,16 @@ pytestmark = [
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+# The README's steps, word for word; the tests below run exactly these lines.
+ADD = "claude plugin marketplace add OWNER/claude-pool"
+INSTALL = "claude plugin install claude-pool@claude-pool"
+MARKET_UPDATE = "claude plugin marketplace update claude-pool"
+UPDATE = "claude plugin update claude-pool@claude-pool"
+UNINSTALL = "claude-pool uninstall"
+PLUGIN_UNINSTALL = "claude plugin uninstall claude-pool@claude-pool"
+README_STEPS = (ADD, INSTALL, MARKET_UPDATE, UPDATE, UNINSTALL, PLUGIN_UNINSTALL)
+
+
 def _answer(label: str) -> str:
     return f"ok from fake ({label})"
 
@@ -165,9 +175,11 @@ class User:
     def claude(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run([CLAUDE, *args], timeout=CLAUDE_TIMEOUT)  # type: ignore[list-item]
 
-    def plugin(self, *args: str) -> str:
-        proc = self.claude("plugin", *args)
-        assert proc.returncode == 0, f"claude plugin {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
+    def step(self, line: str) -> str:
+        """Type one README line: `claude ...` runs the real Claude Code, anything else a fresh shell."""
+        words = shlex.split(line)
+        proc = self.claude(*words[1:]) if words[0] == "claude" else self.shell(line)
+        assert proc.returncode == 0, f"{line}: {proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
     def shell(self, command: str, *, input: str = "") -> subprocess.CompletedProcess[str]:
@@ -260,8 +272,8 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     user.login(ALICE)
 
     # ---- install, as the README says
-    user.plugin("marketplace", "add", "OWNER/claude-pool")
-    user.plugin("install", "claude-pool@claude-pool")
+    user.step(ADD)
+    user.step(INSTALL)
     installed = json.loads((user.claude_dir / "plugins" / "installed_plugins.json").read_text())
     path = Path(installed["plugins"]["claude-pool@claude-pool"][0]["installPath"])
     assert (path / "pyproject.toml").exists(), "the cached plugin does not carry the package source"
@@ -302,8 +314,8 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     parts = version.split(".")
     new = ".".join(parts[:-1] + [str(int(parts[-1]) + 1)])
     user.remote.commit_changes(_bump(new), "release " + new)  # type: ignore[attr-defined]
-    user.plugin("marketplace", "update", "claude-pool")
-    user.plugin("update", "claude-pool@claude-pool")
+    user.step(MARKET_UPDATE)
+    user.step(UPDATE)
     user.answered(user.claude("-p", "after the update"), BOB)
     # the old install kept serving that session while the new one is built
     user.wait_installed(f"version {new}")
@@ -332,7 +344,7 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     user.settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     # ---- uninstall by the plugin route: Claude Code keeps working with no hand edit
-    user.plugin("uninstall", "claude-pool@claude-pool")
+    user.step(PLUGIN_UNINSTALL)
     assert not (user.claude_dir / "plugins" / "data" / "claude-pool-claude-pool").exists()
     seen = len(fake.messages_requests())
     user.answered(user.claude("-p", "after the plugin is gone"), "key-" + key[-4:])
@@ -340,10 +352,8 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     assert os.path.exists(shlex.split(user.settings()["apiKeyHelper"])[0]), "apiKeyHelper points at a missing program"
 
     # ---- plugin back (nothing to install: the version is the same), then `claude-pool uninstall`
-    user.plugin("install", "claude-pool@claude-pool")
-    proc = user.shell("claude-pool uninstall")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    user.step(INSTALL)
+    out = user.step(UNINSTALL)
     assert "apiKeyHelper removed" in out and "claude plugin uninstall claude-pool@claude-pool" in out, out
     assert "Kept:" in out and "--purge" in out, out
     assert user.settings() == other, user.settings()  # ours gone, everything else as it was
@@ -360,7 +370,7 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     assert all(r["auth_kind"] == "bearer" for r in fake.messages_requests()[seen:]), user.report()
     time.sleep(2)  # a session start that wrongly bootstrapped would have started by now
     assert not user.share.exists(), "the idle plugin installed claude-pool again\n" + user.report()
-    user.plugin("uninstall", "claude-pool@claude-pool")
+    user.step(PLUGIN_UNINSTALL)
     assert (user.home / ".config" / "claude-pool" / "pool.json").exists()  # kept without --purge
 
 
@@ -371,8 +381,8 @@ def test_a_failed_install_is_shown_once_and_never_reaches_the_model(user: User, 
     user.login(ALICE)
     user.remote.commit_changes(  # type: ignore[attr-defined]
         {"pyproject.toml": lambda t: t.replace("[project]", "[project\nthis is not TOML", 1)}, "broken")
-    user.plugin("marketplace", "add", "OWNER/claude-pool")
-    user.plugin("install", "claude-pool@claude-pool")
+    user.step(ADD)
+    user.step(INSTALL)
 
     user.answered(user.claude("-p", "hello"), ALICE)  # the failure is silent for the model and -p
     failed = user.share / "bootstrap.failed"
@@ -413,3 +423,17 @@ def test_a_failed_install_is_shown_once_and_never_reaches_the_model(user: User, 
     assert len(fake.messages_requests()) > seen
     # not retried on every prompt (nor at the second session start): one attempt, backing off
     assert user.log().count("installing claude-pool") == 1, user.log()
+
+
+def test_the_readme_says_what_these_tests_run() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", readme, flags=re.S))
+    lines = {line.split("#")[0].strip() for line in blocks.splitlines()}
+    for step in README_STEPS:
+        assert step in lines, f"README no longer shows {step!r}"
+    named = set(re.findall(r"/claude-pool:([a-z][a-z-]*)", readme))
+    shipped = {p.stem for p in (REPO / "plugin" / "commands").glob("*.md")}
+    assert named == shipped, (named, shipped)
+    for path in (REPO / "plugin" / "commands").glob("*.md"):
+        head = path.read_text(encoding="utf-8").split("---")[1]
+        assert "disable-model-invocation: true" in head, f"{path.name}: the model could run it by itself"
