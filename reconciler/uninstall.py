@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 from claude_pool.providers import paths
@@ -51,7 +52,6 @@ def run(purge: bool, say) -> int:  # type: ignore[no-untyped-def]
         if lock is not None:
             lock.release()
     _stop_wake(say)
-    _remove_install(say)
     _idle_plugin(say)
     if purge:
         _purge(pool, pool_error, say)
@@ -60,6 +60,7 @@ def run(purge: bool, say) -> int:  # type: ignore[no-untyped-def]
         if where:
             say("Kept: " + ", ".join(where) + " (your accounts, API keys and the audit log; "
                 "`claude-pool uninstall --purge` deletes them).")
+    _remove_install(say)  # last: this process may be running from it
     return 0
 
 
@@ -122,8 +123,6 @@ def _remove_install(say) -> None:  # type: ignore[no-untyped-def]
         shutil.rmtree(share, ignore_errors=True)
         say(f"Removed the installed program ({share}).")
     if not paths.managed_install():
-        import sys
-
         say(f"This claude-pool ({sys.prefix}) was not installed by the plugin: remove it the way you "
             "installed it (pip uninstall / pipx uninstall / uv tool uninstall claude-pool).")
 

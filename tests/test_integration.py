@@ -799,6 +799,27 @@ def test_plugin_wrapper_without_python_says_so_once_a_session_and_backs_off(tmp_
         end_processes(f"HOME={home}", grace=3.0)
 
 
+def test_plugin_wrapper_stays_idle_after_claude_pool_uninstall(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    data = home / ".claude" / "plugins" / "data" / "claude-pool-claude-pool"
+    data.mkdir(parents=True)
+    (data / "uninstalled").write_text("claude-pool uninstall\n")
+    env = sandbox_env(home, None)
+    env.update(PATH=_path_without_python(tmp_path), CLAUDE_PLUGIN_ROOT=str(REPO), CLAUDE_PLUGIN_DATA=str(data))
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(PLUGIN / "scripts" / "claude-pool"), *args], env=env, capture_output=True,
+                              text=True, timeout=20, input="{}", cwd=home)
+
+    proc = call("hook", "prompt-submit")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    proc = call("hook", "session-start")
+    assert proc.returncode == 1 and proc.stdout == "" and "the plugin is idle" in proc.stderr
+    assert str(data / "uninstalled") in proc.stderr
+    time.sleep(0.5)
+    assert not (home / ".local" / "share" / "claude-pool").exists()  # no install was started
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. reconcile --launch
 # ---------------------------------------------------------------------------------------------

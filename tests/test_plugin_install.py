@@ -344,8 +344,7 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     user.settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     # ---- uninstall by the plugin route: Claude Code keeps working with no hand edit
-    user.step(PLUGIN_UNINSTALL)
-    assert not (user.claude_dir / "plugins" / "data" / "claude-pool-claude-pool").exists()
+    user.step(PLUGIN_UNINSTALL.replace(" uninstall ", " uninstall --keep-data "))  # the plain one ends this test
     seen = len(fake.messages_requests())
     user.answered(user.claude("-p", "after the plugin is gone"), "key-" + key[-4:])
     _no_unauthenticated(user, seen)
@@ -370,7 +369,9 @@ def test_install_use_update_and_uninstall_as_a_user_does(user: User, fake: FakeA
     assert all(r["auth_kind"] == "bearer" for r in fake.messages_requests()[seen:]), user.report()
     time.sleep(2)  # a session start that wrongly bootstrapped would have started by now
     assert not user.share.exists(), "the idle plugin installed claude-pool again\n" + user.report()
+    assert (user.claude_dir / "plugins" / "data" / "claude-pool-claude-pool" / "uninstalled").exists()
     user.step(PLUGIN_UNINSTALL)
+    assert not (user.claude_dir / "plugins" / "data" / "claude-pool-claude-pool").exists()
     assert (user.home / ".config" / "claude-pool" / "pool.json").exists()  # kept without --purge
 
 
