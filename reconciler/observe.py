@@ -139,8 +139,28 @@ def observe_store(rt: Runtime, *, identify: bool) -> StoreObs:
 
 def observe_settings(rt: Runtime) -> SettingsObs:
     view = rt.settings.observe()
+    ours = is_our_helper(view.api_key_helper, rt.helper)
     return SettingsObs(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
-                       ours=is_our_helper(view.api_key_helper, rt.helper))
+                       ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper))
+
+
+def _stale_helper(command: str, current: str) -> bool:
+    """Our helper, but one that cannot keep working: its program is gone, or it lives in Claude
+    Code's plugin folders (older plugin versions installed there; `claude plugin uninstall` deletes
+    them). Another live install of ours is not stale, so two installs never take turns rewriting it."""
+    if command.strip() == current:
+        return False
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    if len(words) < 2:
+        return False
+    program = os.path.abspath(os.path.expanduser(words[-2].strip('"')))
+    plugins = os.path.join(os.path.abspath(paths.claude_dir()), "plugins") + os.sep
+    return not os.path.exists(program) or program.startswith(plugins)
 
 
 def _relogged(rt: Runtime, store: StoreObs) -> None:

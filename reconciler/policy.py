@@ -127,7 +127,7 @@ class _Builder:
             store_account = account if (touch_store and account and not self.foreign_login) else ""
             wake = None
         else:
-            touch = not s.ours
+            touch = not s.ours or s.stale  # a stale helper of ours is rewritten to this run's
             helper = self.o.helper_command
             if p.mode == "apikey" or s.ours:
                 saved = p.saved_api_key_helper

@@ -40,6 +40,7 @@ class SettingsObs(BaseModel):
     present: bool = False
     api_key_helper: str | None = None
     ours: bool = False                  # the helper in settings is claude-pool's
+    stale: bool = False                 # ours, but a program that is gone or in a folder Claude Code deletes
     error: str = ""                     # not JSON / not an object: never rewritten
 
 

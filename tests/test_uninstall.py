@@ -218,3 +218,47 @@ def test_the_helper_command_of_the_plugins_install_is_the_stable_link(tmp_path: 
     assert runtime.helper_command(platform="linux") == f"{link} helper"
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "some-venv"))
     assert not paths.managed_install()
+
+
+# --------------------------------------------- a helper of ours that cannot keep working
+
+
+def test_a_helper_left_in_the_plugins_data_folder_is_moved_to_this_install(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Older plugin versions installed into Claude Code's plugin data folder, which `claude plugin
+    uninstall` deletes: an apiKeyHelper pointing there is rewritten to the command that runs now."""
+    sandbox.fake.add_account(ALICE, five_hour=100)
+    sandbox.fake.add_api_key(KEY1)
+    sandbox.seed(ALICE, keys={"k1": KEY1}, mode="apikey", current_key="k1", saved_api_key_helper=FOREIGN)
+    old_venv = sandbox.claude_dir / "plugins" / "data" / "claude-pool-claude-pool" / "venv" / "bin"
+    old_venv.mkdir(parents=True)
+    (old_venv / "claude-pool").write_text("#!/bin/sh\n")
+    (old_venv / "claude-pool").chmod(0o755)
+    sandbox.write_settings({"apiKeyHelper": f"{old_venv / 'claude-pool'} helper", "model": "opus"})
+
+    sandbox.ok("reconcile")
+
+    settings = sandbox.settings()
+    assert settings == {"apiKeyHelper": _our_helper(sandbox), "model": "opus"}, settings
+    pool = sandbox.pool()
+    assert pool["mode"] == "apikey" and pool["saved_api_key_helper"] == FOREIGN  # the foreign one still saved
+    before = sandbox.snapshot()
+    sandbox.ok("reconcile")
+    assert sandbox.snapshot()["settings"] == before["settings"]  # converged
+
+
+def test_a_helper_of_a_missing_program_is_rewritten_but_another_live_install_is_left(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fake.add_account(ALICE, five_hour=100)
+    sandbox.fake.add_api_key(KEY1)
+    sandbox.seed(ALICE, keys={"k1": KEY1}, mode="apikey", current_key="k1")
+    gone = f"{tmp_path / 'gone' / 'claude-pool'} helper"
+    sandbox.write_settings({"apiKeyHelper": gone})
+    sandbox.ok("reconcile")
+    assert sandbox.settings() == {"apiKeyHelper": _our_helper(sandbox)}
+
+    other = tmp_path / "pipx" / "bin" / "claude-pool"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    sandbox.write_settings({"apiKeyHelper": f"{other} helper"})
+    sandbox.ok("reconcile")
+    assert sandbox.settings() == {"apiKeyHelper": f"{other} helper"}  # no tug of war between installs
