@@ -226,6 +226,7 @@ def test_the_helper_command_of_the_plugins_install_is_the_stable_link(tmp_path: 
 def test_a_helper_left_in_the_plugins_data_folder_is_moved_to_this_install(sandbox) -> None:  # type: ignore[no-untyped-def]
     """Older plugin versions installed into Claude Code's plugin data folder, which `claude plugin
     uninstall` deletes: an apiKeyHelper pointing there is rewritten to the command that runs now."""
+    sandbox.env["CLAUDE_POOL_WAKE"] = "0"  # API-key mode would schedule a wake-up; not this test's subject
     sandbox.fake.add_account(ALICE, five_hour=100)
     sandbox.fake.add_api_key(KEY1)
     sandbox.seed(ALICE, keys={"k1": KEY1}, mode="apikey", current_key="k1", saved_api_key_helper=FOREIGN)
@@ -247,6 +248,7 @@ def test_a_helper_left_in_the_plugins_data_folder_is_moved_to_this_install(sandb
 
 
 def test_a_helper_of_a_missing_program_is_rewritten_but_another_live_install_is_left(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sandbox.env["CLAUDE_POOL_WAKE"] = "0"  # API-key mode would schedule a wake-up; not this test's subject
     sandbox.fake.add_account(ALICE, five_hour=100)
     sandbox.fake.add_api_key(KEY1)
     sandbox.seed(ALICE, keys={"k1": KEY1}, mode="apikey", current_key="k1")
