@@ -92,6 +92,17 @@ class FakeAccount:
     seven_day_resets_at: float | None = field(default_factory=lambda: time.time() + 4 * 86400)
     usage_mode: str = "ok"
     revoked: bool = False
+    # Per-model weekly windows: [{"name": "Opus", "pct": 100, "resets_at": epoch or None,
+    # "legacy": True (also sent as seven_day_<name>), "active": True}]. "pct" None: sent as null.
+    # None (the default): the original answers (a constant Sonnet 1% / Opus 3% window, no limits[]
+    # in the "ok" shape).
+    scoped: list | None = None
+    # Paid overage: {"enabled": bool, "used": credits, "limit": credits, "pct": percent} or None.
+    extra_usage: dict | None = None
+    # 429s the usage API does not show, by the request's model: {"opus": {"claim": "five_hour",
+    # "reset": epoch}, "*": {"claim": None}} ("*": any model; claim None: a server-side 429 with
+    # no unified headers).
+    refuse: dict = field(default_factory=dict)
     org_uuid: str = field(default_factory=lambda: str(uuid_mod.uuid4()))
     # Whether the *current* access token is accepted (see FakeAnthropic.expire_access_token).
     access_token_valid: bool = True
@@ -129,6 +140,9 @@ class FakeAccount:
             "seven_day_resets_at": self.seven_day_resets_at,
             "usage_mode": self.usage_mode,
             "revoked": self.revoked,
+            "scoped": [dict(w) for w in self.scoped] if self.scoped is not None else None,
+            "extra_usage": dict(self.extra_usage) if self.extra_usage else None,
+            "refuse": {k: dict(v) for k, v in self.refuse.items()},
             "exhausted": self.exhausted(),
             "usage_calls": self.usage_calls,
             "profile_calls": self.profile_calls,
@@ -145,6 +159,24 @@ class _ApiKey:
     key: str = field(repr=False)
     exhausted: bool = False
     messages: int = 0
+
+
+def _refusal_for(acct: FakeAccount, model: str) -> tuple[str | None, float] | None:
+    """(representative claim or None for a server-side 429, reset epoch) when this account
+    refuses a request of `model` beyond what its five_hour/seven_day say; else None."""
+    words = set("".join(c if c.isalnum() else " " for c in model.lower()).split())
+    now = time.time()
+    for name, rule in acct.refuse.items():
+        if name == "*" or name.lower() in words:
+            rule = rule if isinstance(rule, dict) else {}
+            reset = rule.get("reset")
+            return rule.get("claim"), float(reset) if isinstance(reset, (int, float)) else now + 3600
+    for w in acct.scoped or []:
+        if isinstance(w.get("pct"), (int, float)) and w["pct"] >= 100 and str(w.get("name", "")).lower() in words:
+            reset = w.get("resets_at")
+            claim = "seven_day_" + str(w["name"]).lower()
+            return claim, float(reset) if isinstance(reset, (int, float)) else now + 86400
+    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -255,7 +287,8 @@ class FakeAnthropic:
 
     def set_usage(self, email: str, **kw: Any) -> FakeAccount:
         """Thread-safely update usage fields (five_hour, seven_day, usage_mode, ...)."""
-        allowed = {"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode", "revoked"}
+        allowed = {"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode", "revoked",
+                   "scoped", "extra_usage", "refuse"}
         unknown = set(kw) - allowed
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)}")
@@ -442,7 +475,8 @@ class FakeAnthropic:
         try:
             if op == "add_account":
                 kw = {k: cmd[k] for k in ("five_hour", "seven_day", "usage_mode", "five_hour_resets_at",
-                                          "seven_day_resets_at", "revoked") if k in cmd}
+                                          "seven_day_resets_at", "revoked", "scoped", "extra_usage",
+                                          "refuse") if k in cmd}
                 self.add_account(cmd["email"], **kw)
                 return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
             if op == "credential_blob":
@@ -691,22 +725,60 @@ class _Handler(BaseHTTPRequestHandler):
             mode = acct.usage_mode
             five, seven = acct.five_hour, acct.seven_day
             five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
+            legacy_default = acct.scoped is None
+            scoped = [dict(w) for w in acct.scoped or []]
+            extra = dict(acct.extra_usage) if acct.extra_usage else None
+        limits = [
+            {"kind": "session", "group": "session", "percent": five, "severity": "normal",
+             "resets_at": _iso(five_reset), "scope": None, "is_active": True},
+            {"kind": "weekly_all", "group": "weekly", "percent": seven, "severity": "normal",
+             "resets_at": _iso(seven_reset), "scope": None, "is_active": True},
+        ] + [
+            {"kind": "weekly_scoped", "group": "weekly", "percent": w.get("pct"), "severity": "normal",
+             "resets_at": _iso(w.get("resets_at")), "is_active": w.get("active", True),
+             "scope": {"model": {"id": None, "display_name": w["name"]}}}
+            for w in scoped
+        ] + [{"kind": "inactive_pool", "percent": None, "resets_at": None}]
+        if legacy_default:
+            limits = limits[:2] + [{"kind": "weekly_scoped", "scope": "opus", "percent": 3,
+                                    "resets_at": _iso(seven_reset)}]
+            limits = [{k: v for k, v in item.items() if k in ("kind", "percent", "resets_at", "scope")}
+                      for item in limits]
 
         if mode == "ok":
-            self._send(200, {
+            body: dict = {
                 "five_hour": {"utilization": float(five), "resets_at": _iso(five_reset)},
                 "seven_day": {"utilization": float(seven), "resets_at": _iso(seven_reset)},
                 "seven_day_opus": None,
-                "seven_day_sonnet": {"utilization": 1.0, "resets_at": None},
+                "seven_day_sonnet": None,
+                "seven_day_oauth_apps": None,
+                "seven_day_cowork": None,
                 "extra_usage": {"is_enabled": False, "monthly_limit": None,
                                 "used_credits": None, "utilization": None},
-            })
+            }
+            for w in scoped:
+                if w.get("legacy", True):
+                    body["seven_day_" + w["name"].lower().replace(" ", "_")] = {
+                        "utilization": w.get("pct"), "resets_at": _iso(w.get("resets_at"))}
+            if extra:
+                body["extra_usage"] = {"is_enabled": bool(extra.get("enabled")),
+                                       "monthly_limit": extra.get("limit"), "used_credits": extra.get("used"),
+                                       "utilization": extra.get("pct")}
+                body["spend"] = {"enabled": bool(extra.get("enabled")), "percent": extra.get("pct"),
+                                 "used": {"amount": extra.get("used"), "currency": "USD"},
+                                 "limit": {"amount": extra.get("limit"), "currency": "USD"},
+                                 "disabled_reason": None if extra.get("enabled") else "disabled"}
+            if legacy_default:
+                body["seven_day_sonnet"] = {"utilization": 1.0, "resets_at": None}
+            else:
+                body["limits"] = limits
+            self._send(200, body)
         elif mode == "limits":
-            self._send(200, {"limits": [
-                {"kind": "session", "percent": five, "resets_at": _iso(five_reset)},
-                {"kind": "weekly_all", "percent": seven, "resets_at": _iso(seven_reset)},
-                {"kind": "weekly_scoped", "scope": "opus", "percent": 3, "resets_at": _iso(seven_reset)},
-            ]})
+            body = {"limits": limits}
+            if extra:
+                body["spend"] = {"enabled": bool(extra.get("enabled")), "percent": extra.get("pct"),
+                                 "used": {"amount": extra.get("used")}, "limit": {"amount": extra.get("limit")}}
+            self._send(200, body)
         elif mode == "429":
             self._send(429, _error("rate_limit_error", "Rate limited. Please try again later."),
                        headers={"Retry-After": "60"})
@@ -779,6 +851,8 @@ class _Handler(BaseHTTPRequestHandler):
                 label, exhausted = acct.email, acct.exhausted()
                 five, seven = acct.five_hour, acct.seven_day
                 five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
+                requested = str(body.get("model") or DEFAULT_MODEL) if isinstance(body, dict) else DEFAULT_MODEL
+                refusal = _refusal_for(acct, requested)
             elif key is not None:
                 key.messages += 1
                 label, exhausted = _key_id(key.key), key.exhausted
@@ -803,6 +877,23 @@ class _Handler(BaseHTTPRequestHandler):
                 "anthropic-ratelimit-unified-representative-claim": "seven_day" if seven >= five else "five_hour",
                 "anthropic-ratelimit-unified-reset": str(r7 if seven >= five else r5),
             })
+        if acct is not None and refusal is not None:
+            claim, reset = refusal
+            if claim is None:   # a server-side limit: no unified headers at all
+                self._send(429, _error("rate_limit_error", "Rate limited. Please try again later."),
+                           headers={"retry-after": "60"})
+                return
+            headers.update({"anthropic-ratelimit-unified-status": "rejected",
+                            "anthropic-ratelimit-unified-representative-claim": claim,
+                            "anthropic-ratelimit-unified-reset": str(int(reset)), "retry-after": "60"})
+            if claim == "five_hour":
+                headers["anthropic-ratelimit-unified-5h-status"] = "rejected"
+                headers["anthropic-ratelimit-unified-5h-reset"] = str(int(reset))
+            elif claim == "seven_day":
+                headers["anthropic-ratelimit-unified-7d-status"] = "rejected"
+                headers["anthropic-ratelimit-unified-7d-reset"] = str(int(reset))
+            self._send(429, _error("rate_limit_error", RATE_LIMIT_MESSAGE), headers=headers)
+            return
         if exhausted:
             headers["anthropic-ratelimit-unified-status"] = "rejected"
             headers["retry-after"] = "60"

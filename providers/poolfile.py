@@ -31,7 +31,9 @@ class PoolBusy(ProviderError):
 def decision_digest(pool: Pool) -> str:
     """A digest of what decisions depend on (not the usage cache): a saved plan compares it."""
     parts = [pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper]
-    parts += [f"a:{a.id}:{oauth_fingerprint(a.blob)}:{int(a.needs_relogin)}" for a in pool.accounts]
+    parts += [f"a:{a.id}:{oauth_fingerprint(a.blob)}:{int(a.needs_relogin)}"
+              + (f":b{format_time(a.block.until)}" if a.block is not None and a.block.until else "")
+              for a in pool.accounts]
     parts += [f"k:{k.id}" for k in pool.api_keys]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
@@ -46,6 +48,8 @@ def status_summary(pool: Pool) -> dict[str, object]:
         for acc in pool.accounts:
             ws = [w.resets_at for w in (acc.usage.five_hour, acc.usage.seven_day)
                   if w.pct >= 100 and w.resets_at is not None]
+            if acc.block is not None and acc.block.until is not None:
+                ws.append(acc.block.until)
             if ws and not acc.needs_relogin:
                 per_account.append(max(ws))
         summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key, "since": since}

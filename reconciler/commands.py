@@ -91,10 +91,37 @@ def cmd_reconcile(a: argparse.Namespace) -> int:
     if not 0 <= threshold <= 1:
         raise UserError("--threshold must be between 0 and 1 (or a percentage)")
     trigger = os.environ.get("CLAUDE_POOL_TRIGGER", "reconcile")
-    outcome = _run(trigger, Reconcile(if_needed=a.if_needed, threshold=threshold, live=a.live), execute=True)
+    # the session-start hook sets this when the usage API did not answer in time
+    network = os.environ.get("CLAUDE_POOL_NO_NETWORK") != "1"
+    outcome = _run(trigger, Reconcile(if_needed=a.if_needed, threshold=threshold, live=a.live), execute=True,
+                   network=network)
     if not outcome.applied and outcome.plan.notes and sys.stderr.isatty():
         for note in outcome.plan.notes:
             sys.stderr.write(f"claude-pool: {note}\n")
+    return 0
+
+
+def refused(message: str, model: str | None) -> int:
+    """The stop-failure hook on a 429: record what it says about the account Claude Code holds,
+    then reconcile live (a server-side limit blocks nothing: the run only logs it and stays)."""
+    from claude_pool.schema.limits import parse_refusal
+    from claude_pool.schema.timefmt import utcnow
+
+    from .intents import Refusal
+
+    trigger = os.environ.get("CLAUDE_POOL_TRIGGER", "hook:stop-failure")
+    try:
+        if parse_refusal(message, utcnow())["kind"] == "server":
+            _runtime(trigger)  # configures the audit log
+            log().info("rate_limited", action="stay", target="credentials", result="server", model=model or "",
+                       reason="the server is limiting requests (not your usage limit): no account is at fault, "
+                              "nothing is blocked or switched")
+            return 0
+        _run(trigger, Reconcile(live=True, model=model, refusal=Refusal(message=message, model=model)),
+             execute=True)
+    except UserError as exc:
+        sys.stderr.write(f"claude-pool: {REDACTOR.text(str(exc))}\n")
+        return 1
     return 0
 
 
@@ -247,15 +274,33 @@ def _list_json(pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from claude_pool.schema.credentials import fingerprint
     from claude_pool.schema.timefmt import format_time
 
+    from claude_pool.schema.timefmt import utcnow
+
+    now = utcnow()
+
     def win(w):  # type: ignore[no-untyped-def]
         return {"pct": w.pct, "resets_at": format_time(w.resets_at) if w.resets_at else None}
+
+    def scoped(s):  # type: ignore[no-untyped-def]
+        return {"name": s.name, "source": s.source, "active": s.active, "severity": s.severity, **win(s)}
+
+    def block(a):  # type: ignore[no-untyped-def]
+        b = a.block
+        if b is None or b.until is None or b.until <= now:
+            return None  # an expired block says nothing
+        return {"until": format_time(b.until), "source": b.source, "reason": b.reason, "model": b.model,
+                "at": format_time(b.at) if b.at else None}
 
     return {
         "mode": pool.mode,
         "current": pool.current,
         "current_key": pool.current_key,
         "accounts": [{"id": a.id, "email": a.email, "needs_relogin": a.needs_relogin,
-                      "usage": {"five_hour": win(a.usage.five_hour), "seven_day": win(a.usage.seven_day)},
+                      "usage": {"five_hour": win(a.usage.five_hour), "seven_day": win(a.usage.seven_day),
+                                "scoped": [scoped(s) for s in a.usage.scoped],
+                                "extra_usage": a.usage.extra_usage.model_dump(mode="json")
+                                if a.usage.extra_usage is not None else None},
+                      "blocked": block(a),
                       "usage_at": format_time(a.usage_at) if a.usage_at else None} for a in pool.accounts],
         "api_keys": [{"id": k.id, "fingerprint": fingerprint(k.key)} for k in pool.api_keys],
     }

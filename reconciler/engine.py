@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from claude_pool.providers import wake
 from claude_pool.providers.sessions import running_sessions
@@ -50,9 +50,20 @@ def after_apply(rt: Runtime, outcome: Outcome) -> None:
                    reason="a reconcile at the earliest known reset + 30 s")
 
 
+def with_context(rt: Runtime, intent: Intent) -> Intent:
+    """A reconcile learns the model in use (unless told) and the configured overage order."""
+    if not isinstance(intent, Reconcile):
+        return intent
+    from .model import detect
+
+    model = intent.model if intent.model is not None else detect()
+    return replace(intent, model=model, overage=rt.config.policy.overage)
+
+
 def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None,
         network: bool = True) -> Outcome:
     timer = Timer()
+    intent = with_context(rt, intent)
     try:
         lock = lock_or_busy(rt.pool_file)
     except PoolBusy as exc:
@@ -62,7 +73,8 @@ def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None
         if observed.settings.error:
             raise UserError(observed.settings.error)
         if network and policy.needs_wider_poll(observed, intent):
-            wider = policy.accounts_to_poll(rt.pool, Reconcile(), observed.store.account, observed.now,
+            wider = policy.accounts_to_poll(rt.pool, Reconcile(model=getattr(intent, "model", None)),
+                                            observed.store.account, observed.now,
                                             rt.config.policy.usage_ttl_seconds)
             wider = [a for a in wider if observed.accounts[a].poll not in ("ok", "error", "dead")]
             observed = observe(rt, intent, poll_ids=wider, previous=observed)
@@ -80,7 +92,8 @@ def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None
                 rt.save_pool()  # keep the fresh usage readings for the next run
             after_apply(rt, outcome)
         log().info("run", action="plan" if not execute else "apply", target="pool", reason=plan.reason,
-                   result="ok", changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms())
+                   result="ok", changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms(),
+                   model=getattr(intent, "model", None) or "")
         return outcome
     finally:
         lock.release()

@@ -58,8 +58,9 @@ def read_payload(stream: object = None, limit: int = MAX_STDIN, wait: float = 0.
     return data if isinstance(data, dict) else {}
 
 
-def _full(argv: list[str], trigger: str) -> int:
+def _full(argv: list[str], trigger: str, env: dict[str, str] | None = None) -> int:
     os.environ["CLAUDE_POOL_TRIGGER"] = trigger
+    os.environ.update(env or {})
     from claude_pool.reconciler import commands
 
     code = commands.main(argv)
@@ -70,6 +71,11 @@ def _full(argv: list[str], trigger: str) -> int:
 # (checked on Claude Code 2.1.197): a session-start that changed it waits this long, or the
 # session's first request would still go out with the old credential.
 SETTINGS_SETTLE = 1.5
+# The session-start hook blocks the session's first request: whatever the network does, it is
+# done within this many seconds (the settle wait above, after a change, comes on top).
+SESSION_START_BUDGET = 2.4
+# The light path's own usage call may use this much of it; the rest is for the full engine.
+LIGHT_CALL_SHARE = 1.5
 
 
 def _mtime(path: str) -> int | None:
@@ -79,17 +85,46 @@ def _mtime(path: str) -> int | None:
         return None
 
 
-def session_start() -> int:
+def session_start(payload: dict | None = None) -> int:
+    """A live look at the active account before the session's first request; the full engine
+    only when something needs to change (see reconciler/quicklook.py)."""
     from claude_pool.providers import paths
 
+    from .model import ENV as MODEL_ENV, detect
+
+    start = time.monotonic()
     trigger = "hook:session-start"
+    model = detect(payload)
+    env = {"CLAUDE_POOL_DEADLINE": repr(time.time() + SESSION_START_BUDGET)}
+    if model:
+        env[MODEL_ENV] = model
+    if not _pool_is_empty(paths.pool_file()):
+        from . import quicklook
+
+        found = quicklook.look(model, start + LIGHT_CALL_SHARE)
+        if found.verdict == "stay":
+            return 0
+        argv = ["reconcile", "--if-needed"]
+        if found.verdict == "offline":
+            env["CLAUDE_POOL_NO_NETWORK"] = "1"   # the API did not answer: decide on cached data
+        elif not found.polled:
+            argv.append("--live")                 # the look never reached the API: the engine's is live
+        return _change(argv, trigger, env)
     settings = os.path.realpath(paths.settings_file())
     before = _mtime(settings)
-    code = 0
-    if _pool_is_empty(paths.pool_file()):
-        code = _full(["import"], trigger)  # the login Claude Code holds starts the pool
-    # no --threshold: `reconcile` takes config.toml's [policy] threshold (one default, schema/config.py)
-    code = max(code, _full(["reconcile", "--if-needed"], trigger))
+    code = _full(["import"], trigger, env)  # the login Claude Code holds starts the pool
+    code = max(code, _full(["reconcile", "--if-needed"], trigger, env))
+    if _mtime(settings) != before:
+        time.sleep(SETTINGS_SETTLE)
+    return code
+
+
+def _change(argv: list[str], trigger: str, env: dict[str, str]) -> int:
+    from claude_pool.providers import paths
+
+    settings = os.path.realpath(paths.settings_file())
+    before = _mtime(settings)
+    code = _full(argv, trigger, env)
     if _mtime(settings) != before:
         time.sleep(SETTINGS_SETTLE)
     return code
@@ -108,8 +143,19 @@ def prompt_submit() -> int:
 
 
 def stop_failure(payload: dict) -> int:
-    # The payload's "error" (rate_limit, authentication_failed) only says "look again, now".
-    return _full(["reconcile", "--live"], "hook:stop-failure")
+    """A request failed. `authentication_failed`: look again, now. `rate_limit`: the message says
+    whether the account is at fault (a usage limit: block it until the reset it names, and
+    move) or the server is limiting everyone (stay; the audit log says so)."""
+    if payload.get("error") != "rate_limit":
+        return _full(["reconcile", "--live"], "hook:stop-failure")
+    from .model import detect
+
+    os.environ["CLAUDE_POOL_TRIGGER"] = "hook:stop-failure"
+    from claude_pool.reconciler import commands
+
+    message = payload.get("last_assistant_message")
+    code = commands.refused(message if isinstance(message, str) else "", detect(payload))
+    return 0 if code == 0 else 1
 
 
 def main(argv: list[str]) -> int:
@@ -119,7 +165,7 @@ def main(argv: list[str]) -> int:
     try:
         payload = read_payload()
         if event == "session-start":
-            return session_start()
+            return session_start(payload)
         if event == "prompt-submit":
             return prompt_submit()
         if event == "stop-failure":

@@ -34,7 +34,19 @@ class Reconcile:
     if_needed: bool = False
     threshold: float = DEFAULT_THRESHOLD
     live: bool = False      # a person asked (plan, apply, list): poll even a fresh cached reading
+    model: str | None = None           # the model requests go out with (None: unknown)
+    overage: str = "after_keys"        # paid extra usage after API keys, or "before_keys"
+    refusal: "Refusal | None" = None   # a 429 Claude Code just got (the stop-failure hook)
     name = "reconcile"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Claude Code's words for a rate-limited request (StopFailure's last_assistant_message),
+    and the model it was for."""
+
+    message: str = ""
+    model: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,15 @@ from claude_pool.schema.credentials import (
     OAuth, blob_secrets, normalized_blob, oauth_fingerprint, refreshed_blob, same_login, try_oauth,
     with_oauth_of,
 )
-from claude_pool.schema.pool import Account, Usage, UsageWindow
+from claude_pool.schema.limits import families, parse_refusal, scope_applies
+from claude_pool.schema.pool import Account, Block, Usage, UsageWindow
 from claude_pool.schema.timefmt import format_time
 from claude_pool.schema.state import AccountObs, ObservedState, SettingsObs, StoreObs
 
 from . import policy
 from .audit import REDACTOR, log
 from .errors import UserError
-from .intents import Intent
+from .intents import Intent, Refusal
 from .runtime import Runtime, is_our_helper
 from .status import duration
 
@@ -53,7 +54,80 @@ def load(rt: Runtime) -> None:
     except ProviderError as exc:
         raise UserError(str(exc)) from None
     rt.remember_secrets()
+    forget_expired_blocks(rt)
     merge_feed(rt)
+
+
+def forget_expired_blocks(rt: Runtime) -> None:
+    """A 429 block whose time has passed says nothing any more: drop it (saved with the run)."""
+    now = rt.clock()
+    for acc in rt.pool.accounts:
+        if acc.block is not None and (acc.block.until is None or acc.block.until <= now):
+            acc.block = None
+            rt.usage_dirty = True
+
+
+COOLDOWN = timedelta(minutes=10)        # a 429 that names no reset, on an account with none cached
+MESSAGE_MARGIN = timedelta(seconds=60)  # Claude Code shows the reset to the minute
+MAX_BLOCK = timedelta(days=8)           # a reset further away than a weekly window is not believed
+
+
+def refusal_block(message: str, acc: Account, now: datetime, words: frozenset[str] | None) -> Block | None:
+    """The block a rate-limited request's message puts on the account that sent it (None: the
+    server is limiting requests, which is not the account's usage). The reset is the one the
+    message names; else the reset of the window it names (or of the window that binds this
+    model); else a short cooldown."""
+    said = parse_refusal(message, now)
+    if said["kind"] == "server":
+        return None
+    reason = _first_line(message)
+    model = said["model"]
+    when = said["resets_at"]
+    if when is not None and now < when <= now + MAX_BLOCK:
+        return Block(until=when + MESSAGE_MARGIN, source="message", reason=reason, model=model, at=now)
+    window = None
+    u = acc.usage
+    if acc.usage_at is not None:
+        if said["window"] == "five_hour":
+            window = u.five_hour
+        elif said["window"] == "seven_day":
+            window = u.seven_day
+        elif model:
+            window = next((s for s in u.scoped if scope_applies(s.name, frozenset({model}))), None)
+        if window is None or window.resets_at is None or window.resets_at <= now:
+            window = u.binding_window(words)[1]
+    if window is not None and window.resets_at is not None and now < window.resets_at <= now + MAX_BLOCK:
+        return Block(until=window.resets_at, source="window", reason=reason, model=model, at=now)
+    return Block(until=now + COOLDOWN, source="cooldown", reason=reason, model=model, at=now)
+
+
+def _first_line(message: str) -> str:
+    text = " ".join(str(message or "").split())
+    text = REDACTOR.text(text)
+    return text[:160]
+
+
+def record_refusal(rt: Runtime, refusal: Refusal, held: str, now: datetime) -> None:
+    """Claude Code's request on the account it holds was refused: save the evidence now."""
+    acc = rt.pool.account(held)
+    if acc is None:
+        log().info("rate_limited", action="block", target=held or "credentials", result="skipped",
+                   reason="the login Claude Code holds is not a pool account")
+        return
+    block = refusal_block(refusal.message, acc, now, families(refusal.model))
+    if block is None:
+        log().info("rate_limited", action="stay", target=acc.id, result="server",
+                   reason="the server is limiting requests, not this account's usage: nothing is blocked",
+                   model=refusal.model or "")
+        return
+    with rt.save_lock:
+        acc.block = block
+        rt.usage_dirty = True
+    log().warning("rate_limited", action="block", target=acc.id, result="ok",
+                  until=format_time(block.until), source=block.source, reason=block.reason,
+                  model=refusal.model or "",
+                  say=f"{acc.id} refused a request ({block.reason or 'rate limit'}); not used again "
+                      f"before {format_time(block.until)} (reset from {block.source})")
 
 
 FEED_SETTLE = timedelta(seconds=30)
@@ -303,6 +377,9 @@ def observe(rt: Runtime, intent: Intent, *, network: bool = True,
         store = observe_store(rt, identify=network)
         settings = observe_settings(rt)
         _relogged(rt, store)
+        refusal = getattr(intent, "refusal", None)
+        if refusal is not None:
+            record_refusal(rt, refusal, store.account or rt.pool.current, now)
     else:
         store, settings = previous.store, previous.settings
     if poll_ids is None:

@@ -9,22 +9,73 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from claude_pool.schema.pool import Account, Pool
+from claude_pool.schema.limits import families, scope_applies
+from claude_pool.schema.pool import Account, Block, Pool
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState
 
 from .errors import UserError
 from .intents import AddKey, Import, Intent, Reconcile, Remove, Switch
+from claude_pool.schema.timefmt import format_time
 
 WAKE_DELAY = timedelta(seconds=30)
 WAKE_MIN = timedelta(seconds=60)
 WAKE_MAX = timedelta(hours=6)
 
 
-def exhausted_until(acc: Account, now: datetime) -> datetime | None:
-    """The reset time when the cached usage proves the account is at 100% until then."""
-    resets = [w.resets_at for w in (acc.usage.five_hour, acc.usage.seven_day)
-              if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
-    return max(resets) if resets and acc.usage_at else None
+def words_of(intent: Intent) -> frozenset[str] | None:
+    """The words of the model the decision is for (None: unknown)."""
+    return families(getattr(intent, "model", None))
+
+
+def live_block(acc: Account | None, now: datetime, words: frozenset[str] | None = None, *,
+               strict: bool = True) -> Block | None:
+    """The account's 429 block, while it lasts and applies to the model (an expired block is
+    forgotten). A block for one model's own limit applies to that model; with the model unknown
+    it applies only when `strict` is False (it then ranks the account last instead)."""
+    block = acc.block if acc is not None else None
+    if block is None or block.until is None or block.until <= now:
+        return None
+    if block.model:
+        if words is None:
+            return None if strict else block
+        if block.model not in words:
+            return None
+    return block
+
+
+def exhausted_until(acc: Account, now: datetime, words: frozenset[str] | None = None) -> datetime | None:
+    """The time the account is back, when its cached usage (the windows that bind `words`' model)
+    or a 429 block proves it refuses requests until then."""
+    resets: list[datetime] = []
+    if acc.usage_at:
+        u = acc.usage
+        resets += [w.resets_at for w in (u.five_hour, u.seven_day)
+                   if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
+        resets += [s.resets_at for s in u.scoped
+                   if s.pct is not None and s.pct >= 100.0 and s.resets_at is not None and s.resets_at > now
+                   and scope_applies(s.name, words)]
+    block = live_block(acc, now, words)
+    if block is not None and block.until is not None:
+        resets.append(block.until)
+    return max(resets) if resets else None
+
+
+def score(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None) -> float:
+    """Binding utilization for this model, in percent: 100 while a 429 block lasts, whatever
+    the usage API says."""
+    if live_block(acc, now, words) is not None:
+        return 100.0
+    return obs.usage.binding(words) if obs.usage is not None else 100.0
+
+
+def at_risk(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None) -> bool:
+    """With the model unknown: some model's own window (or a 429 for one model) is exhausted on
+    this account. It still serves, but ranks after every account with nothing exhausted."""
+    if words is not None:
+        return False
+    if live_block(acc, now, None, strict=False) is not None:
+        return True
+    return obs.usage is not None and bool(obs.usage.full_scoped())
 
 
 def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
@@ -51,7 +102,8 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
     # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a reading proves the
     # account is exhausted until a known reset.
     ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
-    return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now) is None]
+    words = words_of(intent)
+    return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now, words) is None]
 
 
 def active_id(pool: Pool, held: str) -> str:
@@ -68,23 +120,38 @@ def needs_wider_poll(observed: ObservedState, intent: Intent) -> bool:
     active = observed.accounts.get(active_id(observed.pool, observed.store.account))
     if active is None or active.dead:
         return bool(observed.pool.accounts)
+    acc = observed.pool.account(active.id)
+    words = words_of(intent)
+    if live_block(acc, observed.now, words) is not None:
+        return True  # a 429 said this account refuses requests: look for another now
     if active.usage is None or active.poll == "error":
         return False  # errors are not exhaustion: stay put
-    return active.usage.binding() >= intent.threshold * 100
+    if at_risk(active, acc, observed.now, words):
+        return True
+    return active.usage.binding(words) >= intent.threshold * 100
 
 
-def _label(obs: AccountObs) -> str:
+def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozenset[str] | None = None) -> str:
+    acc = observed.pool.account(obs.id) if observed is not None else None
+    now = observed.now if observed is not None else None
+    block = live_block(acc, now, words, strict=False) if now is not None else None
+    if block is not None and block.until is not None:
+        said = f": {block.reason}" if block.reason else ""
+        return f"{obs.id} blocked until {format_time(block.until)} (429{said}; reset from {block.source})"
     if obs.usage is None:
         return f"{obs.id} (unknown)"
     u = obs.usage
-    which = "5h" if u.five_hour.pct >= u.seven_day.pct else "7d"
-    return f"{obs.id} at {math.floor(u.binding())}% ({which})"   # floored, as `list` shows it
+    which, window = u.binding_window(words)
+    text = f"{obs.id} at {math.floor(window.pct)}% ({which})"   # floored, as `list` shows it
+    if words is None and u.full_scoped():
+        text += "; " + ", ".join(f"{s.name} at 100%" for s in u.full_scoped()) + " (model unknown)"
+    return text
 
 
-def _wake_at(observed: ObservedState) -> datetime | None:
+def _wake_at(observed: ObservedState, words: frozenset[str] | None = None) -> datetime | None:
     now = observed.now
     resets = [t for a in observed.pool.accounts if not a.needs_relogin
-              for t in [exhausted_until(a, now)] if t is not None]
+              for t in [exhausted_until(a, now, words)] if t is not None]
     if not resets:
         return None
     when = max(min(resets) + WAKE_DELAY, now + WAKE_MIN)
@@ -100,11 +167,19 @@ class _Builder:
         self.notes: list[str] = []
         self.adopt = [observed.store.account] if observed.store.fresher_than_pool else []
         self.foreign_login = observed.store.valid and not observed.store.account
+        self.words: frozenset[str] | None = None
         for obs in observed.accounts.values():
             if obs.dead:
                 self.notes.append(f"{obs.id}: needs re-login ({obs.error or 'refresh token rejected'})")
             elif obs.poll == "error" and obs.error:
                 self.notes.append(f"{obs.id}: usage unknown: {obs.error}")
+        for acc in observed.pool.accounts:
+            block = live_block(acc, observed.now, None, strict=False)
+            if block is not None and block.until is not None:
+                scope = f" for {block.model}" if block.model else ""
+                said = f": {block.reason}" if block.reason else ""
+                self.notes.append(f"{acc.id}: blocked{scope} until {format_time(block.until)} (429{said}; "
+                                  f"reset from {block.source})")
         if observed.store.error:
             self.notes.append(observed.store.error)
         if self.foreign_login:
@@ -134,7 +209,7 @@ class _Builder:
             else:
                 saved = s.api_key_helper or ""
             store_account = ""
-            wake = _wake_at(self.o)
+            wake = _wake_at(self.o, self.words)
         return DesiredState(mode=mode, current=account, current_key=key, saved_api_key_helper=saved,
                             store_account=store_account, api_key_helper=helper, touch_settings=touch,
                             adopt=list(self.adopt), wake_at=wake, reason=reason, notes=self.notes, **extra)
@@ -148,16 +223,40 @@ def _first_key(pool: Pool, skip: str = "") -> str:
     return pool.next_key_id(skip)
 
 
-def _best(candidates: list[AccountObs], pool: Pool, active: str) -> AccountObs | None:
+def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
+          words: frozenset[str] | None = None) -> AccountObs | None:
+    """The account with the most headroom for this model: nothing exhausted first (with the
+    model unknown, see `at_risk`), then the lowest binding utilization, then the active one,
+    then pool order."""
+    pool, now = observed.pool, observed.now
     order = {a.id: i for i, a in enumerate(pool.accounts)}
     ranked = [c for c in candidates if c.usage is not None]
     if not ranked:
         return None
-    return min(ranked, key=lambda c: (c.usage.binding(), c.id != active, order.get(c.id, 0)))  # type: ignore[union-attr]
+
+    def key(c: AccountObs) -> tuple:
+        acc = pool.account(c.id)
+        return (at_risk(c, acc, now, words), score(c, acc, now, words), c.id != active, order.get(c.id, 0))
+
+    return min(ranked, key=key)
+
+
+def _overage(candidates: list[AccountObs], observed: ObservedState, active: str) -> AccountObs | None:
+    """An exhausted account whose paid extra usage is on and not spent (and no 429 says it
+    refuses anyway): the one with the most of it left, the active one on a tie."""
+    pool, now = observed.pool, observed.now
+    order = {a.id: i for i, a in enumerate(pool.accounts)}
+    able = [c for c in candidates if c.usage is not None and c.usage.extra_usage is not None
+            and c.usage.extra_usage.available() and live_block(pool.account(c.id), now, None, strict=False) is None]
+    if not able:
+        return None
+    return min(able, key=lambda c: (c.usage.extra_usage.pct or 0.0, c.id != active,  # type: ignore[union-attr]
+                                    order.get(c.id, 0)))
 
 
 def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState:
     b = _Builder(observed)
+    words = b.words = words_of(intent)
     pool = observed.pool
     if not pool.accounts and not pool.api_keys:
         return b.keep("the pool is empty")
@@ -170,24 +269,34 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
     usable = [observed.accounts[a.id] for a in pool.accounts if not observed.accounts[a.id].dead]
     if intent.if_needed and mode == "account" and not needs_wider_poll(observed, intent) and active:
         obs = observed.accounts[active]
-        why = (f"{_label(obs)} is under the {intent.threshold:.0%} threshold" if obs.usage is not None
-               and obs.poll != "error" else f"{active}'s usage is unknown; staying put")
+        why = (f"{_label(obs, observed, words)} is under the {intent.threshold:.0%} threshold"
+               if obs.usage is not None and obs.poll != "error" else f"{active}'s usage is unknown; staying put")
         return b.build("account", active, pool.current_key, why)
     trusted = [o for o in usable if o.poll in ("ok", "cached") and o.usage is not None]
-    best = _best(trusted, pool, active)
-    if best is not None and best.usage.binding() < 100:  # type: ignore[union-attr]
+    best = _best(trusted, observed, active, words)
+    best_score = score(best, pool.account(best.id), observed.now, words) if best is not None else 100.0
+    if best is not None and best_score < 100:
         if best.id == active:
-            why = f"{_label(best)} has the most headroom"
+            why = f"{_label(best, observed, words)} has the most headroom"
         else:
             was = observed.accounts.get(active)
-            why = f"{_label(best)} has the most headroom" + (f"; {_label(was)}" if was else "")
+            why = f"{_label(best, observed, words)} has the most headroom" + (
+                f"; {_label(was, observed, words)}" if was else "")
         if mode == "apikey" or pool.mode == "apikey":
-            why = f"{_label(best)} has headroom again: leaving API keys"
+            why = f"{_label(best, observed, words)} has headroom again: leaving API keys"
         return b.build("account", best.id, pool.current_key, why)
-    if best is None and usable:
+    blocked_all = [o for o in usable if o.poll not in ("ok", "cached") and
+                   live_block(pool.account(o.id), observed.now, words) is not None]
+    if best is None and usable and len(blocked_all) < len(usable):
         why = "no account's usage could be read; keeping the current credential (errors are not exhaustion)"
         return b.keep(why) if mode == pool.mode else b.build(mode, active, pool.current_key, why)
     # every account that could be checked is exhausted (or none is usable)
+    paid = _overage(trusted, observed, active)
+    if paid is not None and (intent.overage == "before_keys" or not pool.api_keys):
+        used = paid.usage.extra_usage.pct  # type: ignore[union-attr]
+        why = (f"every account is at 100%: {paid.id}'s paid extra usage is on"
+               + (f" ({used:.0f}% of its limit spent)" if used is not None else ""))
+        return b.build("account", paid.id, pool.current_key, why)
     if pool.api_keys:
         key = _first_key(pool)
         why = ("every account is at 100%: using API keys" if usable else "no usable account: using API keys")
@@ -285,7 +394,7 @@ def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
         if target != active:
             d = b.keep(f"removed account {target}")
         else:
-            best = _best(rest, pool, "") or (rest[0] if rest else None)
+            best = _best(rest, observed, "") or (rest[0] if rest else None)
             if best is not None:
                 d = b.build(pool.mode, best.id, pool.current_key, f"removed the active account {target}; "
                             f"now on {best.id}")

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 
 from claude_pool.schema.plan import Plan
-from claude_pool.schema.pool import Pool, UsageWindow
+from claude_pool.schema.pool import Account, Pool, UsageWindow
 from claude_pool.schema.state import ObservedState
 
 from .status import duration
@@ -42,6 +42,36 @@ def window(w: UsageWindow, now: datetime) -> str:
     return text
 
 
+def windows_text(acc: Account, now: datetime) -> str:
+    """`12%/2h05m 40%/3d  Opus 100%/3d  extra usage on (20%)  blocked 1h59m (429 message)`."""
+    u = acc.usage
+    text = f"{window(u.five_hour, now)} {window(u.seven_day, now)}"
+    scoped = []
+    for s in u.scoped:
+        if s.pct is None:
+            scoped.append(f"{s.name} ?")
+            continue
+        part = f"{s.name} {s.pct:.0f}%"
+        if s.resets_at is not None and s.resets_at > now:
+            part += "/" + duration((s.resets_at - now).total_seconds())
+        scoped.append(part)
+    if scoped:
+        text += "  " + " ".join(scoped)
+    extra = u.extra_usage
+    if extra is not None and extra.enabled:
+        text += "  extra usage on" + (f" ({extra.pct:.0f}% spent)" if extra.pct is not None else "")
+    return text
+
+
+def block_text(acc: Account, now: datetime) -> str:
+    b = acc.block
+    if b is None or b.until is None or b.until <= now:
+        return ""
+    scope = f" for {b.model}" if b.model else ""
+    said = f": {b.reason}" if b.reason else ""
+    return f"blocked{scope} {duration((b.until - now).total_seconds())} (429{said}; reset from {b.source})"
+
+
 def mask_key(key: str) -> str:
     if len(key) <= 12:
         return "…" + key[-2:] if key else ""
@@ -67,7 +97,10 @@ def list_text(pool: Pool, observed: ObservedState | None, now: datetime) -> str:
         elif acc.usage_at is None:
             usage = "usage unknown"
         else:
-            usage = f"{window(acc.usage.five_hour, now)} {window(acc.usage.seven_day, now)}"
+            usage = windows_text(acc, now)
+        blocked = block_text(acc, now)
+        if blocked and not acc.needs_relogin:
+            usage += "  " + blocked
         obs = observed.accounts.get(acc.id) if observed else None
         if obs is not None and obs.poll == "error":
             usage += f"  (poll failed: {obs.error})"

@@ -85,6 +85,19 @@ def is_our_helper(command: str | None, ours: str) -> bool:
     return len(words) >= 2 and words[-1] == "helper" and Path(words[-2].strip('"')).name.startswith("claude-pool")
 
 
+def call_timeout(configured: float) -> float:
+    """The HTTP timeout, cut to what is left of a hook's time budget (`CLAUDE_POOL_DEADLINE`,
+    epoch seconds, set by the session-start hook)."""
+    import os
+    import time
+
+    try:
+        deadline = float(os.environ.get("CLAUDE_POOL_DEADLINE", ""))
+    except ValueError:
+        return configured
+    return max(0.05, min(configured, deadline - time.time()))
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -131,7 +144,8 @@ class Runtime:
             except EndpointError as exc:
                 raise UserError(f"endpoint: {exc}") from None
             size = max(1, min(len(self.pool.accounts), self.config.http.max_connections))
-            self._api = AnthropicApi(endpoints, timeout=self.config.http.timeout_seconds, max_connections=size)
+            self._api = AnthropicApi(endpoints, timeout=call_timeout(self.config.http.timeout_seconds),
+                                     max_connections=size)
         return self._api
 
     def close(self) -> None:

@@ -37,6 +37,10 @@ def feed_from(payload: dict, active: str, since: str | None, now: float) -> dict
             resets = window.get("resets_at")
             ok = isinstance(resets, (int, float)) and not isinstance(resets, bool) and 0 < resets < 1e11
             feed[name] = {"pct": float(pct), "resets_at": float(resets) if ok else None}  # no NaN, no inf
+    model = payload.get("model")
+    model = model.get("id") if isinstance(model, dict) else model
+    if isinstance(model, str) and 0 < len(model) <= 200:
+        feed["model"] = model   # the model this session's requests go out with (reconciler/model.py)
     return feed if ("five_hour" in feed or "seven_day" in feed) else None
 
 

@@ -25,6 +25,8 @@ class Endpoints(_Strict):
 class PolicyConfig(_Strict):
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="--if-needed: stay while the current account is under this")
     usage_ttl_seconds: int = Field(60, ge=0, description="a cached usage younger than this is reused, not re-polled")
+    overage: Literal["after_keys", "before_keys"] = Field(
+        "after_keys", description="when every account is at 100%: API keys first, or accounts' paid extra usage first")
 
 
 class HttpConfig(_Strict):
@@ -69,6 +71,10 @@ credential_store = "auto"
 threshold = {DEFAULT_THRESHOLD}
 # A usage reading younger than this many seconds is reused instead of polled again.
 usage_ttl_seconds = 60
+# When every account is at 100%, an account with paid extra usage (overage) turned on keeps
+# working, billed. "after_keys": use your API keys first (the default); "before_keys": use
+# the accounts' extra usage first, API keys after.
+overage = "after_keys"
 
 [http]
 # Every call to Anthropic gives up after this many seconds (a hook has seconds, not minutes).

@@ -22,13 +22,76 @@ class UsageWindow(_Keep):
     resets_at: OptTime = None
 
 
+class ScopedWindow(_Keep):
+    """A per-model weekly window (`seven_day_opus`, or a `limits[]` entry of kind weekly_scoped)."""
+
+    name: str                      # the model's name as the API gives it: "Opus", "Fable"
+    source: str = ""               # "seven_day_opus" or "limits"
+    pct: float | None = None       # None: the API gave no number
+    resets_at: OptTime = None
+    active: bool | None = None     # limits[].is_active, when given
+    severity: str = ""
+
+
+class ExtraUsage(_Keep):
+    """Paid overage (`extra_usage` / `spend`): past 100% the account keeps working, billed."""
+
+    enabled: bool = False
+    pct: float | None = None       # of the monthly spend limit
+    used: float | None = None
+    limit: float | None = None
+    disabled_reason: str = ""
+
+    def available(self) -> bool:
+        return self.enabled and (self.pct is None or self.pct < 100.0)
+
+
 class Usage(_Keep):
     five_hour: UsageWindow = Field(default_factory=UsageWindow)
     seven_day: UsageWindow = Field(default_factory=UsageWindow)
+    # Added by this implementation (the Go tool ignores and drops them):
+    scoped: list[ScopedWindow] = Field(default_factory=list)
+    extra_usage: ExtraUsage | None = None
 
-    def binding(self) -> float:
-        """The utilization that binds: the larger of the two windows, in percent."""
-        return max(self.five_hour.pct, self.seven_day.pct)
+    @field_validator("scoped", mode="before")
+    @classmethod
+    def _null_scoped(cls, v: object) -> object:
+        return [] if v is None else v
+
+    def binding(self, model_words: frozenset[str] | None = None) -> float:
+        """The utilization that binds a request of that model (its words, see schema/limits.py):
+        the largest of five_hour, seven_day and the model's own weekly windows, in percent."""
+        from .limits import scope_applies
+
+        pcts = [self.five_hour.pct, self.seven_day.pct]
+        pcts += [s.pct for s in self.scoped if s.pct is not None and scope_applies(s.name, model_words)]
+        return max(pcts)
+
+    def binding_window(self, model_words: frozenset[str] | None = None) -> tuple[str, UsageWindow | ScopedWindow]:
+        """(label, window) of the window that binds: "5h", "7d" or a model's name."""
+        from .limits import scope_applies
+
+        best: tuple[str, UsageWindow | ScopedWindow] = (
+            ("5h", self.five_hour) if self.five_hour.pct >= self.seven_day.pct else ("7d", self.seven_day))
+        for s in self.scoped:
+            if s.pct is not None and scope_applies(s.name, model_words) and s.pct > best[1].pct:  # type: ignore[operator]
+                best = (s.name, s)
+        return best
+
+    def full_scoped(self) -> list[ScopedWindow]:
+        """Per-model windows at 100% (whatever the model)."""
+        return [s for s in self.scoped if s.pct is not None and s.pct >= 100.0]
+
+
+class Block(_Keep):
+    """Evidence that the account refuses requests until `until`: a 429 Claude Code got."""
+
+    until: OptTime = None
+    source: str = ""               # "message" (the reset the 429 named), "window" (the binding
+                                   # window's reset), "cooldown" (neither was known)
+    reason: str = ""               # what Claude Code said, e.g. "You've hit your session limit"
+    model: str = ""                # a model word, when the limit was one model's own
+    at: OptTime = None             # when the 429 was seen
 
 
 class Account(_Keep):
@@ -40,6 +103,7 @@ class Account(_Keep):
     # Added by this implementation (the Go tool ignores unknown keys):
     needs_relogin: bool = False
     relogin_reason: str = ""
+    block: Block | None = None     # a 429's evidence; a write by the Go tool drops it
 
     @field_validator("usage", mode="before")
     @classmethod

@@ -1,66 +1,39 @@
-"""The usage API's answer (docs/ARCHITECTURE.md §4), in both shapes, turned into the pool's `Usage`.
+"""The usage API's answer (docs/ARCHITECTURE.md §4: both shapes, every window) turned into the pool's `Usage`.
 
-A 200 with no recognizable window is an error, never "0% used".
+The parsing itself is in schema/limits.py (standard library only, shared with the session-start
+hook's light path). A 200 with no recognizable five_hour or seven_day window is an error, never
+"0% used".
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .pool import Usage, UsageWindow
-from .timefmt import _parse
-
-# Newer shape: `limits[].kind` -> our window name.
-_LIMIT_KINDS = {"session": "five_hour", "weekly_all": "seven_day"}
+from .limits import parse_windows
+from .pool import ExtraUsage, ScopedWindow, Usage, UsageWindow
 
 
 class UsageFormatError(ValueError):
     """The usage API answered 200 with nothing we can read as usage."""
 
 
-def _percent(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        return None
-    return min(max(value, 0.0), 100.0)
-
-
-def _window(pct: Any, resets_at: Any) -> UsageWindow | None:
-    value = _percent(pct)
-    if value is None:
-        return None
-    try:
-        when = _parse(resets_at) if isinstance(resets_at, (str, int, float)) else None
-    except ValueError:
-        when = None
-    return UsageWindow(pct=value, resets_at=when)
+def usage_from_windows(found: dict[str, Any]) -> Usage:
+    """`Usage` from parse_windows' plain result."""
+    fields: dict[str, Any] = {}
+    for name in ("five_hour", "seven_day"):
+        if name in found:
+            fields[name] = UsageWindow(pct=found[name]["pct"], resets_at=found[name]["resets_at"])
+    fields["scoped"] = [ScopedWindow(**s) for s in found.get("scoped", [])]
+    if found.get("extra_usage") is not None:
+        fields["extra_usage"] = ExtraUsage(**found["extra_usage"])
+    return Usage(**fields)
 
 
 def parse_usage(body: Any) -> Usage:
     """Parse either shape; raise UsageFormatError when neither window can be read."""
     if not isinstance(body, dict):
         raise UsageFormatError("usage answer is not a JSON object")
-    found: dict[str, UsageWindow] = {}
-    for name in ("five_hour", "seven_day"):
-        raw = body.get(name)
-        if isinstance(raw, dict):
-            window = _window(raw.get("utilization"), raw.get("resets_at"))
-            if window is not None:
-                found[name] = window
-    limits = body.get("limits")
-    if isinstance(limits, list):
-        for item in limits:
-            if not isinstance(item, dict):
-                continue
-            name = _LIMIT_KINDS.get(str(item.get("kind")))
-            if name is None or name in found:
-                continue
-            window = _window(item.get("percent", item.get("utilization")), item.get("resets_at"))
-            if window is not None:
-                found[name] = window
-    if not found:
+    found = parse_windows(body)
+    if found is None:
         raise UsageFormatError("usage answer has no five_hour or seven_day window")
-    return Usage(**found)
+    return usage_from_windows(found)

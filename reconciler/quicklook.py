@@ -1,0 +1,312 @@
+"""The session-start hook's light path: one live usage look at the active account, bounded in
+time, with the standard library and cryptography only (no pydantic, httpx or structlog).
+
+It answers "stay" when nothing needs to change: the pool is in account mode, Claude Code holds
+exactly the pool's login of the active account (no fresher token to adopt, none expired), no
+apiKeyHelper is in settings.json, no 429 block is on the account, and a live reading (saved into
+the pool) shows the windows that bind the model in use under the threshold. Anything else is
+"change" (the full engine decides, and its HTTP calls get what is left of the time budget), or
+"offline" when the usage call failed and the cached reading does not allow staying (the full
+engine then decides on cached data, without the network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from claude_pool.providers import crypto, paths, poolcodec
+from claude_pool.providers.hotlock import HotLock, LockTimeout
+from claude_pool.schema.limits import families, parse_time, parse_windows, scope_applies
+
+DEFAULT_THRESHOLD = 0.9          # kept equal to schema/config.py's PolicyConfig default
+DEFAULT_API_BASE = "https://api.anthropic.com"
+DEFAULT_HTTP_TIMEOUT = 5.0
+EXPIRY_MARGIN_MS = 5 * 60 * 1000
+OAUTH_BETA = "oauth-2025-04-20"
+
+
+class Look:
+    """The outcome: `verdict` is "stay", "change" or "offline"; `why` says why, for stderr."""
+
+    def __init__(self, verdict: str, why: str = "", polled: bool = False) -> None:
+        self.verdict = verdict
+        self.why = why
+        self.polled = polled      # a live reading of the active account was saved
+
+    def __repr__(self) -> str:
+        return f"Look({self.verdict!r}, {self.why!r})"
+
+
+def read_config() -> dict[str, Any]:
+    """The parts of config.toml this path needs (tomllib; a bad file: the full engine says why)."""
+    try:
+        import tomllib
+
+        with open(paths.config_file(), "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        data = {}
+    except (OSError, ValueError):
+        return {"invalid": True}
+    policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
+    http = data.get("http") if isinstance(data.get("http"), dict) else {}
+    endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    threshold = policy.get("threshold", DEFAULT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        return {"invalid": True}
+    timeout = http.get("timeout_seconds", DEFAULT_HTTP_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        return {"invalid": True}
+    return {"threshold": float(threshold), "timeout": float(timeout),
+            "api_base": os.environ.get("CLAUDE_POOL_API_BASE_URL") or endpoints.get("api_base") or DEFAULT_API_BASE,
+            "store": os.environ.get("CLAUDE_POOL_CREDENTIAL_STORE") or store.get("credential_store") or "auto"}
+
+
+def format_utc(when: datetime | None) -> str | None:
+    """RFC 3339 the way the pool stores times (schema/timefmt.py)."""
+    if when is None:
+        return None
+    when = when.astimezone(timezone.utc)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    if when.microsecond:
+        text += f".{when.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def binding(usage: dict, words: frozenset[str] | None) -> tuple[float, bool]:
+    """(binding percent for this model, at risk: model unknown and some model's window at 100%)."""
+    pcts = []
+    for name in ("five_hour", "seven_day"):
+        w = usage.get(name)
+        if isinstance(w, dict) and isinstance(w.get("pct"), (int, float)):
+            pcts.append(float(w["pct"]))
+    risk = False
+    for s in usage.get("scoped") or []:
+        if not isinstance(s, dict) or not isinstance(s.get("pct"), (int, float)):
+            continue
+        if scope_applies(str(s.get("name", "")), words):
+            pcts.append(float(s["pct"]))
+        elif words is None and s["pct"] >= 100:
+            risk = True
+    return (max(pcts) if pcts else 100.0), risk
+
+
+def _login(raw: str | None) -> dict | None:
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        return None
+    inner = data.get("claudeAiOauth") if isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else None
+
+
+def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
+    """GET /api/oauth/usage: (HTTP status, parsed JSON or None). Raises OSError on failure."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_base.rstrip("/"))
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        import ssl
+
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, parts.port, timeout=timeout, context=ssl.create_default_context())
+    elif parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1"):
+        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+    else:
+        raise OSError("the API base URL is not one this path uses")  # the full engine says why
+    try:
+        conn.request("GET", parts.path + "/api/oauth/usage",
+                     headers={"Authorization": f"Bearer {token}", "anthropic-beta": OAUTH_BETA,
+                              "user-agent": "claude-pool"})
+        resp = conn.getresponse()
+        body = resp.read(1 << 20)
+    except (http.client.HTTPException, ValueError) as exc:
+        raise OSError(type(exc).__name__) from None
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(body)
+    except (ValueError, RecursionError):
+        return resp.status, None
+
+
+def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
+    """The call, given up after `timeout` seconds whatever the network does (a server that
+    trickles bytes keeps a socket timeout from ever firing): it runs in a daemon thread."""
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["ok"] = _usage_call(api_base, token, timeout)
+        except OSError as exc:
+            result["error"] = str(exc) or type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - reported as a failed look, never a crash
+            result["error"] = type(exc).__name__
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.05)
+    if "ok" in result:
+        return result["ok"]
+    raise OSError(result.get("error") or f"no answer within {timeout:.1f}s")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: datetime) -> None:
+    """Keep the live reading in the pool (a short wait for the lock; busy: skip, it is a cache)."""
+    try:
+        with HotLock(Path(paths.pool_lock_file()), wait=0.3):
+            data = poolcodec.read_bytes(path)
+            if data is None:
+                return
+            pool = poolcodec.decode(data, key, path)
+            acc = next((a for a in pool.get("accounts") or [] if isinstance(a, dict) and a.get("id") == account_id), None)
+            if acc is None:
+                return
+            acc["usage"] = usage
+            acc["usage_at"] = format_utc(now)
+            poolcodec.write(path, pool, key)
+            _touch_status()
+    except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
+        return
+
+
+def _touch_status() -> None:
+    """The summary did not change, but `status` trusts it only when it is not older than the pool."""
+    status = paths.status_file()
+    try:
+        with open(status, encoding="utf-8") as fh:
+            summary = json.load(fh)
+        if isinstance(summary, dict):
+            poolcodec.write_status(Path(status), summary)
+    except (OSError, ValueError):
+        pass
+
+
+def _pool_usage(found: dict) -> dict:
+    """parse_windows' result in the pool's JSON form (schema/pool.py's Usage)."""
+    out: dict[str, Any] = {}
+    for name in ("five_hour", "seven_day"):
+        w = found.get(name) or {"pct": 0.0, "resets_at": None}
+        out[name] = {"pct": w["pct"], "resets_at": format_utc(w["resets_at"])}
+    out["scoped"] = [dict(s, resets_at=format_utc(s["resets_at"])) for s in found.get("scoped", [])]
+    out["extra_usage"] = found.get("extra_usage")
+    return out
+
+
+def look(model: str | None, deadline: float, now: datetime | None = None) -> Look:
+    """One live look at the active account. `deadline` is a time.monotonic() value."""
+    config = read_config()
+    if config.get("invalid"):
+        return Look("change", "config.toml needs the full engine")
+    if config["store"] not in ("auto", "file") or (config["store"] == "auto" and sys.platform == "darwin"):
+        return Look("change", "the Keychain store is read by the full engine")
+    now = now or datetime.now(timezone.utc)
+    pool_path = Path(paths.pool_file())
+    data = poolcodec.read_bytes(pool_path)
+    if data is None:
+        return Look("change", "no pool")
+    key = crypto.derive_key()
+    pool = poolcodec.decode(data, key, pool_path)
+    if pool.get("mode", "account") not in ("account", "", None):
+        return Look("change", "API-key mode")
+    accounts = [a for a in pool.get("accounts") or [] if isinstance(a, dict)]
+    try:
+        with open(paths.credentials_file(), encoding="utf-8") as fh:
+            raw = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return Look("change", "Claude Code holds no readable login")
+    held = _login(raw)
+    if held is None or not held.get("accessToken"):
+        return Look("change", "Claude Code holds no usable login")
+    acc = None
+    for a in accounts:
+        mine = _login(a.get("blob") if isinstance(a.get("blob"), str) else None)
+        if a.get("blob") == raw or (mine is not None and mine.get("refreshToken") == held.get("refreshToken")
+                                    and mine.get("accessToken") == held.get("accessToken")):
+            acc = a
+            break
+    if acc is None or acc.get("id") != pool.get("current"):
+        return Look("change", "the login Claude Code holds is not the pool's active one")
+    if acc.get("needs_relogin"):
+        return Look("change", "the active account needs re-login")
+    block = acc.get("block")
+    if isinstance(block, dict):
+        until = parse_time(block.get("until"))
+        if until is not None and until > now:
+            return Look("change", "a 429 block is on the active account")
+    try:
+        with open(paths.settings_file(), encoding="utf-8") as fh:
+            settings = json.load(fh)
+    except FileNotFoundError:
+        settings = {}
+    except (OSError, ValueError, RecursionError):
+        return Look("change", "settings.json needs the full engine")
+    if not isinstance(settings, dict) or "apiKeyHelper" in settings:
+        return Look("change", "an apiKeyHelper is set")
+    expires = held.get("expiresAt")
+    if isinstance(expires, (int, float)) and expires and now.timestamp() * 1000 >= expires - EXPIRY_MARGIN_MS:
+        return Look("change", "the access token needs a refresh")
+    words = families(model)
+    threshold = config["threshold"] * 100
+    timeout = min(config["timeout"], deadline - time.monotonic())
+    error = ""
+    if timeout <= 0.05:
+        error = "no time left"
+    else:
+        try:
+            status, body = bounded_usage_call(config["api_base"], str(held["accessToken"]), timeout)
+        except OSError as exc:
+            status, body, error = 0, None, str(exc)
+        if status in (401, 403):
+            return Look("change", "the access token was refused")
+        if status and status != 200:
+            error = f"HTTP {status}"
+        elif status == 200:
+            found = parse_windows(body)
+            if found is None:
+                error = "the answer has no usage window"
+            else:
+                usage = _pool_usage(found)
+                _save_reading(pool_path, key, str(acc["id"]), usage, now)
+                pct, risk = binding(usage, words)
+                if pct < threshold and not risk:
+                    return Look("stay", f"{acc['id']} at {pct:.0f}%", polled=True)
+                return Look("change", f"{acc['id']} at {pct:.0f}%" + (" (a model's window is full)" if risk else ""),
+                            polled=True)
+    # the look failed: decide on what is cached, and say so
+    cached = acc.get("usage") if isinstance(acc.get("usage"), dict) else None
+    at = parse_time(acc.get("usage_at"))
+    if cached is None or at is None:
+        sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); no cached reading, "
+                         "deciding without it\n")
+        return Look("offline", error)
+    sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); using the cached reading "
+                     f"from {_ago((now - at).total_seconds())} ago\n")
+    pct, risk = binding(cached, words)
+    for name in ("five_hour", "seven_day"):  # a window that reset since the reading is not at that level
+        w = cached.get(name)
+        reset = parse_time(w.get("resets_at")) if isinstance(w, dict) else None
+        if reset is not None and at < reset <= now:
+            return Look("offline", error)
+    if pct < threshold and not risk:
+        return Look("stay", f"{acc['id']} at {pct:.0f}% (cached)")
+    return Look("offline", error)
