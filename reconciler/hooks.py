@@ -73,9 +73,10 @@ def _full(argv: list[str], trigger: str, env: dict[str, str] | None = None) -> i
 SETTINGS_SETTLE = 1.5
 # The session-start hook blocks the session's first request: whatever the network does, it is
 # done within this many seconds (the settle wait above, after a change, comes on top).
-SESSION_START_BUDGET = 2.4
+SESSION_START_BUDGET = 2.0
+EMPTY_POOL_BUDGET = 1.4
 # The light path's own usage call may use this much of it; the rest is for the full engine.
-LIGHT_CALL_SHARE = 1.5
+LIGHT_CALL_SHARE = 1.3
 
 
 def _mtime(path: str) -> int | None:
@@ -110,13 +111,11 @@ def session_start(payload: dict | None = None) -> int:
         elif not found.polled:
             argv.append("--live")                 # the look never reached the API: the engine's is live
         return _change(argv, trigger, env)
-    settings = os.path.realpath(paths.settings_file())
-    before = _mtime(settings)
-    code = _full(["import"], trigger, env)  # the login Claude Code holds starts the pool
-    code = max(code, _full(["reconcile", "--if-needed"], trigger, env))
-    if _mtime(settings) != before:
-        time.sleep(SETTINGS_SETTLE)
-    return code
+    # An empty pool: the login Claude Code holds starts it. With one account and no key there is
+    # nothing to move to, so no reconcile follows (its profile call gets a shorter budget: the
+    # interpreter still has the full engine to load).
+    env["CLAUDE_POOL_DEADLINE"] = repr(time.time() + EMPTY_POOL_BUDGET)
+    return _change(["import"], trigger, env)
 
 
 def _change(argv: list[str], trigger: str, env: dict[str, str]) -> int:

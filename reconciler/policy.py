@@ -225,9 +225,9 @@ def _first_key(pool: Pool, skip: str = "") -> str:
 
 def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
           words: frozenset[str] | None = None) -> AccountObs | None:
-    """The account with the most headroom for this model: nothing exhausted first (with the
-    model unknown, see `at_risk`), then the lowest binding utilization, then the active one,
-    then pool order."""
+    """The account with the most headroom for this model: exhausted ones last; then, with the
+    model unknown, accounts with some model's window full (`at_risk`) after the others; then
+    the lowest binding utilization, the active one, pool order."""
     pool, now = observed.pool, observed.now
     order = {a.id: i for i, a in enumerate(pool.accounts)}
     ranked = [c for c in candidates if c.usage is not None]
@@ -236,7 +236,8 @@ def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
 
     def key(c: AccountObs) -> tuple:
         acc = pool.account(c.id)
-        return (at_risk(c, acc, now, words), score(c, acc, now, words), c.id != active, order.get(c.id, 0))
+        pct = score(c, acc, now, words)
+        return (pct >= 100, at_risk(c, acc, now, words), pct, c.id != active, order.get(c.id, 0))
 
     return min(ranked, key=key)
 

@@ -296,9 +296,10 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
     cached = acc.get("usage") if isinstance(acc.get("usage"), dict) else None
     at = parse_time(acc.get("usage_at"))
     if cached is None or at is None:
-        sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); no cached reading, "
-                         "deciding without it\n")
-        return Look("offline", error)
+        # errors are not exhaustion: with nothing else known, the session stays where it is
+        sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}) and there is no cached "
+                         "reading; staying on it\n")
+        return Look("stay", error)
     sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); using the cached reading "
                      f"from {_ago((now - at).total_seconds())} ago\n")
     pct, risk = binding(cached, words)

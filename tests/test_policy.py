@@ -18,7 +18,7 @@ from claude_pool.reconciler.intents import AddKey, Import, Reconcile, Remove, Sw
 from claude_pool.reconciler.policy import accounts_to_poll, decide
 from claude_pool.schema.credentials import oauth_fingerprint
 from claude_pool.schema.plan import Plan
-from claude_pool.schema.pool import Account, ApiKey, Pool, Usage, UsageWindow
+from claude_pool.schema.pool import Account, ApiKey, Block, ExtraUsage, Pool, ScopedWindow, Usage, UsageWindow
 from claude_pool.schema.state import AccountObs, ObservedState, SettingsObs, StoreObs
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
@@ -56,17 +56,23 @@ class A:
     resets_in: timedelta | None = timedelta(hours=2)   # of the 5h window
     age: timedelta = timedelta(seconds=5)         # how old the pool's cached reading is
     dead: bool = False
+    scoped: tuple = ()                            # ((name, pct), ...): per-model weekly windows
+    block: Block | None = None                    # a 429's evidence
+    extra: float | None = None                    # paid extra usage on, this % of it spent
 
     def usage(self) -> Usage | None:
         if self.five is None:
             return None
         return Usage(five_hour=UsageWindow(pct=self.five, resets_at=NOW + self.resets_in if self.resets_in else None),
-                     seven_day=UsageWindow(pct=self.seven, resets_at=NOW + timedelta(days=3)))
+                     seven_day=UsageWindow(pct=self.seven, resets_at=NOW + timedelta(days=3)),
+                     scoped=[ScopedWindow(name=n, pct=p, resets_at=NOW + timedelta(days=2)) for n, p in self.scoped],
+                     extra_usage=ExtraUsage(enabled=True, pct=self.extra) if self.extra is not None else None)
 
     def account(self) -> Account:
         usage = self.usage()
         return Account(id=self.id, email=f"{self.id}@example.com", blob=blob(self.id), usage=usage or Usage(),
-                       usage_at=NOW - self.age if usage is not None else None, needs_relogin=self.dead)
+                       usage_at=NOW - self.age if usage is not None else None, needs_relogin=self.dead,
+                       block=self.block)
 
     def observation(self) -> AccountObs:
         poll = "dead" if self.dead else self.poll
@@ -438,3 +444,124 @@ def test_a_foreign_helper_is_named_in_a_plan_by_fingerprint_only():
     settings = action(plan, "write_settings")
     assert settings.before.startswith("foreign helper ")
     assert settings.after == "claude-pool helper"
+
+
+# ---------------------------------------------------------------- rate-limit truth (issue 10)
+
+def blocked(hours: float = 2, model: str = "", source: str = "message") -> Block:
+    return Block(until=NOW + timedelta(hours=hours), source=source, reason="You've hit your session limit",
+                 model=model, at=NOW - timedelta(minutes=1))
+
+
+OPUS_FULL = ("Opus", 100.0)
+
+# (accounts, model, expected current after a full reconcile, a word the reason must contain)
+MODEL_CASES = [
+    # the issue's scenario: A looks fine but its Opus weekly window is full
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40, scoped=(("Opus", 10.0),))), "opus", "b", "b at 40%"),
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40, scoped=(("Opus", 10.0),))), "claude-opus-4-8", "b", ""),
+    # another model's window does not spend the account
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40, scoped=(("Opus", 10.0),))), "sonnet", "a", "a at 20%"),
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40)), "claude-sonnet-5", "a", ""),
+    # a matching window below 100% binds like five_hour / seven_day
+    ((A("a", 10, 20, scoped=(("Opus", 70.0),)), A("b", 40, 40)), "opus", "b", "b at 40%"),
+    ((A("a", 10, 20, scoped=(("Opus", 70.0),)), A("b", 40, 40)), "sonnet", "a", ""),
+    # a new model's window that only limits[] names
+    ((A("a", 5, 5, scoped=(("Fable", 100.0),)), A("b", 50, 50)), "claude-fable-1", "b", ""),
+    # unknown model: the account with a full model window ranks after every account without one...
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40)), None, "b", ""),
+    # ... but is not exhausted: it is used before anyone gets stuck
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 100, 40)), None, "a", "model unknown"),
+    ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 30, 40, scoped=(("Sonnet", 100.0),))), None, "a", ""),
+]
+
+
+@pytest.mark.parametrize("accounts, model, expected, why", MODEL_CASES)
+def test_the_model_decides_which_windows_bind(accounts, model, expected, why) -> None:  # type: ignore[no-untyped-def]
+    observed = world(*accounts)
+    desired = decide(observed, Reconcile(model=model))
+    assert desired.mode == "account" and desired.current == expected, desired.reason
+    assert why in desired.reason
+    plan_for(observed, Reconcile(model=model))
+
+
+def test_unknown_model_with_every_account_at_risk_keeps_capacity() -> None:
+    """No API keys are used while an account has headroom for the general windows."""
+    observed = world(A("a", 50, 20, scoped=(OPUS_FULL,)), A("b", 10, 40, scoped=(("Sonnet", 100.0),)), keys=("k1",))
+    desired = decide(observed, Reconcile(model=None))
+    assert (desired.mode, desired.current) == ("account", "b")
+
+
+def test_if_needed_moves_off_an_account_whose_model_window_is_full() -> None:
+    observed = world(A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40))
+    assert decide(observed, Reconcile(if_needed=True, model="opus")).current == "b"
+    assert decide(observed, Reconcile(if_needed=True, model="sonnet")).current == "a"
+    assert decide(observed, Reconcile(if_needed=True, model=None)).current == "b"
+
+
+BLOCK_CASES = [
+    # a 429 block beats a low usage reading, even a fresh one
+    ((A("a", 5, 5, block=blocked()), A("b", 60, 60)), "opus", "account", "b"),
+    ((A("a", 5, 5, block=blocked()), A("b", 60, 60)), None, "account", "b"),
+    # every account blocked or exhausted: API keys
+    ((A("a", 5, 5, block=blocked()), A("b", 100, 60)), "opus", "apikey", "a"),
+    # an expired block is forgotten
+    ((A("a", 5, 5, block=blocked(hours=-0.1)), A("b", 60, 60)), "opus", "account", "a"),
+    # a block for one model's own limit binds that model only
+    ((A("a", 5, 5, block=blocked(model="opus")), A("b", 60, 60)), "claude-opus-4-8", "account", "b"),
+    ((A("a", 5, 5, block=blocked(model="opus")), A("b", 60, 60)), "sonnet", "account", "a"),
+    ((A("a", 5, 5, block=blocked(model="opus")), A("b", 60, 60)), None, "account", "b"),
+    # a blocked account whose poll failed is still known to refuse
+    ((A("a", 5, 5, poll="error", block=blocked()), A("b", 60, 60)), "opus", "account", "b"),
+]
+
+
+@pytest.mark.parametrize("accounts, model, mode, expected", BLOCK_CASES)
+def test_blocks(accounts, model, mode, expected) -> None:  # type: ignore[no-untyped-def]
+    observed = world(*accounts, keys=("k1",))
+    desired = decide(observed, Reconcile(model=model))
+    assert desired.mode == mode, desired.reason
+    assert desired.current == expected, desired.reason
+
+
+def test_a_block_shows_in_the_plan_with_its_source() -> None:
+    observed = world(A("a", 5, 5, block=blocked(source="window")), A("b", 60, 60))
+    plan = plan_for(observed, Reconcile(model="opus"))
+    assert "write_credential" in types(plan)
+    assert "a blocked until" in plan.reason and "reset from window" in plan.reason
+    assert any(n.startswith("a: blocked until") and "429" in n for n in plan.notes)
+
+
+def test_blocks_and_model_windows_set_the_wake_and_skip_polls() -> None:
+    observed = world(A("a", 5, 5, block=blocked(hours=3)), A("b", 100, 0, resets_in=timedelta(hours=1)), keys=("k1",))
+    desired = decide(observed, Reconcile(model="opus"))
+    assert desired.mode == "apikey"
+    assert desired.wake_at == NOW + timedelta(hours=1, seconds=30)
+    assert accounts_to_poll(observed.pool, Reconcile(model="opus", live=True), "a", NOW, 60) == []
+    opus = world(A("a", 5, 5, scoped=(OPUS_FULL,)), mode="apikey", keys=("k1",))
+    assert accounts_to_poll(opus.pool, Reconcile(model="opus"), "a", NOW, 60) == []
+    assert accounts_to_poll(opus.pool, Reconcile(model="sonnet"), "a", NOW, 60) == ["a"]
+
+
+OVERAGE_CASES = [
+    # (accounts, keys, overage setting, expected mode, expected current or key)
+    ((A("a", 100, 10, extra=20.0), A("b", 100, 10)), ("k1",), "after_keys", "apikey", "k1"),
+    ((A("a", 100, 10, extra=20.0), A("b", 100, 10)), ("k1",), "before_keys", "account", "a"),
+    ((A("a", 100, 10, extra=20.0), A("b", 100, 10)), (), "after_keys", "account", "a"),
+    # an account with headroom always comes first
+    ((A("a", 100, 10, extra=0.0), A("b", 95, 10)), ("k1",), "before_keys", "account", "b"),
+    # spent extra usage (100% of its limit) is no capacity
+    ((A("a", 100, 10, extra=100.0), A("b", 100, 10)), ("k1",), "before_keys", "apikey", "k1"),
+    # a 429 on the account says its overage did not help
+    ((A("a", 100, 10, extra=5.0, block=blocked()), A("b", 100, 10)), ("k1",), "before_keys", "apikey", "k1"),
+    # the one with more left
+    ((A("a", 100, 10, extra=60.0), A("b", 100, 10, extra=10.0)), (), "after_keys", "account", "b"),
+]
+
+
+@pytest.mark.parametrize("accounts, keys, overage, mode, expected", OVERAGE_CASES)
+def test_extra_usage(accounts, keys, overage, mode, expected) -> None:  # type: ignore[no-untyped-def]
+    observed = world(*accounts, keys=keys)
+    desired = decide(observed, Reconcile(overage=overage, model="opus"))
+    assert desired.mode == mode, desired.reason
+    assert (desired.current_key if mode == "apikey" else desired.current) == expected, desired.reason
