@@ -47,14 +47,20 @@ class Look:
 def read_config() -> dict[str, Any]:
     """The parts of config.toml this path needs (tomllib; a bad file: the full engine says why)."""
     try:
-        import tomllib
-
         with open(paths.config_file(), "rb") as fh:
-            data = tomllib.load(fh)
+            text = fh.read()
     except FileNotFoundError:
-        data = {}
-    except (OSError, ValueError):
+        text = None
+    except OSError:
         return {"invalid": True}
+    data: dict = {}
+    if text is not None:
+        import tomllib   # only when there is a file: the parser's imports cost more than the rest
+
+        try:
+            data = tomllib.loads(text.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return {"invalid": True}
     policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
     http = data.get("http") if isinstance(data.get("http"), dict) else {}
     endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
@@ -108,36 +114,106 @@ def _login(raw: str | None) -> dict | None:
     return inner if isinstance(inner, dict) else None
 
 
-def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
-    """GET /api/oauth/usage: (HTTP status, parsed JSON or None). Raises OSError on failure."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(api_base.rstrip("/"))
-    host = parts.hostname or ""
-    if parts.scheme == "https":
-        import ssl
-
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=ssl.create_default_context())
-    elif parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1"):
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+def _split_base(api_base: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, Host header, path prefix) of the API base URL."""
+    scheme, sep, rest = api_base.strip().rstrip("/").partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise OSError("the API base URL is not http(s)")
+    hostport, slash, path = rest.partition("/")
+    hostport = hostport.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
     else:
-        raise OSError("the API base URL is not one this path uses")  # the full engine says why
+        host, _, port_text = hostport.partition(":")
     try:
-        conn.request("GET", parts.path + "/api/oauth/usage",
-                     headers={"Authorization": f"Bearer {token}", "anthropic-beta": OAUTH_BETA,
-                              "user-agent": "claude-pool"})
-        resp = conn.getresponse()
-        body = resp.read(1 << 20)
-    except (http.client.HTTPException, ValueError) as exc:
-        raise OSError(type(exc).__name__) from None
+        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    except ValueError:
+        raise OSError("the API base URL has a bad port") from None
+    if not host:
+        raise OSError("the API base URL has no host")
+    return scheme, host, port, hostport, ("/" + path if slash else "")
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, i = [], 0
+    while True:
+        end = body.find(b"\r\n", i)
+        if end < 0:
+            raise OSError("a truncated chunked answer")
+        size = int(body[i:end].split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[end + 2:end + 2 + size])
+        i = end + 2 + size + 2
+
+
+def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
+    """GET /api/oauth/usage over one short HTTP/1.1 connection: (HTTP status, parsed JSON or
+    None). Raises OSError on any failure. Plain http only to a loopback host (as the full
+    engine); https verifies the certificate with the system's trust store."""
+    import socket
+
+    scheme, host, port, host_header, prefix = _split_base(api_base)
+    if scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
+        raise OSError("plain http:// is refused to a non-loopback host")
+    try:
+        request = (f"GET {prefix}/api/oauth/usage HTTP/1.1\r\nHost: {host_header}\r\n"
+                   f"Authorization: Bearer {token}\r\nanthropic-beta: {OAUTH_BETA}\r\n"
+                   "user-agent: claude-pool\r\naccept: application/json\r\nConnection: close\r\n\r\n"
+                   ).encode("ascii")
+    except UnicodeEncodeError:
+        raise OSError("the access token cannot be sent in a header") from None
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if scheme == "https":
+            import ssl
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        sock.sendall(request)
+        data = b""
+        while len(data) <= (1 << 20):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = _content_length(head)
+                if length is not None and len(body) >= length:
+                    break
+                if length is None and b"chunked" in head.lower() and body.endswith(b"0\r\n\r\n"):
+                    break
     finally:
-        conn.close()
+        sock.close()
+    head, sep, body = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[1].isdigit():
+        raise OSError("not an HTTP answer")
+    status = int(status_line[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        try:
+            body = _dechunk(body)
+        except ValueError:
+            raise OSError("a garbled chunked answer") from None
+    else:
+        length = _content_length(head)
+        body = body[:length] if length is not None else body
     try:
-        return resp.status, json.loads(body)
+        return status, json.loads(body)
     except (ValueError, RecursionError):
-        return resp.status, None
+        return status, None
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
 
 
 def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:

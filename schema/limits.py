@@ -196,7 +196,20 @@ def parse_extra_usage(body: dict) -> dict[str, Any] | None:
 
 # ---- models ---------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"[a-z0-9]+")
+def _words(text: str) -> list[str]:
+    """Runs of ASCII letters and digits, lowercased ("Opus 4.8" -> ["opus", "4", "8"])."""
+    out, cur = [], []
+    for ch in text.lower():
+        if ("a" <= ch <= "z") or ("0" <= ch <= "9"):
+            cur.append(ch)
+        elif cur:
+            out.append("".join(cur))
+            cur = []
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
 # Claude Code's model aliases that name more than one family
 _ALIASES = {"opusplan": frozenset({"opus", "sonnet"})}
 _UNKNOWN = {"", "default", "inherit"}
@@ -213,7 +226,7 @@ def families(model: str | None) -> frozenset[str] | None:
         return None
     if text in _ALIASES:
         return _ALIASES[text]
-    words = frozenset(_TOKEN.findall(text))
+    words = frozenset(_words(text))
     return words or None
 
 
@@ -222,7 +235,7 @@ def scope_applies(scope_name: str, model_words: frozenset[str] | None) -> bool:
     model? Every word of the scope's name must be among the model's words."""
     if model_words is None:
         return False
-    words = _TOKEN.findall(scope_name.lower())
+    words = _words(scope_name)
     return bool(words) and all(w in model_words for w in words)
 
 
@@ -239,14 +252,14 @@ def model_of(value: Any) -> str | None:
 
 # ---- Claude Code's rate-limit messages ------------------------------------------------------
 
-SERVER_LIMIT = re.compile(r"not your usage limit|temporarily limiting requests", re.I)
-_LIMIT_NAME = re.compile(r"hit your ([\w .-]*?)limit", re.I)
-_RESETS = re.compile(r"resets?\s+(?:at\s+)?(.+?)\s*(?:\(([^()]+)\))?\s*(?:[·.]|$)", re.I)
-_CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?$", re.I)
-_CLOCK24 = re.compile(r"^(\d{1,2}):(\d{2})$")
+SERVER_LIMIT = r"not your usage limit|temporarily limiting requests"
+_LIMIT_NAME = r"hit your ([\w .-]*?)limit"
+_RESETS = r"resets?\s+(?:at\s+)?(.+?)\s*(?:\(([^()]+)\))?\s*(?:[·.]|$)"
+_CLOCK = r"^(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?$"
+_CLOCK24 = r"^(\d{1,2}):(\d{2})$"
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
                                            "oct", "nov", "dec"))}
-_DATE = re.compile(r"^([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2})(?:,?\s+(\d{4}))?$")
+_DATE = r"^([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2})(?:,?\s+(\d{4}))?$"
 
 
 def _zone(name: str | None) -> Any:
@@ -271,14 +284,14 @@ def _zone(name: str | None) -> Any:
 
 def _clock(text: str) -> time | None:
     text = text.strip()
-    m = _CLOCK.match(text)
+    m = re.match(_CLOCK, text, re.I)
     if m:
         hour, minute = int(m.group(1)), int(m.group(2) or 0)
         if not (1 <= hour <= 12 and minute < 60):
             return None
         hour = hour % 12 + (12 if m.group(3).lower() == "p" else 0)
         return time(hour, minute)
-    m = _CLOCK24.match(text)
+    m = re.match(_CLOCK24, text)
     if m and int(m.group(1)) < 24 and int(m.group(2)) < 60:
         return time(int(m.group(1)), int(m.group(2)))
     return None
@@ -301,7 +314,7 @@ def parse_reset(text: str, zone_name: str | None, now: datetime) -> datetime | N
         if when <= local_now:
             when = datetime.combine(local_now.date() + timedelta(days=1), clock, tzinfo=tz)
         return when.astimezone(timezone.utc)
-    m = _DATE.match(head)
+    m = re.match(_DATE, head)
     if not m or m.group(1).lower() not in _MONTHS:
         return None
     month, day = _MONTHS[m.group(1).lower()], int(m.group(2))
@@ -327,10 +340,10 @@ def parse_refusal(message: Any, now: datetime) -> dict[str, Any]:
     """
     text = message if isinstance(message, str) else ""
     text = " ".join(text.split())[:2000]
-    if SERVER_LIMIT.search(text):
+    if re.search(SERVER_LIMIT, text, re.I):
         return {"kind": "server"}
     limit = ""
-    m = _LIMIT_NAME.search(text)
+    m = re.search(_LIMIT_NAME, text, re.I)
     if m:
         limit = m.group(1).strip().lower()
     window = ""
@@ -339,14 +352,14 @@ def parse_refusal(message: Any, now: datetime) -> dict[str, Any]:
     elif "week" in limit:
         window = "seven_day"
     model = ""
-    for word in _TOKEN.findall(limit):
+    for word in _words(limit):
         if word not in ("session", "weekly", "week", "usage", "your", "the", "5", "hour", "daily", "limit"):
             model = word
             break
     if model:
         window = ""   # a per-model limit: its reset is that model's window's, not seven_day's
     resets_at = None
-    r = _RESETS.search(text)
+    r = re.search(_RESETS, text, re.I)
     if r:
         resets_at = parse_reset(r.group(1), r.group(2), now)
     return {"kind": "usage", "limit": limit, "window": window, "model": model, "resets_at": resets_at}

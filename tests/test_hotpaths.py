@@ -85,3 +85,24 @@ def test_probe_catches_a_heavy_import(tmp_path: Path, apikey_home: dict[str, str
     modules, code = loaded_modules(tmp_path, apikey_home, "list", "--json")
     assert code == 0
     assert {"pydantic", "argparse"} <= set(modules)
+
+
+def test_session_start_with_nothing_to_change_imports_nothing_heavy(tmp_path: Path, sandbox, fake) -> None:
+    """The live look at session start (account mode, the active account under the threshold)
+    runs on the standard library and cryptography; the full engine is not loaded."""
+    fake.add_account("alice@example.com", five_hour=10)
+    fake.add_account("bob@example.com", five_hour=30)
+    sandbox.seed("alice@example.com", "bob@example.com")
+    calls = fake.account("alice@example.com").usage_calls
+    payload = json.dumps({"hook_event_name": "SessionStart", "source": "startup", "model": "claude-opus-4-8"})
+    modules, code = loaded_modules(tmp_path, sandbox.env, "hook", "session-start", stdin=payload)
+    assert code == 0
+    assert fake.account("alice@example.com").usage_calls == calls + 1   # it did look, live
+    allowed = {"cryptography", "pathlib", "ssl"} | baseline(sandbox.env)
+    heavy = sorted(m for m in modules if m in HEAVY and m not in allowed)
+    assert heavy == [], f"`claude-pool hook session-start` imported {heavy}"
+    # and when a change is needed, the full engine does load (the probe can tell)
+    fake.set_usage("alice@example.com", five_hour=100)
+    modules, code = loaded_modules(tmp_path, sandbox.env, "hook", "session-start", stdin=payload)
+    assert code == 0 and "pydantic" in modules
+    assert sandbox.pool()["current"] == "bob"

@@ -149,7 +149,22 @@ def main() -> int:
             timed([cp, "helper"], single_helper_env)
             base.append(timed([py, "-c", "pass"], single.env))
             after_helper.append(timed([cp, "status"], single.env))
+        # hook session-start with nothing to change: account mode, the active account at 10%,
+        # one live usage call to the loopback fake (no latency)
+        start = Sandbox(fake, bindir, "start")
+        fake.add_account("start@bench.test", five_hour=10)
+        start.add_accounts(["start@bench.test"])
+        start_payload = json.dumps({"session_id": "bench", "hook_event_name": "SessionStart", "source": "startup",
+                                    "model": "claude-opus-4-8"}).encode()
+        before = fake.account("start@bench.test").usage_calls
+        session: list[float] = []
+        for _ in range(args.runs):
+            base.append(timed([py, "-c", "pass"], start.env))
+            session.append(timed([cp, "hook", "session-start"], start.env, start_payload))
+        assert fake.account("start@bench.test").usage_calls == before + args.runs, "session-start did not look live"
         b = statistics.median(base)
+        rows.append(("claude-pool hook session-start (nothing to change)", statistics.median(session) / b, 6.0,
+                     f"one live usage call; median {statistics.median(session) * 1000:.0f} ms"))
         rows.append(("claude-pool status", statistics.median(status) / b, 2.0, "ratio to python -c pass"))
         rows.append(("claude-pool status right after a helper call, one key", statistics.median(after_helper) / b,
                      2.0, "status.json still names the pool file"))
@@ -177,7 +192,7 @@ def main() -> int:
                      1.3, f"medians {statistics.median(t50)*1000:.0f} ms vs {statistics.median(t1)*1000:.0f} ms"))
         rss = max(peak_rss_mib([cp, "plan"], fifty.env) for _ in range(3))
         rows.append(("peak RSS of plan, 50 accounts (MiB)", rss, 80.0, "ru_maxrss"))
-        for s in (small, single, one, fifty):
+        for s in (small, single, one, fifty, start):
             s.cleanup()
 
     print(f"\nclaude-pool hot paths ({sys.platform}, Python {sys.version.split()[0]}; "
