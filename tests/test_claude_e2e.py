@@ -205,6 +205,11 @@ class Sandbox:
     def status(self) -> dict:
         return json.loads(self.pool("status").stdout)
 
+    def pool_account_block(self, account_id: str) -> dict | None:
+        """The account's 429 block as `list --json` shows it (None: none, or expired)."""
+        listed = json.loads(self.pool("list", "--json").stdout)
+        return next(a for a in listed["accounts"] if a["id"] == account_id)["blocked"]
+
     def audit(self) -> list[dict]:
         if not self.audit_path.exists():
             return []
@@ -600,3 +605,109 @@ def test_slash_commands_do_their_job_and_never_put_a_secret_in_the_conversation(
                         for attr in ("access_token", "refresh_token")]
     for secret in secrets_:
         assert secret not in everything, "a secret reached the conversation"
+
+
+# ------------------------------------------------- 7. rate-limit truth (per-model windows, 429s)
+
+
+def _week() -> float:
+    return time.time() + 3 * 86400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, expected", [("opus", BOB), ("sonnet", ALICE)])
+def test_the_model_in_settings_decides_which_weekly_window_binds(sandbox: Sandbox, fake, model: str,
+                                                                  expected: str) -> None:
+    """A looks fine (10%/20%) but its Opus weekly window is full; B is at 40%/40% with Opus at 10%."""
+    fake.add_account(BOB, five_hour=40, seven_day=40, scoped=[{"name": "Opus", "pct": 10, "resets_at": _week()}])
+    fake.add_account(ALICE, five_hour=10, seven_day=20, scoped=[{"name": "Opus", "pct": 100, "resets_at": _week()}])
+    sandbox.import_accounts(BOB, ALICE)      # alice active
+    sandbox.write_settings({"model": model})
+
+    proc = sandbox.claude_p()
+
+    _assert_answered(sandbox, proc, expected)
+    msgs = fake.messages_requests()
+    assert msgs and all(m["email"] == expected and m["status"] == 200 for m in msgs), sandbox.report()
+    sent = {m["body"].get("model") for m in msgs}
+    assert sent == {"claude-opus-4-8" if model == "opus" else "claude-sonnet-5"}, sent
+    assert sandbox.status()["name"] == expected.split("@")[0]
+
+
+@pytest.mark.slow
+def test_the_active_account_fills_up_right_after_a_list(sandbox: Sandbox, fake) -> None:
+    fake.add_account(BOB, five_hour=30)
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.import_accounts(BOB, ALICE)
+    sandbox.pool("list")                                     # every reading cached, seconds old
+    fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+
+    proc = sandbox.claude_p()
+
+    _assert_answered(sandbox, proc, BOB)
+    assert fake.account(ALICE).messages == 0, "a request went out on the account that had just filled up"
+
+
+@pytest.mark.slow
+def test_interactive_429s_the_usage_api_does_not_show(sandbox: Sandbox, fake) -> None:
+    """A server-side 429 moves nothing; a 429 with a five_hour claim (the usage API still says 20%)
+    blocks the account until the reset it names, the session moves, and stays moved."""
+    if shutil.which("tmux") is None or shutil.which("timeout") is None:
+        pytest.skip("the interactive test needs tmux and timeout")
+    fake.add_account(BOB, five_hour=40)
+    fake.add_account(ALICE, five_hour=20)
+    sandbox.import_accounts(BOB, ALICE)
+    alice_token, bob_token = fake.account(ALICE).access_token, fake.account(BOB).access_token
+    term = Tmux(sandbox)
+
+    def context() -> str:
+        return f"screen:\n{term.screen()}\n{sandbox.report()}"
+
+    def rate_limited(after: int) -> Callable[[], bool]:
+        return lambda: [e for e in sandbox.audit()[after:] if e.get("event") == "rate_limited"]
+
+    term.start(f"exec timeout --foreground 170 {shlex.quote(CLAUDE)} --plugin-dir {shlex.quote(str(PLUGIN))}")
+    try:
+        _wait_until("the prompt", lambda: "? for shortcuts" in term.screen() or "❯" in term.screen(), 60, context)
+        time.sleep(0.5)
+
+        # 1. a server-side 429 (no unified headers): StopFailure runs, nothing moves
+        fake.set_usage(ALICE, refuse={"*": {"claim": None}})
+        seen = len(sandbox.audit())
+        term.type("first prompt")
+        events = _wait_until("the stop-failure hook's audit", rate_limited(seen), 60, context)
+        assert events[-1]["result"] == "server", context()
+        sandbox.wait_quiet()
+        assert sandbox.held_token() == alice_token, context()
+        assert not sandbox.pool_account_block("alice"), context()
+
+        # 2. a 429 with a five_hour claim two hours away, for a limit the usage API does not show
+        reset = time.time() + 7200
+        fake.set_usage(ALICE, refuse={"*": {"claim": "five_hour", "reset": reset}})
+        seen = len(sandbox.audit())
+        term.type("second prompt")
+        _wait_until("the credential file to hold bob's login", lambda: sandbox.held_token() == bob_token, 60, context)
+        event = [e for e in sandbox.audit()[seen:] if e.get("event") == "rate_limited"][-1]
+        assert event["result"] == "ok" and event["target"] == "alice" and event["source"] == "message", context()
+
+        # 3. the same session's next prompt is answered as bob
+        seen_msgs = len(fake.messages_requests())
+        term.type("third prompt")
+        _wait_until("bob's answer", lambda: any(m["status"] == 200 and m["email"] == BOB
+                                                for m in fake.messages_requests()[seen_msgs:])
+                    and _answer(BOB) in term.screen(), 60, context)
+    finally:
+        term.kill()
+    sandbox.wait_quiet()
+    # 4. the usage API still says alice is at 20%: a live reconcile does not move back
+    sandbox.pool("reconcile", "--live")
+    assert sandbox.held_token() == bob_token and sandbox.status()["name"] == "bob", sandbox.report()
+    block = sandbox.pool_account_block("alice")
+    assert block and abs(_epoch(block["until"]) - reset) < 180, block
+    assert "blocked" in sandbox.pool("list").stdout
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
