@@ -78,7 +78,7 @@ def refusal_block(message: str, acc: Account, now: datetime, words: frozenset[st
     message names; else the reset of the window it names (or of the window that binds this
     model); else a short cooldown."""
     said = parse_refusal(message, now)
-    if said["kind"] == "server":
+    if said["kind"] != "usage":
         return None
     reason = _first_line(message)
     model = said["model"]
@@ -116,9 +116,10 @@ def record_refusal(rt: Runtime, refusal: Refusal, held: str, now: datetime) -> N
         return
     block = refusal_block(refusal.message, acc, now, families(refusal.model))
     if block is None:
-        log().info("rate_limited", action="stay", target=acc.id, result="server",
-                   reason="the server is limiting requests, not this account's usage: nothing is blocked",
-                   model=refusal.model or "")
+        kind = parse_refusal(refusal.message, now)["kind"]
+        log().info("rate_limited", action="look", target=acc.id, result=kind, model=refusal.model or "",
+                   reason="the server is limiting requests, not this account's usage: nothing is blocked"
+                   if kind == "server" else "not a usage-limit message: nothing is blocked; reconciling live")
         return
     with rt.save_lock:
         acc.block = block

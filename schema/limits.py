@@ -119,6 +119,8 @@ def parse_windows(body: Any) -> dict[str, Any] | None:
             if not isinstance(item, dict):
                 continue
             kind = item.get("kind")
+            if not isinstance(kind, str):
+                continue
             pct = _percent(item.get("percent", item.get("utilization")))
             resets = parse_time(item.get("resets_at"))
             if kind in LIMIT_KINDS:
@@ -335,6 +337,7 @@ def parse_refusal(message: Any, now: datetime) -> dict[str, Any]:
     """What a rate-limited request's message says.
 
     {"kind": "server"}: the server is limiting requests, not the account's usage.
+    {"kind": "unknown"}: not a message Claude Code shows for a usage limit (nothing to go on).
     {"kind": "usage", "limit": "session" | "weekly" | "<model> weekly" | "", "window": "five_hour" |
     "seven_day" | "", "model": a model word the limit names or "", "resets_at": datetime or None}.
     """
@@ -346,6 +349,8 @@ def parse_refusal(message: Any, now: datetime) -> dict[str, Any]:
     m = re.search(_LIMIT_NAME, text, re.I)
     if m:
         limit = m.group(1).strip().lower()
+    elif not re.search(r"usage limit|limit reached", text, re.I):
+        return {"kind": "unknown"}
     window = ""
     if "session" in limit or "5-hour" in limit or "five" in limit:
         window = "five_hour"

@@ -497,9 +497,11 @@ def test_interactive_session_switches_on_a_rate_limit_and_keeps_going(sandbox: S
         _wait_until("a 429 for alice", lambda: any(m["status"] == 429 and m["email"] == ALICE
                                                    for m in fake.messages_requests()[seen:]), 60, context)
         _wait_until("the credential file to hold bob's login", lambda: sandbox.held_token() == bob_token, 60, context)
-        switched = [e for e in sandbox.audit()
-                    if e.get("trigger") == "hook:stop-failure" and e.get("action") == "write_credential"]
-        assert switched and switched[-1].get("target") == "bob", context()
+        # the audit line follows the write it records
+        switched = _wait_until("the stop-failure hook's write_credential audit", lambda: [
+            e for e in sandbox.audit()
+            if e.get("trigger") == "hook:stop-failure" and e.get("action") == "write_credential"], 10, context)
+        assert switched[-1].get("target") == "bob", context()
         assert stat.S_IMODE(sandbox.creds_path.stat().st_mode) == 0o600
 
         # 3. The same session's next prompt goes out as bob: Claude Code re-reads the file.

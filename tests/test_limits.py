@@ -111,8 +111,10 @@ def test_which_windows_bind_a_model(model: str | None, scope: str, applies: bool
     ("You've hit your session limit · resets 13:99pm (UTC)", {"window": "five_hour", "resets_at": None}),
     ("API Error: Server is temporarily limiting requests (not your usage limit) · Rate limited",
      {"kind": "server"}),
-    ("", {"kind": "usage", "resets_at": None, "window": ""}),
-    (None, {"kind": "usage", "resets_at": None}),
+    ("", {"kind": "unknown"}),
+    (None, {"kind": "unknown"}),
+    ("API Error: 429 rate_limit_error", {"kind": "unknown"}),
+    ("Claude usage limit reached. Your limit will reset at 5pm", {"kind": "usage"}),
 ])
 def test_claude_codes_rate_limit_messages(message: str, expect: dict) -> None:
     said = parse_refusal(message, NOW)
@@ -124,3 +126,73 @@ def test_a_huge_message_is_cut_not_slow() -> None:
     said = parse_refusal("You've hit your session limit · resets " + "9" * 100000, NOW)
     assert said["kind"] == "usage" and said["resets_at"] is None
     assert NOW + timedelta(days=1) > NOW
+
+
+# ---- the session-start hook's own HTTP call (reconciler/quicklook.py), in process -------------
+
+def test_light_usage_call_against_the_fake(fake) -> None:  # type: ignore[no-untyped-def]
+    from claude_pool.reconciler.quicklook import bounded_usage_call
+
+    acct = fake.add_account("a@example.com", five_hour=33, scoped=[{"name": "Opus", "pct": 100, "resets_at": None}])
+    status, body = bounded_usage_call(fake.base_url, acct.access_token, 2.0)
+    assert status == 200
+    found = parse_windows(body)
+    assert found is not None and found["five_hour"]["pct"] == 33.0
+    assert [(s["name"], s["pct"]) for s in found["scoped"]] == [("Opus", 100.0)]
+    assert bounded_usage_call(fake.base_url, "sk-ant-oat01-wrong", 2.0)[0] == 401
+    rec = fake.requests[-1]
+    assert rec["path"] == "/api/oauth/usage" and rec["auth_kind"] == "bearer"
+
+
+def test_light_usage_call_is_bounded_and_refuses_what_the_engine_refuses() -> None:
+    import socket as _socket
+
+    from claude_pool.reconciler.quicklook import _dechunk, _split_base, bounded_usage_call
+
+    silent = _socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)   # the kernel accepts; nobody ever answers
+    try:
+        with pytest.raises(OSError):
+            bounded_usage_call(f"http://127.0.0.1:{silent.getsockname()[1]}", "tok", 0.3)
+    finally:
+        silent.close()
+    with pytest.raises(OSError):
+        bounded_usage_call("http://example.com", "tok", 0.3)          # plain http off loopback
+    with pytest.raises(OSError):
+        bounded_usage_call("ftp://127.0.0.1", "tok", 0.3)
+    with pytest.raises(OSError):
+        bounded_usage_call("http://127.0.0.1:1", "tok\u00e9", 0.3)    # not sendable in a header
+    assert _split_base("https://api.anthropic.com") == ("https", "api.anthropic.com", 443, "api.anthropic.com", "")
+    assert _split_base("http://[::1]:8080/prefix/") == ("http", "::1", 8080, "[::1]:8080", "/prefix")
+    assert _dechunk(b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n") == b'{"a":1}'
+
+
+# ---- the block a refusal puts on an account (reconciler/observe.py), pure --------------------
+
+def _account(**usage):  # type: ignore[no-untyped-def]
+    from claude_pool.schema.pool import Account
+
+    return Account(id="a", usage=parse_usage(usage) if usage else None, usage_at=NOW if usage else None)
+
+
+@pytest.mark.parametrize("message, usage, source, until", [
+    ("You've hit your session limit · resets 4:56pm (UTC)", {}, "message",
+     datetime(2026, 11, 27, 16, 57, tzinfo=timezone.utc)),
+    ("You've hit your session limit", {"five_hour": {"utilization": 100, "resets_at": "2026-11-27T16:00:00Z"},
+                                       "seven_day": {"utilization": 10, "resets_at": "2026-11-29T00:00:00Z"}},
+     "window", datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)),
+    ("You've hit your weekly limit", {"five_hour": {"utilization": 100, "resets_at": "2026-11-27T16:00:00Z"},
+                                      "seven_day": {"utilization": 10, "resets_at": "2026-11-29T00:00:00Z"}},
+     "window", datetime(2026, 11, 29, tzinfo=timezone.utc)),
+    ("You've hit your session limit", {}, "cooldown", NOW + timedelta(minutes=10)),
+    # a reset further away than any window: not believed
+    ("You've hit your weekly limit · resets Jan 15, 2029, 8am (UTC)", {}, "cooldown", NOW + timedelta(minutes=10)),
+])
+def test_refusal_block(message: str, usage: dict, source: str, until: datetime) -> None:
+    from claude_pool.reconciler.observe import refusal_block
+
+    block = refusal_block(message, _account(**usage), NOW, families("opus"))
+    assert block is not None and block.source == source and block.until == until
+    assert refusal_block("Server is temporarily limiting requests (not your usage limit)", _account(), NOW, None) is None
+    assert refusal_block("API Error: 429 rate_limit_error", _account(), NOW, None) is None

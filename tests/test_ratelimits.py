@@ -96,9 +96,18 @@ def test_a_429_with_no_reset_falls_back_to_the_window_then_a_cooldown(sandbox, f
     sandbox.ok("list")       # caches alice's windows
     sandbox.run("hook", "stop-failure", input=stop_failure("You've hit your session limit"))
     assert sandbox.pool_account("alice")["block"]["source"] == "window"
-    # bob, now held, gets a 429 with nothing to go on: a bounded cooldown
-    sandbox.run("hook", "stop-failure", input=stop_failure("Rate limited"))
+    # bob, now held, hits a limit with nothing to go on (no reset said, none cached): a bounded cooldown
+    sandbox.run("hook", "stop-failure", input=stop_failure("You've hit your session limit"))
     assert sandbox.pool_account("bob")["block"]["source"] == "cooldown"
+
+
+def test_a_429_that_is_no_usage_limit_message_blocks_nothing(sandbox, fake) -> None:
+    fake.add_account(ALICE, five_hour=20)
+    fake.add_account(BOB, five_hour=30)
+    sandbox.seed(ALICE, BOB)
+    sandbox.run("hook", "stop-failure", input=stop_failure("API Error: 429 rate_limit_error"))
+    assert sandbox.pool()["current"] == "alice" and sandbox.pool_account("alice").get("block") is None
+    assert [e for e in sandbox.audit() if e.get("event") == "rate_limited"][-1]["result"] == "unknown"
 
 
 def test_a_server_side_429_moves_nothing_and_is_audited(sandbox, fake) -> None:
