@@ -105,13 +105,12 @@ def refused(message: str, model: str | None) -> int:
     """The stop-failure hook on a 429: record what it says about the account Claude Code holds,
     then reconcile live (a server-side limit blocks nothing: the run only logs it and stays)."""
     from claude_pool.schema.limits import parse_refusal
-    from claude_pool.schema.timefmt import utcnow
 
     from .intents import Refusal
 
     trigger = os.environ.get("CLAUDE_POOL_TRIGGER", "hook:stop-failure")
     try:
-        if parse_refusal(message, utcnow())["kind"] == "server":
+        if parse_refusal(message, datetime.now(timezone.utc))["kind"] == "server":
             _runtime(trigger)  # configures the audit log
             log().info("rate_limited", action="stay", target="credentials", result="server", model=model or "",
                        reason="the server is limiting requests (not your usage limit): no account is at fault, "
@@ -274,9 +273,7 @@ def _list_json(pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from claude_pool.schema.credentials import fingerprint
     from claude_pool.schema.timefmt import format_time
 
-    from claude_pool.schema.timefmt import utcnow
-
-    now = utcnow()
+    now = datetime.now(timezone.utc)
 
     def win(w):  # type: ignore[no-untyped-def]
         return {"pct": w.pct, "resets_at": format_time(w.resets_at) if w.resets_at else None}
