@@ -250,30 +250,32 @@ def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: dat
     """Keep the live reading in the pool (a short wait for the lock; busy: skip, it is a cache)."""
     try:
         with HotLock(Path(paths.pool_lock_file()), wait=0.3):
-            data = poolcodec.read_bytes(path)
-            if data is None:
+            found = poolcodec.read_with_identity(path)
+            if found is None:
                 return
+            data, read_from = found
             pool = poolcodec.decode(data, key, path)
             acc = next((a for a in pool.get("accounts") or [] if isinstance(a, dict) and a.get("id") == account_id), None)
             if acc is None:
                 return
             acc["usage"] = usage
             acc["usage_at"] = format_utc(now)
-            poolcodec.write(path, pool, key)
-            _touch_status()
+            written = poolcodec.write(path, pool, key)
+            _carry_status(read_from, written)
     except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
         return
 
 
-def _touch_status() -> None:
-    """The summary did not change, but `status` trusts it only when it is not older than the pool."""
+def _carry_status(read_from: list[int], written: list[int]) -> None:
+    """A usage reading changes nothing `status` shows: carry status.json over to the pool file
+    just written, when it described the one read (else `status` rebuilds it once)."""
     status = paths.status_file()
     try:
         with open(status, encoding="utf-8") as fh:
             summary = json.load(fh)
-        if isinstance(summary, dict):
-            poolcodec.write_status(Path(status), summary)
-    except (OSError, ValueError):
+        if isinstance(summary, dict) and summary.get("pool") == read_from:
+            poolcodec.write_status(Path(status), summary, written)
+    except (OSError, ValueError, RecursionError):
         pass
 
 

@@ -178,7 +178,10 @@ def test_session_start_with_nothing_to_change_saves_the_reading(sandbox, fake) -
     assert acc["usage_at"].endswith("Z")
     assert fake.account(BOB).usage_calls == 0
     assert sandbox.status() == status_before
-    assert json.loads(sandbox.status_path.read_text())["mode"] == "account"  # status.json still trusted
+    # status.json was carried over to the pool file just written: `status` stays on its fast path
+    from claude_pool.providers.poolcodec import current_identity
+
+    assert json.loads(sandbox.status_path.read_text())["pool"] == current_identity(sandbox.pool_path)
     # with the threshold from config.toml, 10% is too much: the full engine moves
     sandbox.write_config("[policy]\nthreshold = 0.05\n")
     sandbox.run("hook", "session-start", input=session_start("claude-opus-4-8"))
