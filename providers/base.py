@@ -35,21 +35,28 @@ class Provider(Protocol[T_co, T_contra]):
 
 
 class Recorder(Generic[Obs, Val]):
-    """Wraps a provider: observes for real, records writes instead of making them.
+    """Wraps a provider: observes the real resource, records writes instead of making them.
 
-    `plan` can run the very same apply code through recorders, so a dry run cannot drift from
-    the real thing (chezmoi's dry-run system, in our terms).
+    `plan` runs the very same apply code through recorders (reconciler/apply.py `recording`), so
+    a dry run cannot drift from the real thing (chezmoi's dry-run system, in our terms).
+    `echo=True` (a provider whose `observe` returns what `write` takes): once written, `observe`
+    answers the last recorded value, as the real resource would. A recorder exposes no lock of
+    the inner provider's: a dry run never blocks another program. The recorded values stay in
+    memory (they may hold secrets).
     """
 
-    def __init__(self, inner: Provider[Obs, Val]) -> None:
+    def __init__(self, inner: Provider[Obs, Val], *, echo: bool = False) -> None:
         self.inner = inner
         self.name = inner.name
+        self.echo = echo
         self.writes: list[Val] = []
 
     def location(self) -> str:
         return self.inner.location()
 
     def observe(self) -> Obs:
+        if self.echo and self.writes:
+            return self.writes[-1]  # type: ignore[return-value]
         return self.inner.observe()
 
     def write(self, value: Val) -> None:

@@ -1,17 +1,27 @@
 """Apply: execute a plan's actions in order through the providers, one audit event each.
 
-Secrets are resolved here, from the runtime (the decrypted pool, the store's blob, a key being
-added); the plan itself only names ids. Entering API-key mode, a failed settings write rolls the
-pool back (docs/ARCHITECTURE.md §7).
+One handler per action type (`HANDLERS`, filled by `@handles`; tests/test_apply.py fails if an
+action model has no handler or a handler no model). Secrets are resolved here, from the runtime
+(the decrypted pool, the store's blob, a key being added); the plan itself only names ids.
+Entering API-key mode, a failed settings write rolls the pool back (docs/ARCHITECTURE.md §7).
+
+`plan` runs this very code through `recording(rt)`: the same handlers, the same checks, reads from
+the real files, writes recorded instead of made (docs/ARCHITECTURE.md §1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from typing import Any, Callable, TypeVar
+
 from claude_pool.providers import claude_lock
-from claude_pool.providers.base import ProviderError
+from claude_pool.providers.base import ProviderError, Recorder
 from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
-from claude_pool.schema.plan import Action, Plan
+from claude_pool.schema.plan import (
+    Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
+    SavePoolState, WriteCredential, WriteSettings,
+)
 from claude_pool.schema.pool import Account, ApiKey, Usage
 
 from .audit import Timer, log
@@ -20,105 +30,33 @@ from .runtime import Runtime
 
 
 class Applier:
+    """What the handlers share during one apply: the runtime, its pool, the rollback snapshot."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.pool = rt.pool
         self._snapshot: tuple | None = None
 
-    def _save(self) -> None:
+    def save(self) -> None:
         self.rt.save_pool()
 
-    def adopt_credential(self, a: Action) -> None:
-        acc = self._account(a.target)
-        if not self.rt.store_raw:
-            raise ProviderError("Claude Code's credential store is empty now")
-        acc.blob = normalized_blob(self.rt.store_raw)
-        acc.needs_relogin, acc.relogin_reason = False, ""
-        self._save()
-
-    def import_account(self, a: Action) -> None:
-        if not self.rt.store_raw:
-            raise ProviderError("Claude Code's credential store is empty now")
-        email = a.detail.get("email", "")
-        acc = self.pool.account(a.target)
-        if acc is None:
-            self.pool.accounts.append(Account(id=a.target, email=email, blob=normalized_blob(self.rt.store_raw)))
-        else:   # re-imported under its name: the login is replaced, the email too when known
-            if email and email.lower() != acc.email.lower():
-                acc.usage, acc.usage_at = Usage(), None       # readings of another account
-            acc.blob = normalized_blob(self.rt.store_raw)
-            acc.email = email or acc.email
-            acc.needs_relogin, acc.relogin_reason = False, ""
-        self._save()
-
-    def add_key(self, a: Action) -> None:
-        secret = self.rt.new_secrets.get(a.target)
-        if not secret:
-            raise ProviderError(f"no key value for {a.target}")
-        existing = self.pool.key(a.target)
-        if existing is not None:
-            existing.key = secret
-        else:
-            self.pool.api_keys.append(ApiKey(id=a.target, key=secret))
-        self._save()
-
-    def remove_account(self, a: Action) -> None:
-        self.pool.accounts = [x for x in self.pool.accounts if x.id != a.target]
-        self._save()
-
-    def remove_key(self, a: Action) -> None:
-        # the rotation goes on where it was: the key that would have come next still does
-        following = self.pool.next_key_id(skip=a.target)
-        self.pool.api_keys = [x for x in self.pool.api_keys if x.id != a.target]
-        self.pool.serve_next(following)
-        if not self.pool.api_keys:
-            self.pool.key_cursor = 0
-        self._save()
-
-    def save_pool_state(self, a: Action) -> None:
-        p = self.pool
-        self._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at, p.key_cursor)
-        saved = a.detail.get("saved_api_key_helper", "keep")
-        if saved == "clear":
-            p.saved_api_key_helper = ""
-        elif saved == "from_settings":
-            p.saved_api_key_helper = self.rt.settings.observe().api_key_helper or ""
-        entering = p.mode != "apikey" and a.detail["mode"] == "apikey"
-        new_key = a.detail.get("current_key", p.current_key)
-        if a.detail["mode"] == "apikey" and new_key and (entering or new_key != p.current_key):
-            p.serve_next(new_key)  # the key announced is the key the helper serves next
-        p.mode = a.detail["mode"]  # type: ignore[assignment]
-        p.current = a.detail.get("current", p.current)
-        p.current_key = new_key
-        p.switched_at = self.rt.clock()
-        self._save()
-
-    def write_settings(self, a: Action) -> None:
-        value = a.detail.get("value")
-        if value == "ours":
-            self.rt.settings.write(self.rt.helper)
-        elif value == "saved":
-            self.rt.settings.write(self.pool.saved_api_key_helper or None)
-        else:
-            self.rt.settings.write(None)
-
-    def write_credential(self, a: Action) -> None:
-        acc = self._account(a.target)
-        store = self.rt.store
-        lock_path = getattr(store, "lock_path", None)
-        with claude_lock.hold(lock_path) if lock_path else contextlib.nullcontext():
-            now = store.observe()
-            if oauth_fingerprint(now) != oauth_fingerprint(self.rt.store_raw):
-                raise ProviderError("Claude Code's login changed during this run (it refreshed or someone ran "
-                                    "/login); nothing was overwritten, run again")
-            store.write(with_oauth_of(now, acc.blob))
-            self.rt.store_raw = store.observe()
-
-    def _account(self, acc_id: str) -> Account:
+    def account(self, acc_id: str) -> Account:
         acc = self.pool.account(acc_id)
         if acc is None:
             raise ProviderError(f"account {acc_id} is no longer in the pool")
         return acc
+
+    def store_blob(self) -> str:
+        if not self.rt.store_raw:
+            raise ProviderError("Claude Code's credential store is empty now")
+        return self.rt.store_raw
+
+    def settings_helper(self) -> str | None:
+        """settings.json's apiKeyHelper now; a file that became unreadable stops the run."""
+        view = self.rt.settings.observe()
+        if view.error:
+            raise ProviderError(view.error)
+        return view.api_key_helper
 
     def rollback(self) -> None:
         """Undo the last save_pool_state (entering API-key mode whose settings write failed)."""
@@ -127,45 +65,169 @@ class Applier:
         p = self.pool
         (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at,
          p.key_cursor) = self._snapshot  # type: ignore
-        self._save()
+        self.save()
 
 
-def human(a: Action) -> str:
-    words = {
-        "adopt_credential": f"took Claude Code's refreshed login into {a.target}",
-        "import_account": f"{'updated' if a.change == 'update' else 'imported'} {a.target}",
-        "add_key": f"{'replaced' if a.change == 'update' else 'added'} API key {a.target}",
-        "remove_account": f"removed account {a.target}",
-        "remove_key": f"removed API key {a.target}",
-        "save_pool_state": f"pool: {a.before} -> {a.after}",
-        "write_settings": f"settings.json apiKeyHelper: {a.before} -> {a.after}",
-        "write_credential": f"Claude Code's login -> {a.target}",
-    }
-    return words[a.type]
+A = TypeVar("A")
+Handler = Callable[[Applier, Any], None]
+#: action model -> its handler; exactly one each (tests/test_apply.py)
+HANDLERS: dict[type, Handler] = {}
 
 
-def apply_plan(rt: Runtime, plan: Plan) -> list[Action]:
+def handles(model: type[A]) -> Callable[[Callable[[Applier, A], None]], Callable[[Applier, A], None]]:
+    def register(fn: Callable[[Applier, A], None]) -> Callable[[Applier, A], None]:
+        if model in HANDLERS:
+            raise TypeError(f"two handlers for {model.__name__}")
+        HANDLERS[model] = fn
+        return fn
+    return register
+
+
+@handles(AdoptCredential)
+def adopt_credential(ap: Applier, a: AdoptCredential) -> None:
+    acc = ap.account(a.target)
+    acc.blob = normalized_blob(ap.store_blob())
+    acc.needs_relogin, acc.relogin_reason = False, ""
+    ap.save()
+
+
+@handles(ImportAccount)
+def import_account(ap: Applier, a: ImportAccount) -> None:
+    blob = normalized_blob(ap.store_blob())
+    acc = ap.pool.account(a.target)
+    if acc is None:
+        ap.pool.accounts.append(Account(id=a.target, email=a.email, blob=blob))
+    else:   # re-imported under its name: the login is replaced, the email too when known
+        if a.email and a.email.lower() != acc.email.lower():
+            acc.usage, acc.usage_at = Usage(), None       # readings of another account
+        acc.blob = blob
+        acc.email = a.email or acc.email
+        acc.needs_relogin, acc.relogin_reason = False, ""
+    ap.save()
+
+
+@handles(AddKey)
+def add_key(ap: Applier, a: AddKey) -> None:
+    secret = ap.rt.new_secrets.get(a.target)
+    if not secret:
+        raise ProviderError(f"no key value for {a.target}")
+    existing = ap.pool.key(a.target)
+    if existing is not None:
+        existing.key = secret
+    else:
+        ap.pool.api_keys.append(ApiKey(id=a.target, key=secret))
+    ap.save()
+
+
+@handles(RemoveAccount)
+def remove_account(ap: Applier, a: RemoveAccount) -> None:
+    ap.account(a.target)
+    ap.pool.accounts = [x for x in ap.pool.accounts if x.id != a.target]
+    ap.save()
+
+
+@handles(RemoveKey)
+def remove_key(ap: Applier, a: RemoveKey) -> None:
+    p = ap.pool
+    if p.key(a.target) is None:
+        raise ProviderError(f"API key {a.target} is no longer in the pool")
+    # the rotation goes on where it was: the key that would have come next still does
+    following = p.next_key_id(skip=a.target)
+    p.api_keys = [x for x in p.api_keys if x.id != a.target]
+    p.serve_next(following)
+    if not p.api_keys:
+        p.key_cursor = 0
+    ap.save()
+
+
+@handles(SavePoolState)
+def save_pool_state(ap: Applier, a: SavePoolState) -> None:
+    p = ap.pool
+    if a.mode == "account" and a.current and a.current != p.current:
+        ap.account(a.current)
+    if a.mode == "apikey" and a.current_key and a.current_key != p.current_key and p.key(a.current_key) is None:
+        raise ProviderError(f"API key {a.current_key} is no longer in the pool")
+    saved = p.saved_api_key_helper
+    if a.saved_api_key_helper is SavedHelper.CLEAR:
+        saved = ""
+    elif a.saved_api_key_helper is SavedHelper.FROM_SETTINGS:
+        saved = ap.settings_helper() or ""
+    ap._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at, p.key_cursor)
+    p.saved_api_key_helper = saved
+    entering = p.mode != "apikey" and a.mode == "apikey"
+    if a.mode == "apikey" and a.current_key and (entering or a.current_key != p.current_key):
+        p.serve_next(a.current_key)  # the key announced is the key the helper serves next
+    p.mode = a.mode
+    p.current = a.current
+    p.current_key = a.current_key
+    p.switched_at = ap.rt.clock()
+    ap.save()
+
+
+@handles(WriteSettings)
+def write_settings(ap: Applier, a: WriteSettings) -> None:
+    ap.settings_helper()   # a settings.json that stopped being a JSON object is never rewritten
+    if a.value is HelperValue.OURS:
+        ap.rt.settings.write(ap.rt.helper)
+    elif a.value is HelperValue.SAVED:
+        ap.rt.settings.write(ap.pool.saved_api_key_helper or None)
+    else:
+        ap.rt.settings.write(None)
+
+
+@handles(WriteCredential)
+def write_credential(ap: Applier, a: WriteCredential) -> None:
+    acc = ap.account(a.target)
+    store = ap.rt.store
+    lock_path = getattr(store, "lock_path", None)   # a recording store has none: plan never blocks Claude Code
+    with claude_lock.hold(lock_path) if lock_path else contextlib.nullcontext():
+        now = store.observe()
+        if oauth_fingerprint(now) != oauth_fingerprint(ap.rt.store_raw):
+            raise ProviderError("Claude Code's login changed during this run (it refreshed or someone ran "
+                                "/login); nothing was overwritten, run again")
+        store.write(with_oauth_of(now, acc.blob))
+        ap.rt.store_raw = store.observe()
+
+
+def recording(rt: Runtime) -> Runtime:
+    """The same run through a recording world: the pool is an in-memory copy the handlers mutate,
+    and every provider reads the real resource but records its writes instead of making them."""
+    return dataclasses.replace(
+        rt, pool=rt.pool.model_copy(deep=True), pool_file=Recorder(rt.pool_file, echo=True),  # type: ignore[arg-type]
+        store=Recorder(rt.store, echo=True), settings=Recorder(rt.settings),  # type: ignore[arg-type]
+        new_secrets=dict(rt.new_secrets))
+
+
+def apply_plan(rt: Runtime, plan: Plan, *, dry_run: bool = False) -> list[Action]:
+    """Run the plan's actions in order. `dry_run`: `rt` is a recording world (`recording`), and
+    nothing is logged per action (nothing happened); a failing check raises the same UserError."""
     applier = Applier(rt)
     done: list[Action] = []
     for action in plan.actions:
         timer = Timer()
-        handler = getattr(applier, action.type)
         try:
-            handler(action)
+            handler = HANDLERS[type(action)]
+        except KeyError:   # tests/test_apply.py makes this unreachable
+            raise UserError(f"no handler for plan action {action.type!r}") from None
+        try:
+            handler(applier, action)
         except (ProviderError, claude_lock.ClaudeLockTimeout, OSError) as exc:
             message = str(exc) if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)
-            log().error("apply", action=action.type, target=action.target, reason=action.reason,
-                        before=action.before, after=action.after, result="failed", error=message,
-                        duration_ms=timer.ms())   # audit only: the UserError below is the one line on stderr
+            if not dry_run:
+                log().error("apply", action=action.type, target=action.target, reason=action.reason,
+                            before=action.before, after=action.after, result="failed", error=message,
+                            duration_ms=timer.ms())   # audit only: the UserError below is the one line on stderr
             rolled = ""
-            if action.type == "write_settings" and done and done[-1].type == "save_pool_state":
+            if isinstance(action, WriteSettings) and done and isinstance(done[-1], SavePoolState):
                 applier.rollback()
                 rolled = "; the pool was rolled back"
-                log().warning("rollback", action="save_pool_state", target="pool", result="ok",
-                              reason="the settings write failed")
-            raise UserError(f"{human(action)} failed: {message}{rolled}") from None
-        log().info("apply", action=action.type, target=action.target, reason=action.reason,
-                   before=action.before, after=action.after, result="ok", duration_ms=timer.ms(),
-                   say=human(action))
+                if not dry_run:
+                    log().warning("rollback", action="save_pool_state", target="pool", result="ok",
+                                  reason="the settings write failed")
+            raise UserError(f"{action.done()} failed: {message}{rolled}") from None
+        if not dry_run:
+            log().info("apply", action=action.type, target=action.target, reason=action.reason,
+                       before=action.before, after=action.after, result="ok", duration_ms=timer.ms(),
+                       say=action.done())
         done.append(action)
     return done

@@ -45,6 +45,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from .render import plan_text
 
     outcome = _run("plan", Reconcile(live=True), execute=False)
+    if outcome.error:   # the dry run failed a check: the very line `apply` would print
+        raise UserError(outcome.error)
     plan = outcome.plan
     if a.out:
         from claude_pool.providers.fsutil import atomic_write
@@ -57,17 +59,19 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_apply(a: argparse.Namespace) -> int:
-    from claude_pool.schema.plan import Plan
+    from claude_pool.schema.plan import PlanFormatError, load_plan
 
     from .render import plan_text
 
     saved = None
     if a.planfile:
         try:
-            saved = Plan.model_validate_json(Path(a.planfile).read_bytes())
+            saved = load_plan(Path(a.planfile).read_bytes(), a.planfile)
         except FileNotFoundError:
             raise UserError(f"no such plan file: {a.planfile}") from None
-        except (OSError, ValueError):
+        except PlanFormatError as exc:
+            raise UserError(str(exc)) from None
+        except OSError:
             raise UserError(f"{a.planfile} is not a claude-pool plan") from None
     outcome = _run("apply", Reconcile(live=True), execute=True, saved=saved)
     if a.json:
@@ -142,7 +146,7 @@ def cmd_import(a: argparse.Namespace) -> int:
     email = outcome.observed.store.email
     imported = next((x for x in outcome.applied if x.type == "import_account"), None)
     if imported is not None and imported.change == "update":
-        before = imported.detail.get("previous_email", "")
+        before = imported.previous_email  # type: ignore[union-attr]
         changed = f"; its email changed from {before} to {email}" if email and before and \
             email.lower() != before.lower() else ""
         _out(f"Updated {target} with the login Claude Code holds" + (f" ({email})" if email else "")

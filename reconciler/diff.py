@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from claude_pool import __version__
 from claude_pool.schema.credentials import fingerprint, oauth_fingerprint
-from claude_pool.schema.plan import Action, Plan
+from claude_pool.schema.plan import (
+    Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
+    SavePoolState, WriteCredential, WriteSettings,
+)
 from claude_pool.schema.state import DesiredState, ObservedState
 
 
@@ -26,27 +29,27 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     fps = {a.id: oauth_fingerprint(a.blob) for a in pool.accounts}
     membership: list[Action] = []
     for acc_id in desired.adopt:
-        membership.append(Action(type="adopt_credential", change="update", target=acc_id,
+        membership.append(AdoptCredential(change="update", target=acc_id,
                                  reason="Claude Code refreshed this login itself; the pool takes its copy",
                                  before=fps.get(acc_id, ""), after=store_fp))
         fps[acc_id] = store_fp
     for acc_id in desired.add_accounts:
         known = pool.account(acc_id)
         if known is None:
-            membership.append(Action(type="import_account", change="create", target=acc_id,
-                                     reason="the login Claude Code holds joins the pool", after=store_fp,
-                                     detail={"email": observed.store.email}))
+            membership.append(ImportAccount(change="create", target=acc_id,
+                                            reason="the login Claude Code holds joins the pool", after=store_fp,
+                                            email=observed.store.email))
         else:   # `import --id NAME` for an existing NAME: its login is replaced
-            membership.append(Action(type="import_account", change="update", target=acc_id,
-                                     reason="the login Claude Code holds replaces this account's",
-                                     before=fps.get(acc_id, ""), after=store_fp,
-                                     detail={"email": observed.store.email, "previous_email": known.email}))
+            membership.append(ImportAccount(change="update", target=acc_id,
+                                            reason="the login Claude Code holds replaces this account's",
+                                            before=fps.get(acc_id, ""), after=store_fp,
+                                            email=observed.store.email, previous_email=known.email))
         fps[acc_id] = store_fp
     for key_id in desired.add_keys:
         if pool.key(key_id) is None:
-            membership.append(Action(type="add_key", change="create", target=key_id, reason="new API key"))
+            membership.append(AddKey(change="create", target=key_id, reason="new API key"))
         else:
-            membership.append(Action(type="add_key", change="update", target=key_id,
+            membership.append(AddKey(change="update", target=key_id,
                                      reason="a new key under this name replaces the old one",
                                      before=fingerprint(pool.key(key_id).key)))  # type: ignore[union-attr]
 
@@ -54,19 +57,19 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     current_helper = observed.settings.api_key_helper
     if desired.touch_settings and desired.api_key_helper != current_helper:
         if desired.mode == "apikey":
-            value = "ours"
+            value = HelperValue.OURS
         else:
-            value = "saved" if desired.api_key_helper else "remove"
-        settings.append(Action(
-            type="write_settings", change="update" if current_helper else "create", target="settings.json",
-            reason=desired.reason, detail={"value": value},
+            value = HelperValue.SAVED if desired.api_key_helper else HelperValue.REMOVE
+        settings.append(WriteSettings(
+            change="update" if current_helper else "create", target="settings.json",
+            reason=desired.reason, value=value,
             before=describe_helper(current_helper, observed.helper_command),
             after=describe_helper(desired.api_key_helper, observed.helper_command)))
 
     credential: list[Action] = []
     if desired.store_account and fps.get(desired.store_account) != store_fp:
-        credential.append(Action(
-            type="write_credential", change="update" if observed.store.present else "create",
+        credential.append(WriteCredential(
+            change="update" if observed.store.present else "create",
             target=desired.store_account, reason=desired.reason, before=store_fp,
             after=fps.get(desired.store_account, "")))
 
@@ -75,21 +78,20 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     after = (desired.mode, desired.current, desired.current_key, desired.saved_api_key_helper)
     if before != after:
         if desired.saved_api_key_helper == pool.saved_api_key_helper:
-            saved = "keep"
+            saved = SavedHelper.KEEP
         elif desired.saved_api_key_helper:
-            saved = "from_settings"
+            saved = SavedHelper.FROM_SETTINGS
         else:
-            saved = "clear"
-        state.append(Action(
-            type="save_pool_state", change="update", target="pool", reason=desired.reason,
+            saved = SavedHelper.CLEAR
+        state.append(SavePoolState(
+            change="update", target="pool", reason=desired.reason,
             before=_state_label(*before[:3]), after=_state_label(*after[:3]),
-            detail={"mode": desired.mode, "current": desired.current, "current_key": desired.current_key,
-                    "saved_api_key_helper": saved}))
+            mode=desired.mode, current=desired.current, current_key=desired.current_key,
+            saved_api_key_helper=saved))
 
-    removals = [Action(type="remove_account", change="delete", target=a, reason=desired.reason,
-                       before=fps.get(a, "")) for a in desired.remove_accounts]
-    removals += [Action(type="remove_key", change="delete", target=k, reason=desired.reason)
-                 for k in desired.remove_keys]
+    removals: list[Action] = [RemoveAccount(change="delete", target=a, reason=desired.reason,
+                                            before=fps.get(a, "")) for a in desired.remove_accounts]
+    removals += [RemoveKey(change="delete", target=k, reason=desired.reason) for k in desired.remove_keys]
 
     if pool.mode == "account" and desired.mode == "apikey":
         # Entering API-key mode: the pool says apikey before settings.json names the helper.

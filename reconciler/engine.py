@@ -13,7 +13,7 @@ from claude_pool.schema.plan import Action, Plan
 from claude_pool.schema.state import DesiredState, ObservedState
 
 from . import policy
-from .apply import apply_plan
+from .apply import apply_plan, recording
 from .audit import Timer, log
 from .diff import make_plan
 from .errors import StalePlan, UserError
@@ -28,6 +28,8 @@ class Outcome:
     observed: ObservedState
     desired: DesiredState
     applied: list[Action] = field(default_factory=list)
+    #: execute=False: the one line apply would fail with (the dry run's check), else ""
+    error: str = ""
 
 
 def after_apply(rt: Runtime, outcome: Outcome) -> None:
@@ -91,9 +93,16 @@ def run(rt: Runtime, intent: Intent, *, execute: bool, saved: Plan | None = None
             if rt.usage_dirty and not outcome.applied:
                 rt.save_pool()  # keep the fresh usage readings for the next run
             after_apply(rt, outcome)
+        else:
+            # dry run: the very same apply code through a recording world (docs/ARCHITECTURE.md §1)
+            try:
+                apply_plan(recording(rt), plan, dry_run=True)
+            except UserError as exc:
+                outcome.error = str(exc)
+        extra = {"result": "would fail", "error": outcome.error} if outcome.error else {"result": "ok"}
         log().info("run", action="plan" if not execute else "apply", target="pool", reason=plan.reason,
-                   result="ok", changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms(),
-                   model=getattr(intent, "model", None) or "")
+                   changes=len(plan.actions), notes=plan.notes, duration_ms=timer.ms(),
+                   model=getattr(intent, "model", None) or "", **extra)
         return outcome
     finally:
         lock.release()

@@ -1,39 +1,145 @@
-"""The plan: a versioned, serializable list of typed actions. Never a secret in it."""
+"""The plan: a versioned, serializable list of typed actions. Never a secret in it.
+
+An action is one model per type in a discriminated union (`type` is the discriminator), with typed
+parameters; `reconciler/apply.py` has exactly one handler per type (a test checks both ways).
+Accounts and keys are named by id, logins by fingerprint (docs/ARCHITECTURE.md §7).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from enum import Enum
+from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-PLAN_FORMAT_VERSION = 1
-
-ActionType = Literal[
-    "adopt_credential",      # pool <- Claude Code's fresher login of the same account
-    "import_account",        # pool gains the login Claude Code holds
-    "remove_account",
-    "add_key",
-    "remove_key",
-    "save_pool_state",       # mode / current / current_key / saved helper
-    "write_settings",        # settings.json apiKeyHelper
-    "write_credential",      # Claude Code's credential store <- an account's login
-]
+#: 2: typed actions (one model per type) replaced `detail: dict[str, str]`.
+PLAN_FORMAT_VERSION = 2
 
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 
 
-class Action(BaseModel):
-    type: ActionType
+class PlanFormatError(ValueError):
+    """A saved plan that this version cannot apply. The message is one line."""
+
+
+class HelperValue(str, Enum):
+    """What `write_settings` puts into settings.json's apiKeyHelper."""
+
+    OURS = "ours"        # claude-pool's helper command
+    SAVED = "saved"      # the foreign helper the pool saved when it entered API-key mode
+    REMOVE = "remove"    # no apiKeyHelper at all
+
+
+class SavedHelper(str, Enum):
+    """What `save_pool_state` does with the pool's saved foreign helper."""
+
+    KEEP = "keep"
+    FROM_SETTINGS = "from_settings"   # save the helper settings.json names now (entering API-key mode)
+    CLEAR = "clear"                   # restored (leaving API-key mode): forget it
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
     change: Literal["create", "update", "delete"]
-    target: str                          # an account id, key id, "pool", "settings.json", "credentials"
+    target: str                          # an account id, key id, "pool", "settings.json"
     reason: str
     before: str = ""                     # fingerprint or non-secret value
     after: str = ""
-    detail: dict[str, str] = Field(default_factory=dict)   # non-secret parameters (ids, modes)
 
     @property
     def symbol(self) -> str:
         return SYMBOLS[self.change]
+
+    def done(self) -> str:
+        """What applying it did, in words (the apply log line and the error prefix)."""
+        raise NotImplementedError
+
+
+class AdoptCredential(_Action):
+    """pool <- Claude Code's fresher login of the same account."""
+
+    type: Literal["adopt_credential"] = "adopt_credential"
+
+    def done(self) -> str:
+        return f"took Claude Code's refreshed login into {self.target}"
+
+
+class ImportAccount(_Action):
+    """The pool gains (or, for an existing id, replaces) the login Claude Code holds."""
+
+    type: Literal["import_account"] = "import_account"
+    email: str = ""                      # the profile email of the login being imported
+    previous_email: str = ""             # update: the email the account had
+
+    def done(self) -> str:
+        return f"{'updated' if self.change == 'update' else 'imported'} {self.target}"
+
+
+class RemoveAccount(_Action):
+    type: Literal["remove_account"] = "remove_account"
+
+    def done(self) -> str:
+        return f"removed account {self.target}"
+
+
+class AddKey(_Action):
+    """An API key joins the pool; its value is the run's (never the plan's)."""
+
+    type: Literal["add_key"] = "add_key"
+
+    def done(self) -> str:
+        return f"{'replaced' if self.change == 'update' else 'added'} API key {self.target}"
+
+
+class RemoveKey(_Action):
+    type: Literal["remove_key"] = "remove_key"
+
+    def done(self) -> str:
+        return f"removed API key {self.target}"
+
+
+class SavePoolState(_Action):
+    """The pool's own state: mode, active account, active key, saved foreign helper."""
+
+    type: Literal["save_pool_state"] = "save_pool_state"
+    mode: Literal["account", "apikey"]
+    current: str = ""
+    current_key: str = ""
+    saved_api_key_helper: SavedHelper = SavedHelper.KEEP
+
+    def done(self) -> str:
+        return f"pool: {self.before} -> {self.after}"
+
+
+class WriteSettings(_Action):
+    """settings.json's apiKeyHelper."""
+
+    type: Literal["write_settings"] = "write_settings"
+    value: HelperValue
+
+    def done(self) -> str:
+        return f"settings.json apiKeyHelper: {self.before} -> {self.after}"
+
+
+class WriteCredential(_Action):
+    """Claude Code's credential store <- the login of account `target`."""
+
+    type: Literal["write_credential"] = "write_credential"
+
+    def done(self) -> str:
+        return f"Claude Code's login -> {self.target}"
+
+
+Action = Annotated[
+    Union[AdoptCredential, ImportAccount, RemoveAccount, AddKey, RemoveKey, SavePoolState, WriteSettings,
+          WriteCredential],
+    Field(discriminator="type"),
+]
+
+#: every action model, in the union's order
+ACTION_MODELS: tuple[type[_Action], ...] = get_args(get_args(Action)[0])
 
 
 class Plan(BaseModel):
@@ -49,3 +155,26 @@ class Plan(BaseModel):
     @property
     def empty(self) -> bool:
         return not self.actions
+
+
+def load_plan(data: bytes | str, where: str = "the plan") -> Plan:
+    """Parse a saved plan; a plan of another format version is refused in one line."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise PlanFormatError(f"{where} is not a claude-pool plan") from None
+    if not isinstance(raw, dict) or "actions" not in raw:
+        raise PlanFormatError(f"{where} is not a claude-pool plan")
+    version = raw.get("format_version")
+    if version != PLAN_FORMAT_VERSION:
+        made_by = f" (made by claude-pool {raw['tool_version']})" if isinstance(raw.get("tool_version"), str) \
+            and raw.get("tool_version") else ""
+        raise PlanFormatError(f"{where} has plan format {version!r}{made_by}; this claude-pool applies format "
+                              f"{PLAN_FORMAT_VERSION} only: run `claude-pool plan --out FILE` again")
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise PlanFormatError(f"{where} is not a valid claude-pool plan ({loc}: {first.get('msg', 'invalid')})") \
+            from None

@@ -156,7 +156,7 @@ def test_reconcile_selects_the_account_with_most_headroom(accounts, current, cho
     else:
         assert types(plan) == ["write_credential", "save_pool_state"]
         assert action(plan, "write_credential").target == chosen
-        assert action(plan, "save_pool_state").detail["current"] == chosen
+        assert action(plan, "save_pool_state").current == chosen
         assert action(plan, "write_credential").before == observed.store.fingerprint
         assert action(plan, "write_credential").after == oauth_fingerprint(blob(chosen))
 
@@ -211,9 +211,9 @@ def test_every_observed_account_exhausted_with_keys_enters_api_key_mode(accounts
     plan = plan_for(observed)
     # docs/ARCHITECTURE.md §7: the pool says apikey BEFORE settings.json names the helper
     assert types(plan) == ["save_pool_state", "write_settings"]
-    assert action(plan, "save_pool_state").detail["mode"] == "apikey"
-    assert action(plan, "save_pool_state").detail["current_key"] == "k2"
-    assert action(plan, "write_settings").detail["value"] == "ours"
+    assert action(plan, "save_pool_state").mode == "apikey"
+    assert action(plan, "save_pool_state").current_key == "k2"
+    assert action(plan, "write_settings").value == "ours"
 
 
 def test_entering_api_key_mode_announces_the_key_after_the_cursor_and_remembers_a_foreign_helper():
@@ -225,7 +225,7 @@ def test_entering_api_key_mode_announces_the_key_after_the_cursor_and_remembers_
     assert desired.saved_api_key_helper == FOREIGN_HELPER
     plan = plan_for(observed)
     assert types(plan) == ["save_pool_state", "write_settings"]
-    assert action(plan, "save_pool_state").detail["saved_api_key_helper"] == "from_settings"
+    assert action(plan, "save_pool_state").saved_api_key_helper == "from_settings"
     assert action(plan, "write_settings").change == "update"
     assert "write_credential" not in types(plan)
 
@@ -307,14 +307,14 @@ def test_self_heal_helper_removed_by_hand_goes_back_to_account_mode():
     assert desired.mode == "account"
     plan = plan_for(observed)
     assert types(plan) == ["save_pool_state"]          # settings.json is respected as it is
-    assert action(plan, "save_pool_state").detail["mode"] == "account"
+    assert action(plan, "save_pool_state").mode == "account"
 
 
 def test_self_heal_our_helper_in_account_mode_is_removed():
     observed = world(A("a", 20), current="a", settings_helper=OUR_HELPER)
     plan = plan_for(observed)
     assert types(plan) == ["write_settings"]
-    assert action(plan, "write_settings").detail["value"] == "remove"
+    assert action(plan, "write_settings").value == "remove"
     assert action(plan, "write_settings").after == "(none)"
 
 
@@ -325,8 +325,8 @@ def test_self_heal_our_helper_in_account_mode_restores_the_saved_foreign_helper(
     assert desired.saved_api_key_helper == ""
     plan = plan_for(observed)
     assert types(plan) == ["write_settings", "save_pool_state"]
-    assert action(plan, "write_settings").detail["value"] == "saved"
-    assert action(plan, "save_pool_state").detail["saved_api_key_helper"] == "clear"
+    assert action(plan, "write_settings").value == "saved"
+    assert action(plan, "save_pool_state").saved_api_key_helper == "clear"
 
 
 def test_recovery_from_api_key_mode_restores_settings_then_credential_then_pool():
@@ -337,10 +337,10 @@ def test_recovery_from_api_key_mode_restores_settings_then_credential_then_pool(
     plan = plan_for(observed)
     # docs/ARCHITECTURE.md §7, leaving API-key mode: settings first, then the credential, then the pool
     assert types(plan) == ["write_settings", "write_credential", "save_pool_state"]
-    assert action(plan, "write_settings").detail["value"] == "saved"
+    assert action(plan, "write_settings").value == "saved"
     assert action(plan, "write_credential").target == "b"
     state = action(plan, "save_pool_state")
-    assert (state.detail["mode"], state.detail["current"], state.detail["saved_api_key_helper"]) == \
+    assert (state.mode, state.current, state.saved_api_key_helper) == \
         ("account", "b", "clear")
 
 
@@ -349,7 +349,7 @@ def test_recovery_to_the_account_claude_code_still_holds_needs_no_credential_wri
                      settings_helper=OUR_HELPER)
     plan = plan_for(observed)
     assert types(plan) == ["write_settings", "save_pool_state"]
-    assert action(plan, "write_settings").detail["value"] == "remove"
+    assert action(plan, "write_settings").value == "remove"
 
 
 def test_api_key_mode_with_every_account_still_exhausted_stays():
