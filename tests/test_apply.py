@@ -336,3 +336,29 @@ def test_apply_refuses_a_plan_saved_by_the_previous_format_in_one_line(sandbox, 
     sandbox.ok("plan", "--out", str(saved))
     assert json.loads(saved.read_text())["format_version"] == PLAN_FORMAT_VERSION
     sandbox.ok("apply", str(saved))
+
+
+def test_plan_entering_api_key_mode_dry_runs_the_writes_and_nothing_outside_apply(sandbox, fake, monkeypatch):
+    """The dry run of a full switch to API keys passes its checks, writes no file, and neither
+    tells running sessions nor schedules the wake (those follow a real apply only)."""
+    from claude_pool.reconciler import engine
+
+    fake.add_account(ALICE, five_hour=100)
+    sandbox.seed(ALICE, keys={"k1": "sk-ant-api03-PLANTED-K1-0123456789abcdef"})
+    sandbox.write_settings({"apiKeyHelper": "echo foreign", "model": "opus"})
+    calls: list[str] = []
+    real_after_apply = engine.after_apply
+    monkeypatch.setattr(engine, "after_apply", lambda rt, outcome: (calls.append(rt.trigger),
+                                                                   real_after_apply(rt, outcome)))
+    before = sandbox.snapshot()
+    plan = sandbox.run("plan", "--json", "--detailed-exitcode", subprocess=False, env={"CLAUDE_POOL_WAKE": "0"})
+    assert plan.returncode == 2, plan.stderr
+    actions = json.loads(plan.stdout)["actions"]
+    assert [(a["type"], a.get("value"), a.get("saved_api_key_helper")) for a in actions] == \
+        [("save_pool_state", None, "from_settings"), ("write_settings", "ours", None)]
+    assert sandbox.snapshot() == before and calls == []
+    applied = sandbox.run("apply", subprocess=False, env={"CLAUDE_POOL_WAKE": "0"})
+    assert applied.returncode == 0, applied.stderr
+    assert calls == ["apply"]
+    assert sandbox.pool()["mode"] == "apikey" and sandbox.pool()["saved_api_key_helper"] == "echo foreign"
+    assert sandbox.settings()["model"] == "opus" and sandbox.settings()["apiKeyHelper"].endswith(" helper")
