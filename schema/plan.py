@@ -42,6 +42,7 @@ class SavedHelper(str, Enum):
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
+    type: str                            # each model narrows it to its Literal (the discriminator)
     change: Literal["create", "update", "delete"]
     target: str                          # an account id, key id, "pool", "settings.json"
     reason: str
