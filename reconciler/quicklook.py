@@ -23,7 +23,10 @@ from typing import Any
 
 from claude_pool.providers import crypto, paths, poolcodec
 from claude_pool.providers.hotlock import HotLock, LockTimeout
-from claude_pool.schema.limits import families, parse_time, parse_windows, scope_applies
+from claude_pool.schema.limits import families, parse_windows, scope_applies
+from claude_pool.schema.timefmt import format_optional, parse_time
+
+from .status import duration
 
 DEFAULT_THRESHOLD = 0.9          # kept equal to schema/config.py's PolicyConfig default
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -74,17 +77,6 @@ def read_config() -> dict[str, Any]:
     return {"threshold": float(threshold), "timeout": float(timeout),
             "api_base": os.environ.get("CLAUDE_POOL_API_BASE_URL") or endpoints.get("api_base") or DEFAULT_API_BASE,
             "store": os.environ.get("CLAUDE_POOL_CREDENTIAL_STORE") or store.get("credential_store") or "auto"}
-
-
-def format_utc(when: datetime | None) -> str | None:
-    """RFC 3339 the way the pool stores times (schema/timefmt.py)."""
-    if when is None:
-        return None
-    when = when.astimezone(timezone.utc)
-    text = when.strftime("%Y-%m-%dT%H:%M:%S")
-    if when.microsecond:
-        text += f".{when.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
 def binding(usage: dict, words: frozenset[str] | None) -> tuple[float, bool]:
@@ -237,15 +229,6 @@ def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, 
     raise OSError(result.get("error") or f"no answer within {timeout:.1f}s")
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
 def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: datetime) -> None:
     """Keep the live reading in the pool (a short wait for the lock; busy: skip, it is a cache)."""
     try:
@@ -259,7 +242,7 @@ def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: dat
             if acc is None:
                 return
             acc["usage"] = usage
-            acc["usage_at"] = format_utc(now)
+            acc["usage_at"] = format_optional(now)
             written = poolcodec.write(path, pool, key)
             _carry_status(read_from, written)
     except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
@@ -284,8 +267,8 @@ def _pool_usage(found: dict) -> dict:
     out: dict[str, Any] = {}
     for name in ("five_hour", "seven_day"):
         w = found.get(name) or {"pct": 0.0, "resets_at": None}
-        out[name] = {"pct": w["pct"], "resets_at": format_utc(w["resets_at"])}
-    out["scoped"] = [dict(s, resets_at=format_utc(s["resets_at"])) for s in found.get("scoped", [])]
+        out[name] = {"pct": w["pct"], "resets_at": format_optional(w["resets_at"])}
+    out["scoped"] = [dict(s, resets_at=format_optional(s["resets_at"])) for s in found.get("scoped", [])]
     out["extra_usage"] = found.get("extra_usage")
     return out
 
@@ -379,7 +362,7 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
                          "reading; staying on it\n")
         return Look("stay", error)
     sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); using the cached reading "
-                     f"from {_ago((now - at).total_seconds())} ago\n")
+                     f"from {duration((now - at).total_seconds())} ago\n")
     pct, risk = binding(cached, words)
     for name in ("five_hour", "seven_day"):  # a window that reset since the reading is not at that level
         w = cached.get(name)

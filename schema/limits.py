@@ -19,6 +19,8 @@ import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from .timefmt import parse_time
+
 # limits[].kind -> our window name (the legacy keys five_hour / seven_day)
 LIMIT_KINDS = {"session": "five_hour", "weekly_all": "seven_day"}
 SCOPED_KIND = "weekly_scoped"
@@ -34,33 +36,6 @@ def _percent(value: Any) -> float | None:
     if math.isnan(value) or math.isinf(value):
         return None
     return min(max(value, 0.0), 100.0)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 (Z or offset, any fraction) or epoch seconds; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
-        return None
-    head, dot, rest = value.partition(".")
-    if dot:
-        i = 0
-        while i < len(rest) and rest[i].isdigit():
-            i += 1
-        digits = rest[:i]
-        value = f"{head}.{digits[:6].ljust(6, '0')}{rest[i:]}" if digits else head + rest[i:]
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _scope_name(item: dict) -> str:

@@ -6,11 +6,28 @@ older tool survives a load/save round trip. Fields added here are new keys the G
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from .timefmt import GoTime, OptTime  # noqa: F401
+from .timefmt import format_optional, format_time, is_never, parse_time
+
+
+def _time_field(value: Any) -> datetime | None:
+    """A pool time: "never" is None; anything else must be a time (a corrupt pool is refused)."""
+    if is_never(value):
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError("not a time")
+    return parsed
+
+
+# Written as Go's zero time when unset (the Go tool's own habit for usage_at).
+GoTime = Annotated[datetime | None, BeforeValidator(_time_field), PlainSerializer(format_time, return_type=str)]
+# Written as null when unset.
+OptTime = Annotated[datetime | None, BeforeValidator(_time_field), PlainSerializer(format_optional)]
 
 
 class _Keep(BaseModel):
