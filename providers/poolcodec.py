@@ -12,24 +12,11 @@ from pathlib import Path
 
 from . import crypto
 from .base import ProviderError
-from .fsutil import atomic_write, ensure_private_dir
+from .fsutil import atomic_write, ensure_private_dir, identity
 
 
 class PoolError(ProviderError):
     """The pool cannot be used as it is; it is left untouched."""
-
-
-def identity(st: os.stat_result) -> list[int]:
-    """Which pool file this is: size, mtime in ns, inode. Every writer (this tool's and the Go
-    tool's) replaces the file by a rename, so any write changes it, even within one second."""
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def current_identity(path: Path | str) -> list[int] | None:
-    try:
-        return identity(os.stat(path))
-    except OSError:
-        return None
 
 
 def read_bytes(path: Path) -> bytes | None:
@@ -83,10 +70,3 @@ def write(path: Path, data: dict, key: bytes) -> list[int]:
         data = {k: v for k, v in data.items() if k != "key_cursor"}
     ensure_private_dir(path.parent)
     return identity(atomic_write(path, encode(data, key), mode=0o600, follow_symlink=False))
-
-
-def write_status(path: Path, summary: dict, pool_identity: list[int] | None) -> None:
-    """status.json: the summary, and the identity of the pool file it was made from (`status`
-    trusts it only while the pool is still that very file)."""
-    summary = dict(summary, pool=pool_identity)
-    atomic_write(path, json.dumps(summary).encode("utf-8"), mode=0o600, follow_symlink=False)

@@ -7,16 +7,17 @@ Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary wi
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from claude_pool.schema.credentials import oauth_fingerprint
-from claude_pool.schema.pool import Pool
+from claude_pool.schema.pool import Pool, exhausted_until
 from claude_pool.schema.timefmt import format_time
 
-from . import crypto, paths, poolcodec
+from . import crypto, paths, poolcodec, sidecars
 from .base import ProviderError
 from .fsutil import clean_stale_temps, ensure_private_dir
 from .poolcodec import PoolError
@@ -44,14 +45,9 @@ def status_summary(pool: Pool) -> dict[str, object]:
     if pool.mode == "apikey":
         # An account is back when its latest exhausted window resets; the pool, when the first
         # account is back.
-        per_account = []
-        for acc in pool.accounts:
-            ws = [w.resets_at for w in (acc.usage.five_hour, acc.usage.seven_day)
-                  if w.pct >= 100 and w.resets_at is not None]
-            if acc.block is not None and acc.block.until is not None:
-                ws.append(acc.block.until)
-            if ws and not acc.needs_relogin:
-                per_account.append(max(ws))
+        now = datetime.now(timezone.utc)
+        per_account = [t for acc in pool.accounts if not acc.needs_relogin
+                       for t in [exhausted_until(acc, now)] if t is not None]
         summary: dict[str, object] = {"mode": "apikey", "name": pool.current_key, "since": since}
         if per_account:
             summary["resets_at"] = format_time(min(per_account))
@@ -119,7 +115,7 @@ class PoolFile:
 
     def write_status(self, value: Pool) -> None:
         """The summary of `value`, which is the pool file last read or written by this provider."""
-        poolcodec.write_status(self.status_path, status_summary(value), self.identity)
+        sidecars.write_status(status_summary(value), self.identity, self.status_path)
 
 
 def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:

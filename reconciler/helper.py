@@ -14,12 +14,11 @@ Standard library + cryptography only: no pydantic, httpx, structlog or filelock 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
-from claude_pool.providers import crypto, paths, poolcodec, spawn
+from claude_pool.providers import crypto, paths, poolcodec, sidecars, spawn
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
 
@@ -59,20 +58,6 @@ def next_key(data: dict) -> tuple[str, str] | None:
     return str(chosen.get("id", "")), str(chosen["key"])
 
 
-def _update_status(key_id: str, read_from: list[int], written: list[int]) -> None:
-    """Carry status.json over to the pool just written, when it described the pool read (else
-    leave it: `status` rebuilds it once from the pool)."""
-    path = paths.status_file()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            summary = json.load(fh)
-        if isinstance(summary, dict) and summary.get("pool") == read_from and summary.get("mode") == "apikey":
-            summary["name"] = key_id
-            poolcodec.write_status(Path(path), summary, written)
-    except (OSError, ValueError, RecursionError):
-        pass
-
-
 def _lock_wait() -> float:
     try:
         return max(0.0, float(os.environ.get("CLAUDE_POOL_HELPER_LOCK_WAIT", "10")))
@@ -97,7 +82,7 @@ def serve() -> str | None:
             if (_cursor(pool), pool.get("current_key")) != before:
                 # one key: nothing moved, nothing to write (status.json stays true)
                 written = poolcodec.write(path, pool, key)
-                _update_status(served[0], read_from, written)
+                sidecars.carry_status(read_from, written, name=served[0])
         return served[1]
     except LockTimeout:
         # A long run holds the pool (say, one waiting for Claude Code's refresh lock). Claude Code

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from claude_pool.providers import paths
+from claude_pool.providers import paths, sidecars
 from claude_pool.schema.limits import model_of
 
 ENV = "CLAUDE_POOL_MODEL"          # how a hook hands the model it learned to the full engine
@@ -31,12 +31,8 @@ def from_settings(path: str | None = None) -> str | None:
 
 
 def from_feed(now: float | None = None) -> str | None:
-    try:
-        with open(paths.feed_file(), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("at"), (int, float)):
+    data = sidecars.read_feed()
+    if data is None or not isinstance(data.get("at"), (int, float)):
         return None
     if (now or time.time()) - data["at"] > FEED_MAX_AGE:
         return None

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from claude_pool.providers import claude_lock, paths
+from claude_pool.providers import claude_lock, paths, sidecars
 from claude_pool.providers.anthropic import ApiError, InvalidGrant, TransientError, Unauthorized
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.fsutil import clean_stale_temps
@@ -140,7 +139,7 @@ def merge_feed(rt: Runtime) -> None:
     Only for the account active when it was recorded, and not in the first seconds after a
     switch (the statusline may still show the previous credential's last response).
     """
-    feed = read_feed(rt.pool_file.path.parent / os.path.basename(paths.feed_file()))
+    feed = sidecars.read_feed(str(rt.pool_file.path.parent / os.path.basename(paths.feed_file())))
     if feed is None:
         return
     acc = rt.pool.account(str(feed.get("name", "")))
@@ -173,14 +172,6 @@ def merge_feed(rt: Runtime) -> None:
         return
     acc.usage, acc.usage_at = Usage(**windows), at
     rt.usage_dirty = True
-
-
-def read_feed(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def observe_store(rt: Runtime, *, identify: bool) -> StoreObs:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from claude_pool.schema.limits import families, scope_applies
-from claude_pool.schema.pool import Account, Block, Pool
+from claude_pool.schema.limits import families
+from claude_pool.schema.pool import Account, Pool, exhausted_until, live_block  # noqa: F401 (policy's vocabulary)
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState
 
 from .errors import UserError
@@ -25,39 +25,6 @@ WAKE_MAX = timedelta(hours=6)
 def words_of(intent: Intent) -> frozenset[str] | None:
     """The words of the model the decision is for (None: unknown)."""
     return families(getattr(intent, "model", None))
-
-
-def live_block(acc: Account | None, now: datetime, words: frozenset[str] | None = None, *,
-               strict: bool = True) -> Block | None:
-    """The account's 429 block, while it lasts and applies to the model (an expired block is
-    forgotten). A block for one model's own limit applies to that model; with the model unknown
-    it applies only when `strict` is False (it then ranks the account last instead)."""
-    block = acc.block if acc is not None else None
-    if block is None or block.until is None or block.until <= now:
-        return None
-    if block.model:
-        if words is None:
-            return None if strict else block
-        if block.model not in words:
-            return None
-    return block
-
-
-def exhausted_until(acc: Account, now: datetime, words: frozenset[str] | None = None) -> datetime | None:
-    """The time the account is back, when its cached usage (the windows that bind `words`' model)
-    or a 429 block proves it refuses requests until then."""
-    resets: list[datetime] = []
-    if acc.usage_at:
-        u = acc.usage
-        resets += [w.resets_at for w in (u.five_hour, u.seven_day)
-                   if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
-        resets += [s.resets_at for s in u.scoped
-                   if s.pct is not None and s.pct >= 100.0 and s.resets_at is not None and s.resets_at > now
-                   and scope_applies(s.name, words)]
-    block = live_block(acc, now, words)
-    if block is not None and block.until is not None:
-        resets.append(block.until)
-    return max(resets) if resets else None
 
 
 def score(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None) -> float:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from claude_pool.providers import crypto, paths, poolcodec
+from claude_pool.providers import crypto, paths, poolcodec, sidecars
 from claude_pool.providers.hotlock import HotLock, LockTimeout
 from claude_pool.schema.limits import families, parse_windows, scope_applies
 from claude_pool.schema.timefmt import format_optional, parse_time
@@ -244,22 +244,9 @@ def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: dat
             acc["usage"] = usage
             acc["usage_at"] = format_optional(now)
             written = poolcodec.write(path, pool, key)
-            _carry_status(read_from, written)
+            sidecars.carry_status(read_from, written)
     except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
         return
-
-
-def _carry_status(read_from: list[int], written: list[int]) -> None:
-    """A usage reading changes nothing `status` shows: carry status.json over to the pool file
-    just written, when it described the one read (else `status` rebuilds it once)."""
-    status = paths.status_file()
-    try:
-        with open(status, encoding="utf-8") as fh:
-            summary = json.load(fh)
-        if isinstance(summary, dict) and summary.get("pool") == read_from:
-            poolcodec.write_status(Path(status), summary, written)
-    except (OSError, ValueError, RecursionError):
-        pass
 
 
 def _pool_usage(found: dict) -> dict:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from claude_pool.providers import paths
+from claude_pool.providers import paths, sidecars
 
 
 def duration(seconds: float) -> str:
@@ -29,21 +29,7 @@ def duration(seconds: float) -> str:
 
 
 def summary() -> dict[str, object] | None:
-    try:
-        with open(paths.status_file(), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or "mode" not in data:
-        return None
-    try:
-        st = os.stat(paths.pool_file())
-        now = [st.st_size, st.st_mtime_ns, st.st_ino]
-    except OSError:
-        now = None
-    if data.get("pool") != now:
-        return None  # made from another pool file: something else wrote the pool since
-    return data
+    return sidecars.read_status()  # type: ignore[return-value]
 
 
 def _slow_summary() -> dict[str, object]:

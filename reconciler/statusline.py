@@ -9,13 +9,10 @@ with the time until an account is back.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 
-from claude_pool.providers import paths
-from claude_pool.providers.fsutil import atomic_write
+from claude_pool.providers import sidecars
 
 from .hooks import read_payload
 from .status import current, duration
@@ -66,7 +63,7 @@ def main(argv: list[str]) -> int:
         feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]
         if feed is not None:
             try:
-                atomic_write(Path(paths.feed_file()), json.dumps(feed).encode(), mode=0o600)
+                sidecars.write_feed(feed)  # type: ignore[arg-type]
             except OSError:
                 pass
     sys.stdout.write(badge(data, now, color="--no-color" not in argv) + "\n")

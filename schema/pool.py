@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
+from .limits import scope_applies
 from .timefmt import format_optional, format_time, is_never, parse_time
 
 
@@ -198,3 +199,37 @@ class Pool(_Keep):
         for acc in self.accounts:
             found.extend(blob_secrets(acc.blob))
         return found
+
+
+def live_block(acc: Account | None, now: datetime, words: frozenset[str] | None = None, *,
+               strict: bool = True) -> Block | None:
+    """The account's 429 block, while it lasts and applies to the model (an expired block is
+    forgotten). A block for one model's own limit applies to that model; with the model unknown
+    it applies only when `strict` is False (it then ranks the account last instead)."""
+    block = acc.block if acc is not None else None
+    if block is None or block.until is None or block.until <= now:
+        return None
+    if block.model:
+        if words is None:
+            return None if strict else block
+        if block.model not in words:
+            return None
+    return block
+
+
+def exhausted_until(acc: Account, now: datetime, words: frozenset[str] | None = None) -> datetime | None:
+    """The time the account is back, when its cached usage (the windows that bind `words`' model)
+    or a 429 block proves it refuses requests until then. The one definition: the policy, the
+    wake and `status` all ask this."""
+    resets: list[datetime] = []
+    if acc.usage_at:
+        u = acc.usage
+        resets += [w.resets_at for w in (u.five_hour, u.seven_day)
+                   if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
+        resets += [s.resets_at for s in u.scoped
+                   if s.pct is not None and s.pct >= 100.0 and s.resets_at is not None and s.resets_at > now
+                   and scope_applies(s.name, words)]
+    block = live_block(acc, now, words)
+    if block is not None and block.until is not None:
+        resets.append(block.until)
+    return max(resets) if resets else None

@@ -1,0 +1,103 @@
+"""The two plaintext files beside the pool, in one place: `status.json` and `usage-feed.json`.
+
+Neither holds a secret; both are written atomically (0600) and read with the standard library
+only, by the hot paths (`status`, `statusline`, `helper`, the session-start look) and the engine
+alike.
+
+- `status.json` (`Status`): what `claude-pool status` prints, precomputed at every pool save, plus
+  `pool`: the identity (size, mtime_ns, inode) of the pool file it was made from. It is trusted only
+  while the pool is still that very file; any other writer (the Go tool) makes `status` rebuild it.
+- `usage-feed.json` (`Feed`): the active account's usage as the statusline last saw it in Claude
+  Code's statusLine input (free data, no API call); observe takes it as a cached reading and
+  reconciler/model.py takes the model from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TypedDict
+
+from . import paths
+from .fsutil import atomic_write, current_identity
+
+
+class Status(TypedDict, total=False):
+    mode: str                 # "account" | "apikey" | "empty"
+    name: str                 # the active account or key
+    since: str | None         # when the pool last switched (RFC 3339), for the feed's check
+    resets_at: str            # apikey: when the first account is back (RFC 3339)
+    resets_at_epoch: float    # the same, as epoch seconds (no datetime parsing on the hot path)
+    pool: list[int] | None    # identity of the pool file this was made from
+
+
+class FeedWindow(TypedDict):
+    pct: float
+    resets_at: float | None   # epoch seconds
+
+
+class Feed(TypedDict, total=False):
+    name: str                 # the account active when it was recorded
+    at: float                 # epoch seconds
+    since: str | None         # the pool's switched_at then (Status.since)
+    five_hour: FeedWindow
+    seven_day: FeedWindow
+    model: str
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: str, data: dict) -> None:
+    atomic_write(Path(path), json.dumps(data).encode("utf-8"), mode=0o600, follow_symlink=False)
+
+
+# ---- status.json ---------------------------------------------------------------------------
+
+def read_status(status_path: str | None = None, pool_path: str | None = None) -> Status | None:
+    """The summary, only while it describes the pool file as it is now."""
+    data = _read_json(status_path or paths.status_file())
+    if data is None or "mode" not in data:
+        return None
+    if data.get("pool") != current_identity(pool_path or paths.pool_file()):
+        return None  # made from another pool file: something else wrote the pool since
+    return data  # type: ignore[return-value]
+
+
+def write_status(summary: Status | dict, pool_identity: list[int] | None, status_path: str | Path | None = None) -> None:
+    _write_json(str(status_path or paths.status_file()), dict(summary, pool=pool_identity))
+
+
+def carry_status(read_from: list[int], written: list[int], *, name: str | None = None) -> None:
+    """A hot path rewrote the pool without changing what `status` shows (a usage reading) or
+    changing only the key's name (the helper): move status.json over to the file just written,
+    when it described the one read; else leave it (`status` rebuilds it once)."""
+    path = paths.status_file()
+    data = _read_json(path)
+    if data is None or data.get("pool") != read_from:
+        return
+    if name is not None:
+        if data.get("mode") != "apikey":
+            return
+        data["name"] = name
+    try:
+        write_status(data, written, path)
+    except OSError:
+        pass
+
+
+# ---- usage-feed.json -----------------------------------------------------------------------
+
+def read_feed(path: str | None = None) -> Feed | None:
+    data = _read_json(path or paths.feed_file())
+    return data  # type: ignore[return-value]
+
+
+def write_feed(feed: Feed, path: str | None = None) -> None:
+    _write_json(path or paths.feed_file(), dict(feed))
