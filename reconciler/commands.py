@@ -218,7 +218,7 @@ def cmd_key_add(a: argparse.Namespace) -> int:
     key_id = a.id if a.id is not None else "key-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     check_id(key_id, "key name")
     from . import engine
-    from .render import mask_key
+    from claude_pool.schema.listing import mask_key
 
     rt = _runtime("key add")
     rt.new_secrets[key_id] = key
@@ -242,18 +242,15 @@ def cmd_rm(a: argparse.Namespace) -> int:
 # ---- looking -------------------------------------------------------------------------------
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from claude_pool.providers.poolfile import PoolFile
+    """Text and --json render one model (schema/listing.py). The text view polls (a live look,
+    readings kept, nothing else changed); --json shows the pool as last read: no network."""
+    from claude_pool.schema.listing import build
 
+    from . import engine
     from .render import list_text
 
-    if a.json:
-        pool = PoolFile().observe()
-        _out(json.dumps(_list_json(pool), indent=2))
-        return 0
-    from . import engine
-
     rt = _runtime("list")
-    outcome = engine.run(rt, Reconcile(live=True), execute=False)
+    outcome = engine.run(rt, Reconcile(live=True), execute=False, network=not a.json)
     if rt.usage_dirty:
         from claude_pool.providers.poolfile import lock_or_busy
 
@@ -267,44 +264,9 @@ def cmd_list(a: argparse.Namespace) -> int:
             rt.pool_file.write(fresh)
         finally:
             lock.release()
-    _out(list_text(rt.pool, outcome.observed, outcome.observed.now))
-    if outcome.plan.actions:
-        _out(f"({len(outcome.plan.actions)} pending change(s): `claude-pool plan` shows them)")
+    view = build(rt.pool, outcome.observed, outcome.observed.now, len(outcome.plan.actions))
+    _out(view.model_dump_json(indent=2) if a.json else list_text(view))
     return 0
-
-
-def _list_json(pool) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    from claude_pool.schema.credentials import fingerprint
-    from claude_pool.schema.timefmt import format_time
-
-    now = datetime.now(timezone.utc)
-
-    def win(w):  # type: ignore[no-untyped-def]
-        return {"pct": w.pct, "resets_at": format_time(w.resets_at) if w.resets_at else None}
-
-    def scoped(s):  # type: ignore[no-untyped-def]
-        return {"name": s.name, "source": s.source, "active": s.active, "severity": s.severity, **win(s)}
-
-    def block(a):  # type: ignore[no-untyped-def]
-        b = a.block
-        if b is None or b.until is None or b.until <= now:
-            return None  # an expired block says nothing
-        return {"until": format_time(b.until), "source": b.source, "reason": b.reason, "model": b.model,
-                "at": format_time(b.at) if b.at else None}
-
-    return {
-        "mode": pool.mode,
-        "current": pool.current,
-        "current_key": pool.current_key,
-        "accounts": [{"id": a.id, "email": a.email, "needs_relogin": a.needs_relogin,
-                      "usage": {"five_hour": win(a.usage.five_hour), "seven_day": win(a.usage.seven_day),
-                                "scoped": [scoped(s) for s in a.usage.scoped],
-                                "extra_usage": a.usage.extra_usage.model_dump(mode="json")
-                                if a.usage.extra_usage is not None else None},
-                      "blocked": block(a),
-                      "usage_at": format_time(a.usage_at) if a.usage_at else None} for a in pool.accounts],
-        "api_keys": [{"id": k.id, "fingerprint": fingerprint(k.key)} for k in pool.api_keys],
-    }
 
 
 def cmd_status(a: argparse.Namespace) -> int:

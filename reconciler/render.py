@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 
+from claude_pool.schema.listing import Listing
 from claude_pool.schema.plan import Plan
-from claude_pool.schema.pool import Account, Pool, UsageWindow
-from claude_pool.schema.state import ObservedState
+from claude_pool.schema.pool import Block, Usage, UsageWindow
 
 from .status import duration
 
@@ -42,16 +42,15 @@ def window(w: UsageWindow, now: datetime) -> str:
     return text
 
 
-def windows_text(acc: Account, now: datetime) -> str:
-    """`12%/2h05m 40%/3d  Opus 100%/3d  extra usage on (20%)  blocked 1h59m (429 message)`."""
-    u = acc.usage
+def windows_text(u: Usage, now: datetime) -> str:
+    """`12%/2h05m 40%/3d  Opus 100%/3d  extra usage on (20%)`."""
     text = f"{window(u.five_hour, now)} {window(u.seven_day, now)}"
     scoped = []
     for s in u.scoped:
         if s.pct is None:
             scoped.append(f"{s.name} ?")
             continue
-        part = f"{s.name} {s.pct:.0f}%"
+        part = f"{s.name} {percent(s.pct)}"
         if s.resets_at is not None and s.resets_at > now:
             part += "/" + duration((s.resets_at - now).total_seconds())
         scoped.append(part)
@@ -63,8 +62,7 @@ def windows_text(acc: Account, now: datetime) -> str:
     return text
 
 
-def block_text(acc: Account, now: datetime) -> str:
-    b = acc.block
+def block_text(b: Block | None, now: datetime) -> str:
     if b is None or b.until is None or b.until <= now:
         return ""
     scope = f" for {b.model}" if b.model else ""
@@ -72,42 +70,33 @@ def block_text(acc: Account, now: datetime) -> str:
     return f"blocked{scope} {duration((b.until - now).total_seconds())} (429{said}; reset from {b.source})"
 
 
-def mask_key(key: str) -> str:
-    if len(key) <= 12:
-        return "…" + key[-2:] if key else ""
-    prefix = key[:10] if key.startswith("sk-ant-") else key[:3]
-    return f"{prefix}…{key[-4:]}"
-
-
-def list_text(pool: Pool, observed: ObservedState | None, now: datetime) -> str:
-    lines: list[str] = []
-    mode = "API keys" if pool.mode == "apikey" else "accounts"
-    lines.append(f"mode: {mode}")
-    if not pool.accounts and not pool.api_keys:
+def list_text(view: Listing) -> str:
+    now = view.now or datetime.now(timezone.utc)
+    lines: list[str] = [f"mode: {'API keys' if view.mode == 'apikey' else 'accounts'}"]
+    if not view.accounts and not view.api_keys:
         lines.append("the pool is empty: run `claude-pool import` after /login in Claude Code")
         return "\n".join(lines)
-    if pool.accounts:
+    if view.accounts:
         lines.append("accounts (5h / 7d usage, time to reset):")
-    id_w = max([len(a.id) for a in pool.accounts] + [2])
-    em_w = max([len(a.email) for a in pool.accounts] + [2])
-    for acc in pool.accounts:
-        mark = "*" if pool.mode == "account" and acc.id == pool.current else " "
+    id_w = max([len(a.id) for a in view.accounts] + [2])
+    em_w = max([len(a.email) for a in view.accounts] + [2])
+    for acc in view.accounts:
         if acc.needs_relogin:
             usage = "needs re-login (/login in Claude Code, then `claude-pool import`)"
         elif acc.usage_at is None:
             usage = "usage unknown"
         else:
-            usage = windows_text(acc, now)
-        blocked = block_text(acc, now)
+            usage = windows_text(acc.usage, now)
+        blocked = block_text(acc.blocked, now)
         if blocked and not acc.needs_relogin:
             usage += "  " + blocked
-        obs = observed.accounts.get(acc.id) if observed else None
-        if obs is not None and obs.poll == "error":
-            usage += f"  (poll failed: {obs.error})"
-        lines.append(f" {mark} {acc.id.ljust(id_w)}  {acc.email.ljust(em_w)}  {usage}")
-    if pool.api_keys:
+        if acc.error:
+            usage += f"  (poll failed: {acc.error})"
+        lines.append(f" {'*' if acc.active else ' '} {acc.id.ljust(id_w)}  {acc.email.ljust(em_w)}  {usage}")
+    if view.api_keys:
         lines.append("API keys:")
-        for key in pool.api_keys:
-            mark = "*" if pool.mode == "apikey" and key.id == pool.current_key else " "
-            lines.append(f" {mark} {key.id}  {mask_key(key.key)}")
+        for key in view.api_keys:
+            lines.append(f" {'*' if key.active else ' '} {key.id}  {key.masked}")
+    if view.pending_changes:
+        lines.append(f"({view.pending_changes} pending change(s): `claude-pool plan` shows them)")
     return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""What `claude-pool list` shows: one model, rendered as text or as JSON (`list --json`), so the
+two cannot disagree. Never a secret: keys appear masked and by fingerprint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .pool import Block, GoTime, OptTime, Usage
+
+
+class AccountView(BaseModel):
+    id: str
+    email: str = ""
+    active: bool = False
+    needs_relogin: bool = False
+    usage: Usage = Field(default_factory=Usage)   # the last reading (usage_at None: never read)
+    usage_at: GoTime = None
+    blocked: Block | None = None        # a 429 block that still lasts
+    poll: str = "skipped"               # this run: ok | cached | error | skipped | dead
+    error: str = ""                     # why the poll failed (shown, not used to decide)
+
+
+class KeyView(BaseModel):
+    id: str
+    active: bool = False
+    masked: str
+    fingerprint: str
+
+
+class Listing(BaseModel):
+    mode: Literal["account", "apikey"] = "account"
+    current: str = ""
+    current_key: str = ""
+    now: OptTime = None
+    accounts: list[AccountView] = Field(default_factory=list)
+    api_keys: list[KeyView] = Field(default_factory=list)
+    pending_changes: int = 0            # what `claude-pool plan` would change now
+
+
+def mask_key(key: str) -> str:
+    if len(key) <= 12:
+        return "…" + key[-2:] if key else ""
+    prefix = key[:10] if key.startswith("sk-ant-") else key[:3]
+    return f"{prefix}…{key[-4:]}"
+
+
+def build(pool, observed, now: datetime, pending: int = 0) -> Listing:  # type: ignore[no-untyped-def]
+    """The listing of `pool` as this run observed it (`observed`: schema/state.py ObservedState)."""
+    from .credentials import fingerprint
+    from .pool import live_block
+
+    accounts = []
+    for acc in pool.accounts:
+        obs = observed.accounts.get(acc.id) if observed is not None else None
+        accounts.append(AccountView(
+            id=acc.id, email=acc.email, active=pool.mode == "account" and acc.id == pool.current,
+            needs_relogin=acc.needs_relogin, usage=acc.usage, usage_at=acc.usage_at,
+            blocked=live_block(acc, now, strict=False), poll=obs.poll if obs is not None else "skipped",
+            error=obs.error if obs is not None and obs.poll == "error" else ""))
+    keys = [KeyView(id=k.id, active=pool.mode == "apikey" and k.id == pool.current_key, masked=mask_key(k.key),
+                    fingerprint=fingerprint(k.key)) for k in pool.api_keys]
+    return Listing(mode=pool.mode, current=pool.current, current_key=pool.current_key, now=now,
+                   accounts=accounts, api_keys=keys, pending_changes=pending)
