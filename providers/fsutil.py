@@ -94,16 +94,3 @@ def clean_stale_temps(directory: Path | str, older_than: float = 600.0) -> int:
         except OSError:
             pass
     return removed
-
-
-def identity(st: os.stat_result) -> list[int]:
-    """Which pool file this is: size, mtime in ns, inode. Every writer (this tool's and the Go
-    tool's) replaces the file by a rename, so any write changes it, even within one second."""
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def current_identity(path: Path | str) -> list[int] | None:
-    try:
-        return identity(os.stat(path))
-    except OSError:
-        return None

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import crypto
 from .base import ProviderError
-from .fsutil import atomic_write, ensure_private_dir, identity
+from .fsutil import atomic_write, ensure_private_dir
+from .sidecars import identity
 
 
 class PoolError(ProviderError):

@@ -15,34 +15,37 @@ alike.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TypedDict
+import os
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hot path)
 
 from . import paths
-from .fsutil import atomic_write, current_identity
+
+if TYPE_CHECKING:  # `status` runs on every statusline render
+    from typing import TypedDict
+
+    class Status(TypedDict, total=False):
+        mode: str                 # "account" | "apikey" | "empty"
+        name: str                 # the active account or key
+        since: str | None         # when the pool last switched (RFC 3339), for the feed's check
+        resets_at: str            # apikey: when the first account is back (RFC 3339)
+        resets_at_epoch: float    # the same, as epoch seconds (no datetime parsing on the hot path)
+        pool: list[int] | None    # identity of the pool file this was made from
 
 
-class Status(TypedDict, total=False):
-    mode: str                 # "account" | "apikey" | "empty"
-    name: str                 # the active account or key
-    since: str | None         # when the pool last switched (RFC 3339), for the feed's check
-    resets_at: str            # apikey: when the first account is back (RFC 3339)
-    resets_at_epoch: float    # the same, as epoch seconds (no datetime parsing on the hot path)
-    pool: list[int] | None    # identity of the pool file this was made from
+    class FeedWindow(TypedDict):
+        pct: float
+        resets_at: float | None   # epoch seconds
 
 
-class FeedWindow(TypedDict):
-    pct: float
-    resets_at: float | None   # epoch seconds
-
-
-class Feed(TypedDict, total=False):
-    name: str                 # the account active when it was recorded
-    at: float                 # epoch seconds
-    since: str | None         # the pool's switched_at then (Status.since)
-    five_hour: FeedWindow
-    seven_day: FeedWindow
-    model: str
+    class Feed(TypedDict, total=False):
+        name: str                 # the account active when it was recorded
+        at: float                 # epoch seconds
+        since: str | None         # the pool's switched_at then (Status.since)
+        five_hour: FeedWindow
+        seven_day: FeedWindow
+        model: str
+else:
+    Status = FeedWindow = Feed = dict
 
 
 def _read_json(path: str) -> dict | None:
@@ -55,7 +58,24 @@ def _read_json(path: str) -> dict | None:
 
 
 def _write_json(path: str, data: dict) -> None:
+    from pathlib import Path
+
+    from .fsutil import atomic_write  # writers only: readers stay light
+
     atomic_write(Path(path), json.dumps(data).encode("utf-8"), mode=0o600, follow_symlink=False)
+
+
+def identity(st: os.stat_result) -> list[int]:
+    """Which pool file this is: size, mtime in ns, inode. Every writer (this tool's and the Go
+    tool's) replaces the file by a rename, so any write changes it, even within one second."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def current_identity(path: "str | os.PathLike[str]") -> list[int] | None:
+    try:
+        return identity(os.stat(path))
+    except OSError:
+        return None
 
 
 # ---- status.json ---------------------------------------------------------------------------
@@ -70,7 +90,7 @@ def read_status(status_path: str | None = None, pool_path: str | None = None) ->
     return data  # type: ignore[return-value]
 
 
-def write_status(summary: Status | dict, pool_identity: list[int] | None, status_path: str | Path | None = None) -> None:
+def write_status(summary: Status | dict, pool_identity: list[int] | None, status_path: "str | os.PathLike[str] | None" = None) -> None:
     _write_json(str(status_path or paths.status_file()), dict(summary, pool=pool_identity))
 
 

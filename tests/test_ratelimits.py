@@ -179,7 +179,7 @@ def test_session_start_with_nothing_to_change_saves_the_reading(sandbox, fake) -
     assert fake.account(BOB).usage_calls == 0
     assert sandbox.status() == status_before
     # status.json was carried over to the pool file just written: `status` stays on its fast path
-    from claude_pool.providers.fsutil import current_identity
+    from claude_pool.providers.sidecars import current_identity
 
     assert json.loads(sandbox.status_path.read_text())["pool"] == current_identity(sandbox.pool_path)
     # with the threshold from config.toml, 10% is too much: the full engine moves
