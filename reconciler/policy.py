@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from claude_pool.schema.limits import families
-from claude_pool.schema.pool import Account, Pool, exhausted_until, live_block  # noqa: F401 (policy's vocabulary)
+from claude_pool.schema.limits import families, scope_applies
+from claude_pool.schema.pool import Account, Pool, Usage, exhausted_until, live_block  # noqa: F401 (policy's vocabulary)
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState
 
 from .errors import UserError
@@ -20,6 +20,14 @@ from claude_pool.schema.timefmt import format_time
 WAKE_DELAY = timedelta(seconds=30)
 WAKE_MIN = timedelta(seconds=60)
 WAKE_MAX = timedelta(hours=6)
+
+# The ranking (docs/ARCHITECTURE.md §6 rule 3), chosen in the simulator (docs/SIMULATOR.md):
+NEAR = 85.0          # the active account this close to a limit is read on every run (no TTL)
+BUSY = 50.0          # an open five-hour window under this much use is never left for pacing
+OPEN_SWITCH = 1.75   # a busy open window is left only for a pace this many times the active's
+IDLE_SWITCH = 4.0    # with the active's five-hour window closed, likewise
+SPARE_MARGIN = 30.0  # keep accounts' room in other models' weekly windows for those models
+WEEK = timedelta(hours=168)
 
 
 def words_of(intent: Intent) -> frozenset[str] | None:
@@ -45,31 +53,62 @@ def at_risk(obs: AccountObs, acc: Account | None, now: datetime, words: frozense
     return obs.usage is not None and bool(obs.usage.full_scoped())
 
 
+def reset_since(acc: Account, now: datetime) -> bool:
+    """A window the cached reading reported has reset since it was taken."""
+    u = acc.usage
+    return acc.usage_at is not None and any(
+        w.resets_at is not None and acc.usage_at < w.resets_at <= now
+        for w in (u.five_hour, u.seven_day, *u.scoped))
+
+
 def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
     """A cached reading is fresh while younger than the TTL and no window has reset since."""
     if acc.usage_at is None or now - acc.usage_at >= ttl:
         return False
-    return not any(w.resets_at is not None and acc.usage_at < w.resets_at <= now
-                   for w in (acc.usage.five_hour, acc.usage.seven_day))
+    return not reset_since(acc, now)
+
+
+def near_limit(acc: Account, words: frozenset[str] | None) -> bool:
+    """The cached reading of a window that binds this model is at NEAR or above."""
+    if acc.usage_at is None:
+        return False
+    u = acc.usage
+    return max([u.five_hour.pct, u.seven_day.pct] + [s.pct for s in u.scoped if s.pct is not None
+                and scope_applies(s.name, words)]) >= NEAR
 
 
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
     """Which accounts need a usage poll for this decision (docs/ARCHITECTURE.md §6 rules 4 and 7).
 
     Not polled: dead accounts, a fresh cached reading (account mode only), an account provably
-    exhausted until a known reset. `--if-needed` in account mode looks at the active account only. Commands that edit the
-    pool by hand (switch, import, key add, rm) decide on cached data and poll nothing.
+    exhausted until a known reset. `--if-needed` in account mode reads the active account (past
+    the TTL, or on every run once a window that binds the model is at NEAR or above) and any other
+    account only once a reset its cached reading reported has passed (an account not in use
+    changes little between its resets; a full look, before moving, reads it again past the
+    TTL). Commands that edit the pool by hand (switch, import, key add, rm) decide on cached data
+    and poll nothing.
     """
     if not isinstance(intent, Reconcile):
         return []
     usable = [a for a in pool.accounts if not a.needs_relogin]
+    words = words_of(intent)
     if intent.if_needed and pool.mode == "account":
         active = active_id(pool, held)
-        usable = [a for a in usable if a.id == active] or usable
+        if any(a.id == active for a in usable):
+            out = []
+            for a in usable:
+                if exhausted_until(a, now, words) is not None:
+                    continue
+                if a.id == active:
+                    ttl = timedelta(0) if intent.live or near_limit(a, words) else timedelta(seconds=ttl_seconds)
+                    if not fresh(a, now, ttl):
+                        out.append(a.id)
+                elif reset_since(a, now):
+                    out.append(a.id)
+            return out
     # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a reading proves the
     # account is exhausted until a known reset.
     ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
-    words = words_of(intent)
     return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now, words) is None]
 
 
@@ -95,7 +134,13 @@ def needs_wider_poll(observed: ObservedState, intent: Intent) -> bool:
         return False  # errors are not exhaustion: stay put
     if at_risk(active, acc, observed.now, words):
         return True
-    return active.usage.binding(words) >= intent.threshold * 100
+    if not _roomy(active, acc, observed.now, words, intent.threshold * 100):
+        return True
+    # the ranking, on what is known, would leave the active account: read the others first
+    trusted = [o for o in observed.accounts.values() if not o.dead and o.poll in ("ok", "cached")
+               and o.usage is not None]
+    pick = _best(trusted, observed, active.id, words, line=intent.threshold * 100)
+    return pick is not None and pick.id != active.id
 
 
 def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozenset[str] | None = None) -> str:
@@ -190,23 +235,104 @@ def _first_key(pool: Pool, skip: str = "") -> str:
     return pool.next_key_id(skip)
 
 
+def weekly_window(usage: Usage, now: datetime, words: frozenset[str] | None) -> tuple[float, datetime | None]:
+    """(pct, resets_at) of the fullest weekly window that binds this model (seven_day, or the
+    model's own); a window whose reset has passed counts as empty and a week away."""
+    found = [(usage.seven_day.pct, usage.seven_day.resets_at)]
+    found += [(s.pct, s.resets_at) for s in usage.scoped if s.pct is not None and scope_applies(s.name, words)]
+    found = [(0.0, None) if r is not None and r <= now else (p, r) for p, r in found]
+    return max(found, key=lambda x: x[0])
+
+
+def pace(usage: Usage, now: datetime, words: frozenset[str] | None) -> float:
+    """How fast (percentage points per hour) the account must be spent from now on to lose
+    nothing at its weekly reset: the binding weekly window's room over the hours to its reset
+    (at least one hour; a week when no reset is known)."""
+    pct, resets = weekly_window(usage, now, words)
+    left = (resets - now) if resets is not None else WEEK
+    return max(0.0, 100.0 - pct) / max(left.total_seconds() / 3600.0, 1.0)
+
+
+def five_hour_open(usage: Usage, now: datetime) -> bool:
+    """The account's five-hour window is running (a request opened it and it has not reset)."""
+    return usage.five_hour.resets_at is not None and usage.five_hour.resets_at > now
+
+
+def _five_hour_pct(usage: Usage, now: datetime) -> float:
+    return usage.five_hour.pct if five_hour_open(usage, now) or usage.five_hour.resets_at is None else 0.0
+
+
+def _roomy(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None,
+           line: float) -> bool:
+    """Usable (every window that binds the model under 100 %, no 429 block) with its five-hour
+    window under the line (the threshold)."""
+    return (obs.usage is not None and score(obs, acc, now, words) < 100.0
+            and _five_hour_pct(obs.usage, now) < line)
+
+
+def _other_scoped_room(usage: Usage, words: frozenset[str]) -> float:
+    """Room (percentage points) left in weekly windows of other models: what only they can use."""
+    return sum(100.0 - min(s.pct, 100.0) for s in usage.scoped
+               if s.pct is not None and not scope_applies(s.name, words))
+
+
 def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
-          words: frozenset[str] | None = None) -> AccountObs | None:
-    """The account with the most headroom for this model: exhausted ones last; then, with the
-    model unknown, accounts with some model's window full (`at_risk`) after the others; then
-    the lowest binding utilization, the active one, pool order."""
+          words: frozenset[str] | None = None, *, line: float = 100.0) -> AccountObs | None:
+    """The account to hold (docs/ARCHITECTURE.md §6 rule 3), among accounts with a reading.
+
+    roomy = usable for this model (no window that binds it at 100 %, no 429 block) and its
+    five-hour window under `line`; pace = weekly room per hour left to the weekly reset.
+      0. among the roomy: with the model unknown, those with no model's window full; with it
+         known, those whose room in other models' weekly windows is within SPARE_MARGIN of the
+         least (a Sonnet request does not eat the room only Opus could use elsewhere);
+      1. the active one among them, its five-hour window open: stay under BUSY; past it, move
+         only to a pace over OPEN_SWITCH times its own;
+      2. the active one among them, its window closed: move only to a pace over IDLE_SWITCH
+         times its own;
+      3. else the best pace among them; none: stay while the active account is usable; else the
+         usable one with the best pace;
+      4. none usable: the lowest binding utilization (the caller sees it is at 100 %).
+    Ties: the lower binding utilization, the active account, pool order.
+    """
     pool, now = observed.pool, observed.now
     order = {a.id: i for i, a in enumerate(pool.accounts)}
     ranked = [c for c in candidates if c.usage is not None]
     if not ranked:
         return None
+    accs = {c.id: pool.account(c.id) for c in ranked}
+    pcts = {c.id: score(c, accs[c.id], now, words) for c in ranked}
+    paces = {c.id: pace(c.usage, now, words) for c in ranked}  # type: ignore[arg-type]
 
-    def key(c: AccountObs) -> tuple:
-        acc = pool.account(c.id)
-        pct = score(c, acc, now, words)
-        return (pct >= 100, at_risk(c, acc, now, words), pct, c.id != active, order.get(c.id, 0))
+    def by_pace(cands: list[AccountObs]) -> AccountObs:
+        return min(cands, key=lambda c: (-paces[c.id], pcts[c.id], c.id != active, order.get(c.id, 0)))
 
-    return min(ranked, key=key)
+    usable = [c for c in ranked if pcts[c.id] < 100.0]
+    if not usable:
+        return min(ranked, key=lambda c: (at_risk(c, accs[c.id], now, words), pcts[c.id], c.id != active,
+                                          order.get(c.id, 0)))
+    roomy = [c for c in usable if _roomy(c, accs[c.id], now, words, line)]
+    if words is None:
+        roomy = [c for c in roomy if not at_risk(c, accs[c.id], now, words)] or roomy
+    elif roomy:
+        room = {c.id: _other_scoped_room(c.usage, words) for c in roomy}  # type: ignore[arg-type]
+        least = min(room.values())
+        roomy = [c for c in roomy if room[c.id] <= least + SPARE_MARGIN]
+    mine = next((c for c in roomy if c.id == active), None)
+    if mine is not None:
+        other = by_pace(roomy)
+        if five_hour_open(mine.usage, now):  # type: ignore[arg-type]
+            factor = OPEN_SWITCH if mine.usage.five_hour.pct >= BUSY else math.inf  # type: ignore[union-attr]
+        else:
+            factor = IDLE_SWITCH
+        return other if other.id != active and paces[other.id] > factor * paces[active] else mine
+    if roomy:
+        return by_pace(roomy)
+    mine = next((c for c in usable if c.id == active), None)
+    if mine is not None:
+        return mine
+    if words is None:
+        usable = [c for c in usable if not at_risk(c, accs[c.id], now, words)] or usable
+    return by_pace(usable)
 
 
 def _overage(candidates: list[AccountObs], observed: ObservedState, active: str) -> AccountObs | None:
@@ -237,18 +363,23 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
     usable = [observed.accounts[a.id] for a in pool.accounts if not observed.accounts[a.id].dead]
     if intent.if_needed and mode == "account" and not needs_wider_poll(observed, intent) and active:
         obs = observed.accounts[active]
-        why = (f"{_label(obs, observed, words)} is under the {intent.threshold:.0%} threshold"
-               if obs.usage is not None and obs.poll != "error" else f"{active}'s usage is unknown; staying put")
+        if obs.usage is None or obs.poll == "error":
+            why = f"{active}'s usage is unknown; staying put"
+        elif obs.usage.binding(words) < intent.threshold * 100:
+            why = f"{_label(obs, observed, words)} is under the {intent.threshold:.0%} threshold"
+        else:
+            why = f"{_label(obs, observed, words)}: no other account is a better place for this work; staying"
         return b.build("account", active, pool.current_key, why)
     trusted = [o for o in usable if o.poll in ("ok", "cached") and o.usage is not None]
-    best = _best(trusted, observed, active, words)
+    best = _best(trusted, observed, active if mode == "account" else "", words, line=intent.threshold * 100)
     best_score = score(best, pool.account(best.id), observed.now, words) if best is not None else 100.0
     if best is not None and best_score < 100:
+        room = f" ({pace(best.usage, observed.now, words):.1f} weekly points per hour to its reset)"  # type: ignore[arg-type]
         if best.id == active:
-            why = f"{_label(best, observed, words)} has the most headroom"
+            why = f"{_label(best, observed, words)} has the most headroom" + room
         else:
             was = observed.accounts.get(active)
-            why = f"{_label(best, observed, words)} has the most headroom" + (
+            why = f"{_label(best, observed, words)} has the most headroom" + room + (
                 f"; {_label(was, observed, words)}" if was else "")
         if mode == "apikey" or pool.mode == "apikey":
             why = f"{_label(best, observed, words)} has headroom again: leaving API keys"

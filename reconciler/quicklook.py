@@ -28,7 +28,7 @@ from claude_pool.schema.timefmt import format_optional, parse_time
 
 from .status import duration
 
-DEFAULT_THRESHOLD = 0.9          # kept equal to schema/config.py's PolicyConfig default
+DEFAULT_THRESHOLD = 0.95         # kept equal to schema/config.py's PolicyConfig default
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_HTTP_TIMEOUT = 5.0
 EXPIRY_MARGIN_MS = 5 * 60 * 1000

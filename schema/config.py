@@ -10,7 +10,7 @@ DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 # `reconcile --if-needed` (what the hooks run) stays while the active account is under this
 # fraction. The one default: config.toml's [policy] threshold overrides it, --threshold both.
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = 0.95
 
 
 class _Strict(BaseModel):

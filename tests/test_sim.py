@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sim import bound, candidate, engine, ours, seed, trace
+from benchmarks.sim import bound, engine, ours, seed, trace
 from benchmarks.sim.anthropic import SimAccount
 from benchmarks.sim.__main__ import main as sim_main
 from benchmarks.traces import generate
 
 TRACES = Path(__file__).resolve().parents[1] / "benchmarks" / "traces"
-POLICIES = {"ours": ours.Ours, "seed": seed.Seed, "candidate": candidate.Candidate}
+POLICIES = {"ours": ours.Ours, "seed": seed.Seed}
 
 
 def mk(requests, accounts=None, keys=1, duration=20.0):
@@ -103,12 +103,12 @@ OPUS = [req(0, model="opus"), req(1, model="opus"), req(2, model="opus"), req(3,
 
 @pytest.mark.parametrize("policy,billed,blocked,switches", [
     # t2: a's Opus window is full (8/8); the 429's StopFailure polls: a 8 %, b 0 % -> b, the retry
-    # passes. t4: b full too; seed ties at 8 % and takes a (pool order), ours stays on b; the retry
-    # is refused: blocked. t5 (print mode): refused, no StopFailure, no retry: blocked.
+    # passes. t4: b full too; seed ties at 8 % and takes a (pool order); the retry is refused:
+    # blocked. t5 (print mode): refused, no StopFailure, no retry: blocked.
     ("seed", 0, 2, 2),
-    ("ours", 0, 2, 1),
-    # the candidate reads the Opus window and the 429: at t4 no account can take Opus: the key.
-    ("candidate", 2, 0, 2),
+    # ours reads the Opus window (the model of the request decides which windows bind): at t4 no
+    # account can take Opus: the key (and the print-mode request at t5 goes out on it too).
+    ("ours", 2, 0, 2),
 ])
 def test_scoped_window_only_the_model_aware_policy_sees(policy, billed, blocked, switches):
     s = sim(mk(OPUS, accounts=OPUS_ACCOUNTS), policy).summary()
@@ -226,40 +226,6 @@ def test_repo_traces_match_their_generator():
         assert on_disk == json.loads(json.dumps(make())), name
 
 
-# -- the candidate's rule, table-tested
-
-def W(five, week, five_resets=1.0, week_resets=100.0, **scoped):
-    out = {"five_hour": (five, five_resets if five_resets else None), "seven_day": (week, week_resets)}
-    for m, v in scoped.items():
-        out[f"seven_day_{m}"] = (v, week_resets)
-    return out
-
-
-@pytest.mark.parametrize("readings,active,model,blocked,want", [
-    ({"a": W(40, 50), "b": W(0, 0)}, "a", "sonnet", None, "a"),      # open window, not busy: stay
-    ({"a": W(60, 50), "b": W(0, 30)}, "a", "sonnet", None, "a"),      # busy, b only 1.4x as urgent: stay
-    ({"a": W(60, 50), "b": W(0, 0)}, "a", "sonnet", None, "b"),       # busy, b 2x as urgent: move
-    ({"a": W(99.5, 50), "b": W(10, 90, week_resets=5)}, "a", "sonnet", None, "b"),  # 5h at 99 %: move
-    # move by pace: b has 40 % for 10 h (4 %/h), c 80 % for 100 h (0.8 %/h)
-    ({"a": W(99.5, 50), "b": W(0, 60, week_resets=10), "c": W(0, 20)}, "a", "sonnet", None, "b"),
-    ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "opus", None, "b"),   # scoped binds
-    ({"a": W(50, 50, opus=100), "b": W(60, 60, opus=10)}, "a", "sonnet", None, "a"),  # not for sonnet
-    # a Sonnet request leaves a's Opus room to Opus: b's Opus window is spent anyway
-    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "sonnet", None, "b"),
-    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=100)}, "a", "opus", None, "a"),
-    ({"a": W(30, 30, opus=10), "b": W(30, 30, opus=40)}, "a", "sonnet", None, "a"),  # within 30 points
-    ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"": 5.0}}, "b"),           # a 429 blocks a
-    ({"a": W(20, 20), "b": W(0, 0)}, "a", "sonnet", {"a": {"opus": 5.0}}, "a"),       # only for Opus
-    ({"a": W(100, 50), "b": W(30, 100)}, "a", "sonnet", None, None),          # nothing usable: keys
-    ({"a": W(99.5, 50), "b": W(99.2, 10)}, "a", "sonnet", None, "a"),         # none roomy: stay while usable
-    # idle start (window closed): move only to a 4x more urgent account
-    ({"a": W(0, 50, five_resets=0), "b": W(0, 40, week_resets=60)}, "a", "sonnet", None, "a"),
-    ({"a": W(0, 50, five_resets=0), "b": W(0, 10, week_resets=5)}, "a", "sonnet", None, "b"),
-])
-def test_candidate_choose(readings, active, model, blocked, want):
-    assert candidate.choose(readings, active, model, 0.0, blocked, list(readings)) == want
-
-
 # -- scale
 
 @pytest.mark.slow
@@ -267,7 +233,7 @@ def test_four_weeks_three_accounts_20000_requests(capsys):
     tr = trace.from_dict(generate.scale())
     assert len(tr.requests) >= 19000 and len(tr.accounts) == 3
     took = {}
-    for policy in ("ours", "seed", "candidate"):
+    for policy in ("ours", "seed"):
         start = time.perf_counter()
         s = sim(tr, policy).summary()
         took[policy] = time.perf_counter() - start
@@ -280,17 +246,29 @@ def test_four_weeks_three_accounts_20000_requests(capsys):
               + ", ".join(f"{k} {v:.1f}s" for k, v in took.items()))
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in TRACES.glob("*.json")))
-def test_candidate_never_loses_to_the_seed(name):
-    """The issue's "never loses" bars, on every trace in the repo (its <= 0.8x excess bar on the
-    heavy, agent and Opus traces is reported by `./dev sim --compare`, not met everywhere yet)."""
+STORED = sorted(p.stem for p in TRACES.glob("*.json"))
+# The issue's excess bar: ours' billed + blocked units over the lower bound <= 0.8x the seed's.
+# On opus-heavy it is not met (see docs/SIMULATOR.md "Against the issue's bars"): there the
+# seed's excess is small (it blocks Opus work that no account could take anyway, which the bound
+# counts as unavoidable) and ours only has to be no worse.
+EXCESS_BAR = {"heavy-3acc": 0.8, "agent-24x7": 0.8, "opus-heavy": 1.0}
+
+
+@pytest.mark.parametrize("name", STORED)
+def test_ours_never_loses_to_the_seed(name):
+    """The issue's "never loses" bars, on every trace in the repo (deterministic: real numbers)."""
     tr = trace.load(TRACES / f"{name}.json")
-    s, c = sim(tr, "seed").summary(), sim(tr, "candidate").summary()
-    assert c["billed_units"] + c["blocked_units"] <= s["billed_units"] + s["blocked_units"]
-    assert c["blocked_requests"] <= s["blocked_requests"]
+    s, o = sim(tr, "seed").summary(), sim(tr, "ours").summary()
+    assert o["billed_units"] + o["blocked_units"] <= s["billed_units"] + s["blocked_units"]
+    assert o["blocked_requests"] <= s["blocked_requests"]
     if len({r.model for r in tr.requests}) == 1:
         weeks = tr.duration_hours / 168
-        assert c["switches"] <= max(1.25 * s["switches"], s["switches"] + weeks)
+        assert o["switches"] <= max(1.25 * s["switches"], s["switches"] + weeks)
+    if name in EXCESS_BAR:
+        lb = bound.lower_bound(tr)
+        ours_excess = o["billed_units"] + o["blocked_units"] - lb
+        seed_excess = s["billed_units"] + s["blocked_units"] - lb
+        assert ours_excess <= EXCESS_BAR[name] * seed_excess, (ours_excess, seed_excess)
 
 
 @pytest.mark.parametrize("policy", ["ours", "seed"])
@@ -314,4 +292,4 @@ def test_ours_decides_with_the_production_policy(monkeypatch):
     monkeypatch.setattr(policy, "decide", lambda observed, intent: seen.append(intent) or real(observed, intent))
     sim(mk(FIVE_HOUR), "ours")
     assert len(seen) >= len(FIVE_HOUR) and all(type(i).__name__ == "Reconcile" for i in seen)
-    assert any(i.if_needed and i.threshold == 0.9 for i in seen)
+    assert any(i.if_needed and i.threshold == 0.95 and i.model == "sonnet" for i in seen)

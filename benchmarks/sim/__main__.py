@@ -1,6 +1,6 @@
 """`./dev sim`: run a trace through a policy, or compare every policy on the repo's traces.
 
-    ./dev sim TRACE.json [--policy ours|seed|candidate] [--json] [--plot FILE]
+    ./dev sim TRACE.json [--policy ours|seed] [--json] [--plot FILE]
     ./dev sim --compare [TRACE.json ...] [--json]     (default: benchmarks/traces/*.json)
 """
 
@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import bound, candidate, engine, ours, seed, trace
+from . import bound, engine, ours, seed, trace
 
-POLICIES = {"ours": ours.Ours, "seed": seed.Seed, "candidate": candidate.Candidate}
+POLICIES = {"ours": ours.Ours, "seed": seed.Seed}
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 
 
@@ -39,7 +39,7 @@ def compare(paths: list[Path]) -> list[dict]:
     for path in paths:
         tr = trace.load(path)
         lb = bound.lower_bound(tr)
-        by = {p: run(tr, p, lb=lb).summary() for p in ("seed", "ours", "candidate")}
+        by = {p: run(tr, p, lb=lb).summary() for p in ("seed", "ours")}
         base = by["seed"]["excess_over_lower_bound"]
         for p, s in by.items():
             s["excess_vs_seed"] = (round(s["excess_over_lower_bound"] / base, 2) if base else
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", choices=sorted(POLICIES), default="ours")
     ap.add_argument("--json", action="store_true", help="one JSON object (a list with --compare)")
     ap.add_argument("--plot", metavar="FILE", help="a picture of the run (needs matplotlib)")
-    ap.add_argument("--compare", action="store_true", help="seed, ours and candidate on each trace")
+    ap.add_argument("--compare", action="store_true", help="seed and ours on each trace, the lower bound, the ratios")
     args = ap.parse_args(argv)
     try:
         if args.compare:

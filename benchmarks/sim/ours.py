@@ -7,14 +7,18 @@ reconciler/engine.py's `run` (observe -> needs_wider_poll -> observe again -> de
     policy.decide(observed, intent) -> DesiredState   (the production function, unchanged)
     apply_to_sim(now, desired)                        (credential, pool state, recovery wake)
 
-The hook moments run the intents reconciler/hooks.py runs today:
-    SessionStart      reconcile --if-needed --threshold 0.9
-    UserPromptSubmit  reconcile --if-needed --threshold 0.9
-    StopFailure       reconcile --live                 (the 429's evidence is not used today)
+The hook moments run what reconciler/hooks.py runs, with the session's model (the engine's
+`with_context` learns it from the hook payload or the transcript) and config.toml's threshold:
+    SessionStart      reconciler/quicklook.py's light look: a live reading of the active account;
+                      "stay" while no 429 block is on it and the windows that bind the model are
+                      under the threshold (a model's full window with the model unknown: change);
+                      else reconcile --if-needed (the look's reading saved, so not --live)
+    UserPromptSubmit  reconcile --if-needed
+    StopFailure       reconcile --live with the Refusal (the 429's message and model): observe's
+                      record_refusal blocks the account until the reset the message names
+                      (observe.refusal_block, the production function)
     apiKeyHelper      next key round robin, then reconcile
     wake              reconcile (scheduled at the earliest reset + 30 s, one sleeper)
-When the production policy learns per-model windows and 429 evidence, only `_intent_for_*` and
-`observe_from_sim` (what the session's model is, what the evidence says) need to follow.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from claude_pool.reconciler import policy
-from claude_pool.reconciler.intents import Intent, Reconcile
-from claude_pool.reconciler.observe import unpolled
-from claude_pool.schema.config import DEFAULT_THRESHOLD, PolicyConfig
+from claude_pool.reconciler.intents import Intent, Reconcile, Refusal
+from claude_pool.reconciler.observe import refusal_block, unpolled
+from claude_pool.schema.limits import families
+from claude_pool.schema.config import PolicyConfig
 from claude_pool.schema.pool import Account, ApiKey, Pool
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState, SettingsObs, StoreObs
 from claude_pool.schema.usage import parse_usage
@@ -33,7 +38,6 @@ from .anthropic import clock, hours_of
 from .engine import Evidence, Session, World
 
 HELPER_COMMAND = "/usr/local/bin/claude-pool helper"
-THRESHOLD = DEFAULT_THRESHOLD   # the hooks pass no --threshold: config.toml's, default this
 
 
 class Ours:
@@ -42,6 +46,7 @@ class Ours:
     def __init__(self, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
         self.sleeper: tuple[float, int] | None = None   # the one live wake sleeper (at, token)
+        self.model: str | None = None                   # the model the last hook saw (helper, wake)
 
     def attach(self, world: World) -> None:
         self.world = world
@@ -51,25 +56,46 @@ class Ours:
             api_keys=[ApiKey(id=f"key{i + 1}", key="sk-ant-sim") for i in range(world.api_keys)])
 
     # -- hook moments
+    def _reconcile(self, model: str | None, **kw: object) -> Reconcile:
+        self.model = model
+        return Reconcile(model=model, overage=self.config.overage, **kw)  # type: ignore[arg-type]
+
     def session_start(self, now: float, session: Session) -> None:
-        self.run(now, Reconcile(if_needed=True, threshold=THRESHOLD))
+        if self.quick_look(now, session.model):
+            return
+        self.run(now, self._reconcile(session.model, if_needed=True, threshold=self.config.threshold))
 
     def prompt(self, now: float, session: Session) -> None:
-        self.run(now, Reconcile(if_needed=True, threshold=THRESHOLD))
+        self.run(now, self._reconcile(session.model, if_needed=True, threshold=self.config.threshold))
 
     def stop_failure(self, now: float, session: Session, evidence: Evidence) -> None:
-        self.run(now, Reconcile(live=True))
+        refusal = Refusal(message=evidence.message, model=session.model)
+        self.run(now, self._reconcile(session.model, live=True, refusal=refusal))
+
+    def quick_look(self, now: float, model: str | None) -> bool:
+        """reconciler/quicklook.py's verdict "stay" (True) or "change"; its reading is saved."""
+        pool, when = self.pool, clock(now)
+        acc = pool.account(self.world.held)
+        if pool.mode != "account" or acc is None or acc.id != pool.current:
+            return False
+        words = families(model)
+        if policy.live_block(acc, when, None, strict=False) is not None:
+            return False
+        acc.usage, acc.usage_at = parse_usage(self.world.poll(acc.id, now)), when
+        u = acc.usage
+        risky = words is None and bool(u.full_scoped())
+        return u.binding(words) < self.config.threshold * 100 and not risky
 
     def helper(self, now: float) -> None:
         if self.pool.api_keys:   # reconciler/helper.py next_key: one step of the cursor per call
             self.pool.current_key = self.pool.api_keys[self.pool.key_cursor % len(self.pool.api_keys)].id
             self.pool.key_cursor = (self.pool.key_cursor + 1) % len(self.pool.api_keys)
-        self.run(now, Reconcile())
+        self.run(now, self._reconcile(self.model))
 
     def wake(self, now: float) -> None:
         if self.sleeper is not None and self.sleeper[0] <= now:
             self.sleeper = None
-        self.run(now, Reconcile())
+        self.run(now, self._reconcile(self.model))
 
     # -- one run, as reconciler/engine.py does it
     def run(self, now: float, intent: Intent) -> DesiredState:
@@ -77,7 +103,8 @@ class Ours:
         ttl = self.config.usage_ttl_seconds
         observed = self.observe_from_sim(when, intent)
         if policy.needs_wider_poll(observed, intent):
-            wider = policy.accounts_to_poll(self.pool, Reconcile(), observed.store.account, when, ttl)
+            model = getattr(intent, "model", None)
+            wider = policy.accounts_to_poll(self.pool, Reconcile(model=model), observed.store.account, when, ttl)
             wider = [a for a in wider if observed.accounts[a].poll not in ("ok", "error", "dead")]
             observed = self.observe_from_sim(when, intent, poll_ids=wider, previous=observed)
         desired = policy.decide(observed, intent)
@@ -90,6 +117,16 @@ class Ours:
         if previous is None:
             held = world.held
             store = StoreObs(present=True, valid=True, fingerprint=f"fp-{held}", account=held)
+            for acc in pool.accounts:   # observe.load: forget_expired_blocks
+                if acc.block is not None and (acc.block.until is None or acc.block.until <= when):
+                    acc.block = None
+            refusal = getattr(intent, "refusal", None)
+            if refusal is not None:      # observe.record_refusal, on the account Claude Code holds
+                acc = pool.account(held)
+                if acc is not None:
+                    block = refusal_block(refusal.message, acc, when, families(refusal.model))
+                    if block is not None:
+                        acc.block = block
             ours = pool.mode == "apikey"
             settings = SettingsObs(present=True, api_key_helper=HELPER_COMMAND if ours else None, ours=ours)
         else:

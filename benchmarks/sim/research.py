@@ -14,8 +14,9 @@ import argparse
 import sys
 
 from benchmarks.traces import generate
+from claude_pool.schema.config import PolicyConfig
 
-from . import bound, candidate, engine, ours, oracle, seed, trace
+from . import bound, engine, ours, oracle, seed, trace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=9, help="the stored trace plus this many - 1 more seeds")
     ap.add_argument("--oracle", action="store_true", help="add the clairvoyant yardstick (not a policy)")
     args = ap.parse_args(argv)
-    makers = {"ours": ours.Ours, "candidate": candidate.Candidate}
+    # ours at the default threshold, and at 0.90 / 0.99 (what one session at a time could afford)
+    makers = {"ours": ours.Ours, "ours@0.90": lambda: ours.Ours(PolicyConfig(threshold=0.90)),
+              "ours@0.99": lambda: ours.Ours(PolicyConfig(threshold=0.99))}
     if args.oracle:
         makers["oracle-pace"] = lambda: oracle.Oracle(pace=True)
     print(f"{'trace':12} {'policy':12} {'excess/seed':>11} {'L':>3} {'B':>3} {'S':>3}")
