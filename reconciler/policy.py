@@ -375,7 +375,11 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
     best_score = score(best, pool.account(best.id), observed.now, words) if best is not None else 100.0
     if best is not None and best_score < 100:
         room = f" ({pace(best.usage, observed.now, words):.1f} weekly points per hour to its reset)"  # type: ignore[arg-type]
-        if best.id == active:
+        if best.id == active and not _roomy(best, pool.account(best.id), observed.now, words,
+                                            intent.threshold * 100):
+            why = (f"{_label(best, observed, words)}: no account is under the {intent.threshold:.0%} threshold; "
+                   "staying while it serves")
+        elif best.id == active:
             why = f"{_label(best, observed, words)} has the most headroom" + room
         else:
             was = observed.accounts.get(active)

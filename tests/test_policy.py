@@ -59,12 +59,13 @@ class A:
     scoped: tuple = ()                            # ((name, pct), ...): per-model weekly windows
     block: Block | None = None                    # a 429's evidence
     extra: float | None = None                    # paid extra usage on, this % of it spent
+    week_in: timedelta = timedelta(days=3)        # when the seven_day window resets
 
     def usage(self) -> Usage | None:
         if self.five is None:
             return None
         return Usage(five_hour=UsageWindow(pct=self.five, resets_at=NOW + self.resets_in if self.resets_in else None),
-                     seven_day=UsageWindow(pct=self.seven, resets_at=NOW + timedelta(days=3)),
+                     seven_day=UsageWindow(pct=self.seven, resets_at=NOW + self.week_in),
                      scoped=[ScopedWindow(name=n, pct=p, resets_at=NOW + timedelta(days=2)) for n, p in self.scoped],
                      extra_usage=ExtraUsage(enabled=True, pct=self.extra) if self.extra is not None else None)
 
@@ -133,15 +134,19 @@ def action(plan: Plan, action_type: str):  # type: ignore[no-untyped-def]
 
 # ---- selection -----------------------------------------------------------------------------
 
+# Since the pacing ranking (docs/ARCHITECTURE.md §6 rule 3) these cases leave the active account
+# only when its five-hour window is at the threshold (0.95) or a window that binds is full; the
+# old "lowest max(5h, 7d) wins" cases became the rule-by-rule cases in RANKING below.
 SELECTION = [
-    pytest.param([A("a", 50, 10), A("b", 20, 60), A("c", 30, 30)], "a", "c",
-                 id="lowest binding max(5h,7d) wins, not lowest 5h"),
-    pytest.param([A("a", 10, 95), A("b", 90, 20)], "a", "b", id="a high 7d window binds"),
+    pytest.param([A("a", 96, 10), A("b", 20, 60), A("c", 30, 30)], "a", "c",
+                 id="off a full five-hour window: the most weekly room per hour, not the lowest 5h"),
+    pytest.param([A("a", 10, 100), A("b", 90, 20)], "a", "b", id="a full 7d window binds"),
     pytest.param([A("a", 30, 30), A("b", 30, 30)], "b", "b", id="tie keeps the current account"),
-    pytest.param([A("a", 30), A("b", 30), A("c", 80)], "c", "a", id="tie without current: pool order"),
-    pytest.param([A("b", 30), A("a", 30), A("c", 80)], "c", "b", id="tie without current: pool order, reversed"),
-    pytest.param([A("a", 99.5), A("b", 99.9)], "b", "a", id="99.5 still has headroom"),
-    pytest.param([A("a", 40, poll="cached"), A("b", 60)], "b", "a", id="a fresh cached reading counts"),
+    pytest.param([A("a", 30), A("b", 30), A("c", 96)], "c", "a", id="tie without current: pool order"),
+    pytest.param([A("b", 30), A("a", 30), A("c", 96)], "c", "b", id="tie without current: pool order, reversed"),
+    pytest.param([A("a", 99.5), A("b", 99.9)], "b", "b", id="none under the threshold: stay while usable"),
+    pytest.param([A("a", 99.5), A("b", 100)], "b", "a", id="99.5 still has headroom"),
+    pytest.param([A("a", 40, poll="cached"), A("b", 97)], "b", "a", id="a fresh cached reading counts"),
 ]
 
 
@@ -378,8 +383,11 @@ def _poll_pool() -> Pool:
     pytest.param(Reconcile(), "stale", ["stale", "reset_passed", "never"], id="reconcile uses the cache"),
     pytest.param(Reconcile(live=True), "stale", ["fresh", "stale", "reset_passed", "never"],
                  id="plan/apply/list poll live but not the provably exhausted or dead"),
-    pytest.param(Reconcile(if_needed=True), "stale", ["stale"], id="if-needed polls only the active account"),
-    pytest.param(Reconcile(if_needed=True), "fresh", [], id="if-needed with a fresh active reading polls nothing"),
+    # if-needed: the active account past the TTL, others only once a reset they reported passed
+    pytest.param(Reconcile(if_needed=True), "stale", ["stale", "reset_passed"],
+                 id="if-needed polls the active account and readings a reset outdated"),
+    pytest.param(Reconcile(if_needed=True), "fresh", ["reset_passed"],
+                 id="if-needed with a fresh active reading polls only readings a reset outdated"),
     pytest.param(Switch("stale"), "stale", [], id="switch polls nothing"),
     pytest.param(Import(), "stale", [], id="import polls nothing"),
     pytest.param(AddKey("k9"), "stale", [], id="key add polls nothing"),
@@ -463,8 +471,10 @@ MODEL_CASES = [
     # another model's window does not spend the account
     ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40, scoped=(("Opus", 10.0),))), "sonnet", "a", "a at 20%"),
     ((A("a", 10, 20, scoped=(OPUS_FULL,)), A("b", 40, 40)), "claude-sonnet-5", "a", ""),
-    # a matching window below 100% binds like five_hour / seven_day
-    ((A("a", 10, 20, scoped=(("Opus", 70.0),)), A("b", 40, 40)), "opus", "b", "b at 40%"),
+    # a matching window below 100% binds like five_hour / seven_day: a's Opus week is 70% used,
+    # but a's open five-hour window is lightly used: it stays (no switch, no lost prompt cache)
+    ((A("a", 10, 20, scoped=(("Opus", 70.0),)), A("b", 40, 40)), "opus", "a", "a at 70% (Opus)"),
+    ((A("a", 10, 20, scoped=(("Opus", 100.0),)), A("b", 40, 40)), "opus", "b", "b at 40%"),
     ((A("a", 10, 20, scoped=(("Opus", 70.0),)), A("b", 40, 40)), "sonnet", "a", ""),
     # a new model's window that only limits[] names
     ((A("a", 5, 5, scoped=(("Fable", 100.0),)), A("b", 50, 50)), "claude-fable-1", "b", ""),
@@ -487,7 +497,7 @@ def test_the_model_decides_which_windows_bind(accounts, model, expected, why) ->
 
 def test_unknown_model_with_every_account_at_risk_keeps_capacity() -> None:
     """No API keys are used while an account has headroom for the general windows."""
-    observed = world(A("a", 50, 20, scoped=(OPUS_FULL,)), A("b", 10, 40, scoped=(("Sonnet", 100.0),)), keys=("k1",))
+    observed = world(A("a", 96, 20, scoped=(OPUS_FULL,)), A("b", 10, 40, scoped=(("Sonnet", 100.0),)), keys=("k1",))
     desired = decide(observed, Reconcile(model=None))
     assert (desired.mode, desired.current) == ("account", "b")
 
@@ -565,3 +575,109 @@ def test_extra_usage(accounts, keys, overage, mode, expected) -> None:  # type: 
     desired = decide(observed, Reconcile(overage=overage, model="opus"))
     assert desired.mode == mode, desired.reason
     assert (desired.current_key if mode == "apikey" else desired.current) == expected, desired.reason
+
+
+# ---------------------------------------------------------------- the pacing ranking (issue 13)
+# docs/ARCHITECTURE.md §6 rule 3, one group of cases per rule. pace = weekly room / hours to the
+# weekly reset; H(n) = a weekly reset n hours away; closed = no five-hour window running.
+
+def H(hours: float) -> timedelta:
+    return timedelta(hours=hours)
+
+
+CLOSED = None
+RANKING = [
+    # rule 1: the active five-hour window is open
+    pytest.param([A("a", 40, 50, week_in=H(100)), A("b", 0, 0, week_in=H(100))], "a", "sonnet", "a",
+                 id="1: open and under 50%: stay, though b is twice as urgent"),
+    pytest.param([A("a", 60, 50, week_in=H(100)), A("b", 0, 30, week_in=H(100))], "a", "sonnet", "a",
+                 id="1: open and busy, b only 1.4x as urgent: stay"),
+    pytest.param([A("a", 60, 50, week_in=H(100)), A("b", 0, 0, week_in=H(100))], "a", "sonnet", "b",
+                 id="1: open and busy, b 2x as urgent: move"),
+    # rule 2: the active five-hour window is closed (an idle start)
+    pytest.param([A("a", 0, 50, resets_in=CLOSED, week_in=H(100)), A("b", 0, 40, week_in=H(60))], "a", "sonnet",
+                 "a", id="2: closed, b 2x as urgent: stay"),
+    pytest.param([A("a", 0, 50, resets_in=CLOSED, week_in=H(100)), A("b", 0, 10, week_in=H(5))], "a", "sonnet",
+                 "b", id="2: closed, b's week ends in 5 h with 90% left: move"),
+    pytest.param([A("a", 0, 50, resets_in=H(-1), week_in=H(100)), A("b", 0, 10, week_in=H(5))], "a", "sonnet",
+                 "b", id="2: a five-hour window whose reset passed counts as closed"),
+    # rule 3: the active account is not roomy (five-hour at the threshold, or a window full)
+    pytest.param([A("a", 96, 50), A("b", 10, 90, week_in=H(5)), A("c", 0, 20, week_in=H(100))], "a", "sonnet",
+                 "b", id="3: the best pace (b: 10%/5 h), not the lowest utilization (c)"),
+    pytest.param([A("a", 96, 50), A("b", 97, 10)], "a", "sonnet", "a",
+                 id="3: none under the threshold: stay while the active account is usable"),
+    pytest.param([A("a", 50, 100), A("b", 97, 10), A("c", 98, 5, week_in=H(10))], "a", "sonnet", "c",
+                 id="3: active full, none under the threshold: the usable one with the best pace"),
+    # rule 0: the model; another model's weekly room is kept for that model
+    pytest.param([A("a", 30, 30, scoped=(("Opus", 10.0),)), A("b", 30, 30, scoped=(OPUS_FULL,))], "a", "sonnet",
+                 "b", id="0: Sonnet work goes where the Opus week is spent anyway"),
+    pytest.param([A("a", 30, 30, scoped=(("Opus", 10.0),)), A("b", 30, 30, scoped=(OPUS_FULL,))], "a", "opus",
+                 "a", id="0: Opus work stays where Opus has room"),
+    pytest.param([A("a", 30, 30, scoped=(("Opus", 10.0),)), A("b", 30, 30, scoped=(("Opus", 40.0),))], "a",
+                 "sonnet", "a", id="0: within 30 points of the least spare room: no move"),
+    pytest.param([A("a", 60, 20, scoped=(("Opus", 90.0),), week_in=H(100)),
+                  A("b", 0, 0, scoped=(("Opus", 0.0),), week_in=H(100))], "a", "opus", "b",
+                 id="0: the model's own weekly window sets the pace (a: 10% of Opus left for 48 h)"),
+    # 429 evidence
+    pytest.param([A("a", 20, 20, block=blocked(2)), A("b", 0, 0)], "a", "sonnet", "b",
+                 id="a 429 block takes the account out"),
+    pytest.param([A("a", 20, 20, block=blocked(2, model="opus")), A("b", 0, 0)], "a", "sonnet", "a",
+                 id="a block for Opus does not stop Sonnet"),
+    pytest.param([A("a", 20, 20, block=blocked(2, model="opus")), A("b", 0, 0)], "a", "opus", "b",
+                 id="a block for Opus stops Opus"),
+]
+
+
+@pytest.mark.parametrize(("accounts", "current", "model", "chosen"), RANKING)
+def test_the_pacing_ranking(accounts, current, model, chosen):
+    observed = world(*accounts, current=current, keys=("k1",))
+    desired = decide(observed, Reconcile(model=model))
+    assert (desired.mode, desired.current) == ("account", chosen), desired.reason
+    # --if-needed (what the hooks run) comes to the same answer: a move is looked at in full first
+    desired = decide(observed, Reconcile(model=model, if_needed=True))
+    assert (desired.mode, desired.current) == ("account", chosen), desired.reason
+    plan_for(observed, Reconcile(model=model))
+
+
+def test_leaving_api_keys_takes_the_best_pace():
+    observed = world(A("a", 0, 80, week_in=H(10)), A("b", 0, 0, week_in=H(100)), mode="apikey", current="b",
+                     keys=("k1",), current_key="k1", settings_helper=OUR_HELPER)
+    desired = decide(observed, Reconcile())
+    assert (desired.mode, desired.current) == ("account", "a")
+    assert "leaving API keys" in desired.reason
+
+
+def test_never_keys_while_an_account_can_take_the_request():
+    # every account past the threshold, one still under 100 %: an account, not a key
+    observed = world(A("a", 100, 10), A("b", 99.9, 99.9), keys=("k1",))
+    assert decide(observed, Reconcile()).mode == "account"
+    assert decide(observed, Reconcile()).current == "b"
+    assert decide(observed, Reconcile(if_needed=True)).current == "b"
+    observed = world(A("a", 100, 10), A("b", 10, 100), keys=("k1",))
+    assert decide(observed, Reconcile()).mode == "apikey"
+
+
+def test_if_needed_stays_and_says_why():
+    observed = world(A("a", 40, 50, week_in=H(100)), A("b", 0, 0, week_in=H(100)))
+    desired = decide(observed, Reconcile(if_needed=True, threshold=0.95))
+    assert desired.current == "a" and "under the 95% threshold" in desired.reason
+    observed = world(A("a", 96, 50), A("b", 97, 50))
+    desired = decide(observed, Reconcile(if_needed=True, threshold=0.95))
+    assert desired.current == "a" and "staying" in desired.reason
+
+
+@pytest.mark.parametrize(("five", "age", "polled"), [
+    pytest.param(86, 10, ["a"], id="near a limit (>= 85%): read on every run, fresh or not"),
+    pytest.param(80, 10, [], id="not near: a fresh reading is reused"),
+    pytest.param(80, 120, ["a"], id="not near: past the TTL"),
+])
+def test_if_needed_reads_the_active_account_on_every_prompt_near_a_limit(five, age, polled):
+    pool = Pool(current="a", accounts=[A("a", five, age=timedelta(seconds=age)).account(),
+                                       A("b", 10, age=timedelta(hours=1)).account()])
+    assert accounts_to_poll(pool, Reconcile(if_needed=True), "a", NOW, 60) == polled
+
+
+def test_if_needed_near_limit_counts_the_models_own_window():
+    pool = Pool(current="a", accounts=[A("a", 10, 10, scoped=(("Opus", 90.0),)).account(), A("b", 10).account()])
+    assert accounts_to_poll(pool, Reconcile(if_needed=True, model="opus"), "a", NOW, 60) == ["a"]
+    assert accounts_to_poll(pool, Reconcile(if_needed=True, model="sonnet"), "a", NOW, 60) == []
