@@ -27,6 +27,7 @@ BUSY = 50.0          # an open five-hour window under this much use is never lef
 OPEN_SWITCH = 1.75   # a busy open window is left only for a pace this many times the active's
 IDLE_SWITCH = 4.0    # with the active's five-hour window closed, likewise
 SPARE_MARGIN = 30.0  # keep accounts' room in other models' weekly windows for those models
+PACE_TIE = 0.98      # paces within 2 % of the best are a tie (resets minutes apart say nothing)
 WEEK = timedelta(hours=168)
 
 
@@ -292,7 +293,7 @@ def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
       3. else the best pace among them; none: stay while the active account is usable; else the
          usable one with the best pace;
       4. none usable: the lowest binding utilization (the caller sees it is at 100 %).
-    Ties: the lower binding utilization, the active account, pool order.
+    Ties (paces within 2 % of the best): the lower binding utilization, the active account, pool order.
     """
     pool, now = observed.pool, observed.now
     order = {a.id: i for i, a in enumerate(pool.accounts)}
@@ -304,7 +305,9 @@ def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
     paces = {c.id: pace(c.usage, now, words) for c in ranked}  # type: ignore[arg-type]
 
     def by_pace(cands: list[AccountObs]) -> AccountObs:
-        return min(cands, key=lambda c: (-paces[c.id], pcts[c.id], c.id != active, order.get(c.id, 0)))
+        top = max(paces[c.id] for c in cands)
+        near = [c for c in cands if paces[c.id] >= top * PACE_TIE]
+        return min(near, key=lambda c: (pcts[c.id], c.id != active, order.get(c.id, 0)))
 
     usable = [c for c in ranked if pcts[c.id] < 100.0]
     if not usable:

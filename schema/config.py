@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
-# `reconcile --if-needed` (what the hooks run) stays while the active account is under this
-# fraction. The one default: config.toml's [policy] threshold overrides it, --threshold both.
+# The five-hour line of the ranking (docs/ARCHITECTURE.md §6 rules 3 and 4): an account whose
+# five-hour window is at this fraction or above is left for one under it; `reconcile --if-needed`
+# (what the hooks run) stays while the active account is under it. 0.95, not higher: the prompt
+# hook's reconcile runs detached and sessions share the account (§6, after the rules). The one
+# default: config.toml's [policy] threshold overrides it, --threshold both.
 DEFAULT_THRESHOLD = 0.95
 
 
@@ -66,8 +69,9 @@ token_url = "https://platform.claude.com/v1/oauth/token"
 credential_store = "auto"
 
 [policy]
-# `reconcile --if-needed` (what the hooks run) stays on the current account while its binding
-# utilization is under this fraction.
+# The hooks stay on the current account while its five-hour window is under this fraction (and
+# no window is full); an account at or above it is left for one under it. Working one session
+# at a time, 0.99 uses a little more of each window (docs/ARCHITECTURE.md §6).
 threshold = {DEFAULT_THRESHOLD}
 # A usage reading younger than this many seconds is reused instead of polled again.
 usage_ttl_seconds = 60

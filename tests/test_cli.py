@@ -44,8 +44,8 @@ def our_helper(sandbox) -> str:  # type: ignore[no-untyped-def]
 # ---- import and selection ----------------------------------------------------------------------
 
 def test_import_then_selection_by_binding_utilization_then_convergence(sandbox, fake):
-    # alice has the lower 5h but a 7d window at 70%; bob binds at 60%: bob has the most headroom
-    fake.add_account(ALICE, five_hour=20, seven_day=70)
+    # alice's five-hour window is past the threshold (0.95); bob's is under it: bob
+    fake.add_account(ALICE, five_hour=96, seven_day=70)
     fake.add_account(BOB, five_hour=60, seven_day=10)
     import_both(sandbox, BOB, ALICE)                   # alice active
     pool = sandbox.pool()
@@ -77,7 +77,7 @@ def test_import_then_selection_by_binding_utilization_then_convergence(sandbox, 
 
 
 def test_the_limits_shape_of_the_usage_api_drives_selection(sandbox, fake):
-    fake.add_account(ALICE, five_hour=10, seven_day=70, usage_mode="limits")   # binds at 70 (weekly_all)
+    fake.add_account(ALICE, five_hour=10, seven_day=100, usage_mode="limits")  # full (weekly_all)
     fake.add_account(BOB, five_hour=40, seven_day=40, usage_mode="limits")     # binds at 40
     sandbox.seed(ALICE, BOB, current="alice")
     sandbox.ok("apply")
@@ -86,11 +86,11 @@ def test_the_limits_shape_of_the_usage_api_drives_selection(sandbox, fake):
     bob = next(a for a in listed["accounts"] if a["id"] == "bob")
     assert (bob["usage"]["five_hour"]["pct"], bob["usage"]["seven_day"]["pct"]) == (40, 40)
     alice = next(a for a in listed["accounts"] if a["id"] == "alice")
-    assert alice["usage"]["seven_day"]["pct"] == 70
+    assert alice["usage"]["seven_day"]["pct"] == 100
 
 
 def test_plan_persists_a_rotated_refresh_token_but_changes_nothing_else(sandbox, fake):
-    fake.add_account(ALICE, five_hour=50)
+    fake.add_account(ALICE, five_hour=96)               # past the threshold: bob it is
     fake.add_account(BOB, five_hour=10)
     sandbox.seed(ALICE, BOB, current="alice")
     old_bob_refresh = sandbox.refresh_token(BOB)
@@ -114,7 +114,7 @@ def test_plan_persists_a_rotated_refresh_token_but_changes_nothing_else(sandbox,
 
 
 def test_a_saved_plan_is_applied_unless_the_world_moved(sandbox, fake, tmp_path):
-    fake.add_account(ALICE, five_hour=50)
+    fake.add_account(ALICE, five_hour=96)               # past the threshold: bob it is
     fake.add_account(BOB, five_hour=10)
     sandbox.seed(ALICE, BOB, current="alice")
 
@@ -130,7 +130,8 @@ def test_a_saved_plan_is_applied_unless_the_world_moved(sandbox, fake, tmp_path)
     assert holds(sandbox, BOB)
 
     fresh = tmp_path / "fresh.plan.json"
-    fake.set_usage(BOB, five_hour=90)
+    fake.set_usage(BOB, five_hour=97)                   # past the threshold: back to alice
+    fake.set_usage(ALICE, five_hour=10)
     sandbox.ok("plan", "--out", str(fresh))
     saved = json.loads(fresh.read_text())
     assert [(a["type"], a["target"]) for a in saved["actions"]] == [("write_credential", "alice"),
@@ -374,7 +375,7 @@ def test_config_init_refuses_to_overwrite_and_show_prints_toml(sandbox):
     assert str(sandbox.config_path) in out.stdout
     parsed = tomllib.loads(sandbox.config_path.read_text())
     assert parsed["http"]["timeout_seconds"] == 5.0
-    assert parsed["policy"]["threshold"] == 0.9
+    assert parsed["policy"]["threshold"] == 0.95
 
     sandbox.write_config("[http]\ntimeout_seconds = 2.5\n")
     sandbox.assert_refused(sandbox.run("config", "init"), "--force")
@@ -397,13 +398,14 @@ def test_config_threshold_decides_what_hook_session_start_does(sandbox):
     sandbox.seed(ALICE, BOB, current="alice")
     proc = sandbox.run("hook", "session-start")
     assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
-    assert sandbox.pool()["current"] == "alice"          # 50% is under the default 90%
+    assert sandbox.pool()["current"] == "alice"          # 50% is under the default 95%
     assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.access(ALICE)
 
-    sandbox.write_config("[policy]\nthreshold = 0.4\n")
+    # (no cached reading is reused: the last step must see alice's new usage)
+    sandbox.write_config("[policy]\nthreshold = 0.4\nusage_ttl_seconds = 0\n")
     proc = sandbox.run("hook", "session-start")
     assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
-    assert sandbox.pool()["current"] == "bob"            # 50% is over 40%: bob has more headroom
+    assert sandbox.pool()["current"] == "bob"            # 50% is over 40%: bob is under it
     assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.access(BOB)
     assert sandbox.status()["name"] == "bob"
 
@@ -411,6 +413,7 @@ def test_config_threshold_decides_what_hook_session_start_does(sandbox):
     sandbox.fake.set_usage(BOB, five_hour=60)
     sandbox.ok("reconcile", "--if-needed", "--threshold", "0.9")
     assert sandbox.pool()["current"] == "bob"
+    sandbox.fake.set_usage(ALICE, five_hour=10)         # under config's 40%, where bob is not
     sandbox.ok("reconcile", "--if-needed", "--live")
     assert sandbox.pool()["current"] == "alice"
 
@@ -422,7 +425,7 @@ def test_every_command_as_a_real_process(sandbox, fake):
     installed console script for every command once: exit codes, stdout/stderr, no traceback."""
     sandbox.subprocess = True
     fake.add_account(ALICE, five_hour=20)
-    fake.add_account(BOB, five_hour=60)
+    fake.add_account(BOB, five_hour=96)                  # past the threshold: apply leaves it
     fake.add_api_key(KEY1)
     assert sandbox.ok("version").stdout.strip()
     for email in (BOB, ALICE):

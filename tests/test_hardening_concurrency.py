@@ -305,7 +305,7 @@ def test_concurrent_processes_lose_nothing_and_burn_no_token(box: Sandbox, fast_
     seed = int(os.environ.get("CLAUDE_POOL_SOAK_SEED", "0")) or secrets.randbits(32)
     rng = random.Random(seed)   # the order the processes start in
     print(f"process order seed {seed} (CLAUDE_POOL_SOAK_SEED={seed} repeats it)")
-    for email, five in zip(EMAILS, (95, 40, 20, 60)):   # a1 (current) is over the 90% threshold
+    for email, five in zip(EMAILS, (95, 40, 20, 60)):   # a1 (current) is at the 95% threshold
         fake.add_account(email, five_hour=five, seven_day=5)
     keys = {"k0": new_key(), "k1": new_key()}
     sb.seed(*EMAILS, keys=keys)                          # a1 active, Claude Code holds a1

@@ -553,15 +553,16 @@ def test_one_account_answering_garbage_does_not_stop_the_others(reaper, fake):
     # alice is exhausted: carol answers again (40%), bob still garbage -> carol, not bob, not keys
     fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
     fake.set_usage(CAROL, usage_mode="ok", five_hour=40)
-    sandbox.ok("reconcile")
+    sandbox.ok("reconcile", "--live")             # alice's 60% reading is younger than the TTL
     assert (sandbox.pool()["mode"], sandbox.pool()["current"]) == ("account", "carol") and holds(CAROL)
     listed = sandbox.ok("list").stdout
     bob_line = next(line for line in listed.splitlines() if " bob " in line)
     assert "poll failed" in bob_line
 
-    # bob answers well again, with the most headroom: it is used
+    # bob answers well again while carol's five-hour window passes the threshold: bob is used
     fake.set_usage(BOB, usage_mode="ok", five_hour=5)
-    sandbox.ok("reconcile")
+    fake.set_usage(CAROL, five_hour=97)
+    sandbox.ok("reconcile", "--live")
     assert sandbox.pool()["current"] == "bob" and holds(BOB)
     assert fake.account(ALICE).invalid_grants == 0 and fake.invalid_grants == 0
 
@@ -843,7 +844,7 @@ DEEP_OBJECT = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
 
 def test_files_nested_too_deep_for_the_parser(sandbox, fake):
     """JSON nested past Python's recursion limit, in each file claude-pool reads that others write."""
-    fake.add_account(ALICE, five_hour=50)
+    fake.add_account(ALICE, five_hour=97)   # past the threshold: reconcile moves to bob
     fake.add_account(BOB, five_hour=10)
     sandbox.seed(ALICE, BOB, current="alice")
     sandbox.env["CLAUDE_POOL_WAKE"] = "0"
