@@ -552,8 +552,8 @@ def test_keychain_import_switch_apply_fallback_recovery(box: Box, fake: FakeAnth
     assert box.who(item()) == ALICE
     assert box.pool()["current"] == "alice"
 
-    fake.set_usage(ALICE, five_hour=80)
-    box.ok("apply", env=KEYCHAIN)                     # bob has more headroom now
+    fake.set_usage(ALICE, five_hour=97)
+    box.ok("apply", env=KEYCHAIN)                     # alice is past the threshold: bob
     assert box.who(item()) == BOB
     assert box.pool()["current"] == "bob"
 
