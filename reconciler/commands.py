@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
              aliases=["auto"])
     sp.add_argument("--if-needed", action="store_true", help="stay while the current account is under the threshold")
     sp.add_argument("--threshold", type=float, default=None, metavar="T",
-                    help="0..1 (default: [policy] threshold in config.toml, else 0.9)")
+                    help="0..1 (default: [policy] threshold in config.toml, else 0.95)")
     sp.add_argument("--live", action="store_true", help="poll every account now, ignoring cached readings")
     sp.add_argument("--launch", action="store_true",
                     help="then run `claude` with the arguments after `--` (even if the pool step failed)")
