@@ -72,7 +72,7 @@ def run_demo() -> int:
         d = Demo(home, fake)
         print(f"claude-pool demo: a sandboxed HOME at {home}, a fake Anthropic API at {fake.base_url}")
         fake.add_account("alice@example.com", five_hour=35, seven_day=20)
-        fake.add_account("bob@example.com", five_hour=12, seven_day=64)
+        fake.add_account("bob@example.com", five_hour=55, seven_day=64)
         fake.add_api_key(DEMO_KEY)
         d.claude.mkdir(parents=True)
         (d.claude / "settings.json").write_text(json.dumps({"model": "opus", "apiKeyHelper": "~/bin/my-own-helper"},
@@ -87,7 +87,8 @@ def run_demo() -> int:
         d.run("key", "add", "--id", "team-key", stdin=DEMO_KEY + "\n")
         d.run("list")
 
-        d.say("3. plan: what reconcile would change, and why. bob is active, but his 7-day window binds at 64%")
+        d.say("3. plan: what reconcile would change, and why. bob is active, but his 5-hour window is past half\n"
+              "   and alice has far more of her week left to use before it resets (use it or lose it)")
         d.run("plan")
         d.say("4. apply: Claude Code's login becomes alice's; plan again is empty")
         d.run("apply")

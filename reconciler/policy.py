@@ -384,6 +384,12 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
                    "staying while it serves")
         elif best.id == active:
             why = f"{_label(best, observed, words)} has the most headroom" + room
+            faster = [(pace(o.usage, observed.now, words), o.id) for o in trusted  # type: ignore[arg-type]
+                      if o.id != active and score(o, pool.account(o.id), observed.now, words) < 100]
+            if faster and max(faster)[0] > pace(best.usage, observed.now, words):  # type: ignore[arg-type]
+                top, other = max(faster)
+                why = (f"{_label(best, observed, words)} stays: switching costs the session its prompt cache, "
+                       f"and {other} ({top:.1f} weekly points per hour to its reset) is not enough ahead" + room)
         else:
             was = observed.accounts.get(active)
             why = f"{_label(best, observed, words)} has the most headroom" + room + (

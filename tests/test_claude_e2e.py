@@ -58,7 +58,7 @@ BOB = "bob@example.com"
 
 # Text the hooks (or anything claude-pool prints) could put in front of the model.
 HOOK_TEXT = ("claude-pool", "claude_pool", "reconcile", "switched", "pool:", "apikeyhelper",
-             "api-key mode", "using api keys", "most headroom", "headroom again", "% threshold",
+             "api-key mode", "using api keys", "most headroom", "prompt cache", "weekly points", "headroom again", "% threshold",
              "every account", "hook session-start", "hook prompt-submit",
              "hook stop-failure", "sessionstart hook", "userpromptsubmit hook", "hook additional context",
              "hook success", "hook error", "traceback")
