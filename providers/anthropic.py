@@ -11,7 +11,9 @@ import ipaddress
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -170,3 +172,40 @@ class AnthropicApi:
             and math.isfinite(expires) else 3600,  # a NaN here must not lose the rotated refresh token
             scope=body.get("scope") if isinstance(body.get("scope"), str) else None,
         )
+
+
+class LazyApi:
+    """The API of a real run (providers/world.py `Api`): the HTTP client is made at the first
+    call (a run that never calls pays nothing), once, thread-safe, with one connection per
+    account polled at once. A bad endpoint URL raises EndpointError at that first call."""
+
+    name = "anthropic"
+
+    def __init__(self, config: Config, timeout: Callable[[float], float] | None = None) -> None:
+        self.config = config
+        self._timeout = timeout or (lambda configured: configured)
+        self._api: AnthropicApi | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> AnthropicApi:
+        with self._lock:
+            if self._api is None:
+                self._api = AnthropicApi(ApiUrls.from_config(self.config),
+                                         timeout=self._timeout(self.config.http.timeout_seconds),
+                                         max_connections=self.config.http.max_connections)
+            return self._api
+
+    def usage(self, access_token: str) -> Usage:
+        return self.client().usage(access_token)
+
+    def profile_email(self, access_token: str) -> str:
+        return self.client().profile_email(access_token)
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        return self.client().refresh(refresh_token)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._api is not None:
+                self._api.close()
+                self._api = None

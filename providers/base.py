@@ -7,6 +7,7 @@ Linux Secret Service store, say) means one new module and one line in `REGISTRY`
 
 from __future__ import annotations
 
+import contextlib
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 T_co = TypeVar("T_co", covariant=True)
@@ -53,6 +54,10 @@ class Recorder(Generic[Obs, Val]):
 
     def location(self) -> str:
         return self.inner.location()
+
+    def hold(self) -> "contextlib.AbstractContextManager[None]":
+        """No lock: a dry run never blocks another program."""
+        return contextlib.nullcontext()
 
     def observe(self) -> Obs:
         if self.echo and self.writes:

@@ -3,6 +3,7 @@ WSL, Windows). Mode 0600, replaced atomically, written under Claude Code's refre
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from . import claude_lock, paths
@@ -19,6 +20,10 @@ class FileCredentialStore:
     @property
     def lock_path(self) -> Path:
         return self.path.parent / ".oauth_refresh.lock"
+
+    def hold(self) -> "contextlib.AbstractContextManager[None]":
+        """Claude Code's refresh lock: held around a read-refresh-write of its login."""
+        return claude_lock.hold(self.lock_path)
 
     def location(self) -> str:
         return str(self.path)

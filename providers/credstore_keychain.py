@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import unicodedata
+import contextlib
 from pathlib import Path
 
 from . import claude_lock, paths
@@ -83,6 +84,10 @@ class KeychainCredentialStore:
     @property
     def lock_path(self) -> Path:
         return Path(paths.claude_dir()) / ".oauth_refresh.lock"
+
+    def hold(self) -> "contextlib.AbstractContextManager[None]":
+        """Claude Code's refresh lock: held around a read-refresh-write of its login."""
+        return claude_lock.hold(self.lock_path)
 
     def location(self) -> str:
         return f"macOS Keychain item {self.service!r} (account {self.account!r})"

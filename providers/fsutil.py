@@ -94,3 +94,14 @@ def clean_stale_temps(directory: Path | str, older_than: float = 600.0) -> int:
         except OSError:
             pass
     return removed
+
+
+class TempSweeper:
+    """Sweeps the temp files a killed writer left in the folders a run writes to (the pool's,
+    Claude Code's): providers/world.py `Temps`."""
+
+    def __init__(self, *directories: Path | str) -> None:
+        self.directories = directories
+
+    def sweep(self) -> int:
+        return sum(clean_stale_temps(d) for d in self.directories)

@@ -6,8 +6,10 @@ Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -83,6 +85,15 @@ class PoolFile:
     def lock(self, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:
         ensure_private_dir(self.path.parent)
         return FileLock(str(self.path) + ".lock", timeout=timeout, mode=0o600)
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+        """The pool lock for one run (PoolBusy after `timeout` seconds)."""
+        lock = lock_or_busy(self, timeout)
+        try:
+            yield
+        finally:
+            lock.release()
 
     def exists(self) -> bool:
         return self.path.exists()

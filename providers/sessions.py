@@ -48,3 +48,10 @@ def running_sessions(directory: Path | None = None) -> list[int]:
         if pid_alive(pid):
             found.append(pid)
     return sorted(found)
+
+
+class ClaudeSessions:
+    """The running sessions, as the world a run sees them (providers/world.py `Sessions`)."""
+
+    def running(self) -> list[int]:
+        return running_sessions()

@@ -121,3 +121,18 @@ def read_feed(path: str | None = None) -> Feed | None:
 
 def write_feed(feed: Feed, path: str | None = None) -> None:
     _write_json(path or paths.feed_file(), dict(feed))
+
+
+class FeedFile:
+    """The feed as a run's world reads it (providers/world.py `Feed`)."""
+
+    name = "usage-feed.json"
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+
+    def location(self) -> str:
+        return self.path or paths.feed_file()
+
+    def observe(self) -> Feed | None:
+        return read_feed(self.path)

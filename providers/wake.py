@@ -50,6 +50,17 @@ def schedule(at: float, *, path: Path | None = None) -> str:
     return "scheduled"
 
 
+class ProcessWake:
+    """The wake scheduler of a real run (providers/world.py `Wake`): a detached sleeper process.
+    `enabled=False` (CLAUDE_POOL_WAKE=0): nothing is scheduled and `schedule` answers None."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def schedule(self, at: float) -> str | None:
+        return schedule(at) if self.enabled else None
+
+
 def sleep_then_reconcile(at: float, *, path: Path | None = None) -> int:
     """The sleeper's body: wait, check the marker is still ours, then become `reconcile`."""
     path = path or marker_path()

@@ -5,18 +5,19 @@ action model has no handler or a handler no model). Secrets are resolved here, f
 (the decrypted pool, the store's blob, a key being added); the plan itself only names ids.
 Entering API-key mode, a failed settings write rolls the pool back (docs/ARCHITECTURE.md §7).
 
-`plan` runs this very code through `recording(rt)`: the same handlers, the same checks, reads from
+`plan` runs this very code through `recording(world, rt)`: the same handlers, the same checks, reads from
 the real files, writes recorded instead of made (docs/ARCHITECTURE.md §1).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import threading
 from typing import Any, Callable, TypeVar
 
 from claude_pool.providers import claude_lock
 from claude_pool.providers.base import ProviderError, Recorder
+from claude_pool.providers.world import World
 from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import (
     Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
@@ -30,15 +31,17 @@ from .runtime import Runtime
 
 
 class Applier:
-    """What the handlers share during one apply: the runtime, its pool, the rollback snapshot."""
+    """What the handlers share during one apply: the world, the run and its pool, the rollback
+    snapshot."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, world: World, rt: Runtime) -> None:
+        self.world = world
         self.rt = rt
         self.pool = rt.pool
         self._snapshot: tuple | None = None
 
     def save(self) -> None:
-        self.rt.save_pool()
+        self.rt.save_pool(self.world.pool)
 
     def account(self, acc_id: str) -> Account:
         acc = self.pool.account(acc_id)
@@ -53,7 +56,7 @@ class Applier:
 
     def settings_helper(self) -> str | None:
         """settings.json's apiKeyHelper now; a file that became unreadable stops the run."""
-        view = self.rt.settings.observe()
+        view = self.world.settings.observe()
         if view.error:
             raise ProviderError(view.error)
         return view.api_key_helper
@@ -160,7 +163,7 @@ def save_pool_state(ap: Applier, a: SavePoolState) -> None:
     p.mode = a.mode
     p.current = a.current
     p.current_key = a.current_key
-    p.switched_at = ap.rt.clock()
+    p.switched_at = ap.world.clock()
     ap.save()
 
 
@@ -168,19 +171,18 @@ def save_pool_state(ap: Applier, a: SavePoolState) -> None:
 def write_settings(ap: Applier, a: WriteSettings) -> None:
     ap.settings_helper()   # a settings.json that stopped being a JSON object is never rewritten
     if a.value is HelperValue.OURS:
-        ap.rt.settings.write(ap.rt.helper)
+        ap.world.settings.write(ap.rt.helper)
     elif a.value is HelperValue.SAVED:
-        ap.rt.settings.write(ap.pool.saved_api_key_helper or None)
+        ap.world.settings.write(ap.pool.saved_api_key_helper or None)
     else:
-        ap.rt.settings.write(None)
+        ap.world.settings.write(None)
 
 
 @handles(WriteCredential)
 def write_credential(ap: Applier, a: WriteCredential) -> None:
     acc = ap.account(a.target)
-    store = ap.rt.store
-    lock_path = getattr(store, "lock_path", None)   # a recording store has none: plan never blocks Claude Code
-    with claude_lock.hold(lock_path) if lock_path else contextlib.nullcontext():
+    store = ap.world.store
+    with store.hold():   # Claude Code's refresh lock (a recording store holds none: plan never blocks it)
         now = store.observe()
         if oauth_fingerprint(now) != oauth_fingerprint(ap.rt.store_raw):
             raise ProviderError("Claude Code's login changed during this run (it refreshed or someone ran "
@@ -189,19 +191,22 @@ def write_credential(ap: Applier, a: WriteCredential) -> None:
         ap.rt.store_raw = store.observe()
 
 
-def recording(rt: Runtime) -> Runtime:
+def recording(world: World, rt: Runtime) -> tuple[World, Runtime]:
     """The same run through a recording world: the pool is an in-memory copy the handlers mutate,
-    and every provider reads the real resource but records its writes instead of making them."""
-    return dataclasses.replace(
-        rt, pool=rt.pool.model_copy(deep=True), pool_file=Recorder(rt.pool_file, echo=True),  # type: ignore[arg-type]
-        store=Recorder(rt.store, echo=True), settings=Recorder(rt.settings),  # type: ignore[arg-type]
-        new_secrets=dict(rt.new_secrets))
+    and every provider apply writes to reads the real resource but records its writes instead of
+    making them."""
+    dry_world = dataclasses.replace(
+        world, pool=Recorder(world.pool, echo=True), store=Recorder(world.store, echo=True),  # type: ignore[arg-type]
+        settings=Recorder(world.settings))  # type: ignore[arg-type]
+    dry_rt = dataclasses.replace(rt, pool=rt.pool.model_copy(deep=True), new_secrets=dict(rt.new_secrets),
+                                 save_lock=threading.Lock())
+    return dry_world, dry_rt
 
 
-def apply_plan(rt: Runtime, plan: Plan, *, dry_run: bool = False) -> list[Action]:
-    """Run the plan's actions in order. `dry_run`: `rt` is a recording world (`recording`), and
-    nothing is logged per action (nothing happened); a failing check raises the same UserError."""
-    applier = Applier(rt)
+def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) -> list[Action]:
+    """Run the plan's actions in order. `dry_run`: a recording world (`recording`), and nothing
+    is logged per action (nothing happened); a failing check raises the same UserError."""
+    applier = Applier(world, rt)
     done: list[Action] = []
     for action in plan.actions:
         timer = Timer()

@@ -24,19 +24,20 @@ def _out(text: str) -> None:
 
 
 def _runtime(trigger: str):  # type: ignore[no-untyped-def]
-    from .runtime import Runtime, load_config
+    """This run's world and runtime (reconciler/runtime.py `build`), with logging set up."""
+    from .runtime import build, load_config
 
     config = load_config()
     configure(trigger, max_bytes=config.log.max_bytes, keep=config.log.keep,
               stderr_level=os.environ.get("CLAUDE_POOL_LOG_LEVEL", "info"))
-    return Runtime.default(trigger, config)
+    return build(trigger, config)
 
 
 def _run(trigger: str, intent, *, execute: bool, saved=None, network: bool = True):  # type: ignore[no-untyped-def]
     from . import engine
 
-    rt = _runtime(trigger)
-    return engine.run(rt, intent, execute=execute, saved=saved, network=network)
+    world, rt = _runtime(trigger)
+    return engine.run(world, rt, intent, execute=execute, saved=saved, network=network)
 
 
 # ---- plan / apply / reconcile -------------------------------------------------------------
@@ -220,12 +221,11 @@ def cmd_key_add(a: argparse.Namespace) -> int:
     from . import engine
     from claude_pool.schema.listing import mask_key
 
-    rt = _runtime("key add")
+    world, rt = _runtime("key add")
     rt.new_secrets[key_id] = key
-    pool_keys = rt.pool_file.observe().api_keys if rt.pool_file.exists() else []
-    if any(k.key == key for k in pool_keys):
+    if any(k.key == key for k in world.pool.observe().api_keys):
         raise UserError("this API key is already in the pool")
-    outcome = engine.run(rt, AddKey(key_id), execute=True, network=False)
+    outcome = engine.run(world, rt, AddKey(key_id), execute=True, network=False)
     replaced = any(x.type == "add_key" and x.change == "update" for x in outcome.applied)
     _out(f"{'Replaced' if replaced else 'Added'} API key {key_id} ({mask_key(key)})"
          + (": the old key under this name is gone." if replaced else "."))
@@ -249,21 +249,16 @@ def cmd_list(a: argparse.Namespace) -> int:
     from . import engine
     from .render import list_text
 
-    rt = _runtime("list")
-    outcome = engine.run(rt, Reconcile(live=True), execute=False, network=not a.json)
+    world, rt = _runtime("list")
+    outcome = engine.run(world, rt, Reconcile(live=True), execute=False, network=not a.json)
     if rt.usage_dirty:
-        from claude_pool.providers.poolfile import lock_or_busy
-
-        lock = lock_or_busy(rt.pool_file)
-        try:
-            fresh = rt.pool_file.observe()
+        with world.pool.hold():
+            fresh = world.pool.observe()
             for acc in fresh.accounts:  # keep the readings, change nothing else
                 mine = rt.pool.account(acc.id)
                 if mine is not None and mine.usage_at and (acc.usage_at is None or mine.usage_at > acc.usage_at):
                     acc.usage, acc.usage_at = mine.usage, mine.usage_at
-            rt.pool_file.write(fresh)
-        finally:
-            lock.release()
+            world.pool.write(fresh)
     view = build(rt.pool, outcome.observed, outcome.observed.now, len(outcome.plan.actions))
     _out(view.model_dump_json(indent=2) if a.json else list_text(view))
     return 0

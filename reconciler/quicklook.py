@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from claude_pool.providers import crypto, paths, poolcodec, sidecars
+from claude_pool.providers import credstore, crypto, paths, poolcodec, sidecars
+from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
 from claude_pool.schema.limits import families, parse_windows, scope_applies
 from claude_pool.schema.timefmt import format_optional, parse_time
@@ -76,7 +77,7 @@ def read_config() -> dict[str, Any]:
         return {"invalid": True}
     return {"threshold": float(threshold), "timeout": float(timeout),
             "api_base": os.environ.get("CLAUDE_POOL_API_BASE_URL") or endpoints.get("api_base") or DEFAULT_API_BASE,
-            "store": os.environ.get("CLAUDE_POOL_CREDENTIAL_STORE") or store.get("credential_store") or "auto"}
+            "store": store.get("credential_store") or "auto"}   # the environment is credstore's to read
 
 
 def binding(usage: dict, words: frozenset[str] | None) -> tuple[float, bool]:
@@ -265,8 +266,12 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
     config = read_config()
     if config.get("invalid"):
         return Look("change", "config.toml needs the full engine")
-    if config["store"] not in ("auto", "file") or (config["store"] == "auto" and sys.platform == "darwin"):
-        return Look("change", "the Keychain store is read by the full engine")
+    try:
+        kind = credstore.store_kind(config["store"])
+    except ProviderError:
+        return Look("change", "config.toml needs the full engine")
+    if not credstore.REGISTRY[kind].plain_file:
+        return Look("change", f"the {kind} credential store is read by the full engine")
     now = now or datetime.now(timezone.utc)
     pool_path = Path(paths.pool_file())
     data = poolcodec.read_bytes(pool_path)

@@ -1,7 +1,8 @@
-"""Everything one run works with: the providers, the config, the clock, the in-memory pool.
+"""What one run works on (`Runtime`), and how a run is set up: config, our helper command, the
+world (`build`).
 
-Secrets live here (the decrypted pool, the store's raw blob, a key being added) and nowhere
-else: observed state, plans and logs carry ids and fingerprints only.
+Secrets live in the Runtime (the decrypted pool, the store's raw blob, a key being added) and
+nowhere else: observed state, plans and logs carry ids and fingerprints only.
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ import sys
 import threading
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from pydantic import ValidationError
 
 from claude_pool.providers import paths
-from claude_pool.providers.anthropic import AnthropicApi, EndpointError, ApiUrls
-from claude_pool.providers.base import Provider, ProviderError
-from claude_pool.providers.credstore import default_store
-from claude_pool.providers.poolfile import PoolFile
-from claude_pool.providers.settings import SettingsFile
+from claude_pool.providers.base import ProviderError
+from claude_pool.providers.world import PoolStore, World, real_world
 from claude_pool.schema.config import Config
 from claude_pool.schema.pool import Pool
 
@@ -100,58 +96,18 @@ def call_timeout(configured: float) -> float:
 
 @dataclass
 class Runtime:
+    """What one run works on, in memory: the pool being changed, Claude Code's blob as read, a key
+    being added, and the run's config and trigger. Everything outside the run is reached through
+    the world (providers/world.py), built beside it by `build`."""
+
     config: Config
-    pool_file: PoolFile
-    store: Provider[str | None, str]
-    settings: SettingsFile
     trigger: str
     helper: str
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
-    # in-memory state, filled by observe
     pool: Pool = field(default_factory=Pool)
     store_raw: str | None = None
     new_secrets: dict[str, str] = field(default_factory=dict)   # key id -> key being added
-    usage_dirty: bool = False
+    usage_dirty: bool = False                                   # readings to save with the run
     save_lock: threading.Lock = field(default_factory=threading.Lock)
-    api_lock: threading.Lock = field(default_factory=threading.Lock)
-    _api: AnthropicApi | None = None
-
-    @classmethod
-    def default(cls, trigger: str, config: Config | None = None) -> "Runtime":
-        config = config or load_config()
-        try:
-            store = default_store(config.store.credential_store)
-        except ProviderError as exc:
-            raise UserError(str(exc)) from None
-        return cls(
-            config=config,
-            pool_file=PoolFile(),
-            store=store,
-            settings=SettingsFile(),
-            trigger=trigger,
-            helper=helper_command(),
-        )
-
-    def api(self) -> AnthropicApi:
-        """The HTTP client, created once (thread-safe) with one connection per account polled at once."""
-        with self.api_lock:
-            return self._make_api()
-
-    def _make_api(self) -> AnthropicApi:
-        if self._api is None:
-            try:
-                endpoints = ApiUrls.from_config(self.config)
-            except EndpointError as exc:
-                raise UserError(f"endpoint: {exc}") from None
-            size = max(1, min(len(self.pool.accounts), self.config.http.max_connections))
-            self._api = AnthropicApi(endpoints, timeout=call_timeout(self.config.http.timeout_seconds),
-                                     max_connections=size)
-        return self._api
-
-    def close(self) -> None:
-        if self._api is not None:
-            self._api.close()
-            self._api = None
 
     def remember_secrets(self) -> None:
         REDACTOR.add(*self.pool.secrets())
@@ -160,8 +116,17 @@ class Runtime:
         REDACTOR.add(*blob_secrets(self.store_raw))
         REDACTOR.add(*self.new_secrets.values())
 
-    def save_pool(self) -> None:
-        """Save the in-memory pool now (rotated tokens and dead marks are saved the moment they
-        are known; docs/ARCHITECTURE.md §7)."""
+    def save_pool(self, pools: PoolStore) -> None:
+        """Save the in-memory pool now (also from the harvest's threads)."""
         with self.save_lock:
-            self.pool_file.write(self.pool)
+            pools.write(self.pool)
+
+
+def build(trigger: str, config: Config | None = None) -> tuple[World, Runtime]:
+    """This machine's world and a fresh run, once per run."""
+    config = config or load_config()
+    try:
+        world = real_world(config, timeout=call_timeout)
+    except ProviderError as exc:
+        raise UserError(str(exc)) from None
+    return world, Runtime(config=config, trigger=trigger, helper=helper_command())

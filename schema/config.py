@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -43,7 +43,16 @@ class LogConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    credential_store: Literal["auto", "keychain", "file"] = "auto"
+    credential_store: str = "auto"
+
+    @field_validator("credential_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        from claude_pool.providers.credstore import CHOICES   # the one table of store kinds
+
+        if value not in CHOICES:
+            raise ValueError(f"expected one of: {', '.join(CHOICES)}")
+        return value
 
 
 class Config(_Strict):

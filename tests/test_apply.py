@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import pytest
+from world import memory_world
 
 from claude_pool.providers.credstore_file import FileCredentialStore
 from claude_pool.providers.poolfile import PoolFile
@@ -22,6 +24,7 @@ from claude_pool.reconciler import apply as apply_mod
 from claude_pool.reconciler.apply import HANDLERS, apply_plan, recording
 from claude_pool.reconciler.audit import configure
 from claude_pool.reconciler.errors import UserError
+from claude_pool.providers.world import World as RunWorld
 from claude_pool.reconciler.runtime import Runtime
 from claude_pool.schema.config import Config
 from claude_pool.schema.credentials import oauth_fingerprint
@@ -119,14 +122,15 @@ class World:
         if settings is not None:
             self.settings.path.write_text(settings, encoding="utf-8")
 
-    def runtime(self) -> Runtime:
-        """What observe leaves behind: the pool and the store's blob as read now."""
-        rt = Runtime(config=Config(), pool_file=self.pool_file, store=self.store, settings=self.settings,
-                     trigger="test", helper=HELPER, clock=lambda: NOW)
+    def runtime(self) -> tuple[RunWorld, Runtime]:
+        """The world on these files, and what observe leaves behind: the pool and the store's blob
+        as read now."""
+        world = memory_world(pool=self.pool_file, store=self.store, settings=self.settings, clock=lambda: NOW)
+        rt = Runtime(config=Config(), trigger="test", helper=HELPER)
         rt.pool = self.pool_file.observe()
         rt.store_raw = self.store.observe()
         rt.new_secrets = {"k-new": NEW_KEY}
-        return rt
+        return world, rt
 
     def files(self) -> dict[str, bytes | None]:
         return {p.name: (p.read_bytes() if p.exists() else None)
@@ -196,21 +200,23 @@ def dry_and_real(world: World, actions: list, *, before_apply: Callable[[World],
     """Run the plan through the recording world, then for real; each result is the returned
     actions or the one line of the UserError."""
     plan = Plan(actions=actions)
-    rt = world.runtime()
+    run_world, rt = world.runtime()
     if before_apply:
         before_apply(world)   # the world moves between observe and apply (both see the same move)
     untouched = world.files()
-    dry = recording(rt)
+    dry_world, dry_rt = recording(run_world, rt)
     try:
-        dry_result: object = apply_plan(dry, plan, dry_run=True)
+        dry_result: object = apply_plan(dry_world, dry_rt, plan, dry_run=True)
     except UserError as exc:
         dry_result = str(exc)
     assert world.files() == untouched, "the dry run wrote a real file"
-    assert rt.pool == world.runtime().pool, "the dry run changed the run's own pool"
+    assert rt.pool == world.runtime()[1].pool, "the dry run changed the run's own pool"
     try:
-        real_result: object = apply_plan(rt, plan)
+        real_result: object = apply_plan(run_world, rt, plan)
     except UserError as exc:
         real_result = str(exc)
+    dry = SimpleNamespace(pool=dry_rt.pool, store_raw=dry_rt.store_raw, pool_file=dry_world.pool,
+                          store=dry_world.store, settings=dry_world.settings)
     return dry, dry_result, rt, real_result, untouched
 
 
@@ -348,8 +354,8 @@ def test_plan_entering_api_key_mode_dry_runs_the_writes_and_nothing_outside_appl
     sandbox.write_settings({"apiKeyHelper": "echo foreign", "model": "opus"})
     calls: list[str] = []
     real_after_apply = engine.after_apply
-    monkeypatch.setattr(engine, "after_apply", lambda rt, outcome: (calls.append(rt.trigger),
-                                                                   real_after_apply(rt, outcome)))
+    monkeypatch.setattr(engine, "after_apply", lambda world, rt, outcome: (calls.append(rt.trigger),
+                                                                          real_after_apply(world, rt, outcome)))
     before = sandbox.snapshot()
     plan = sandbox.run("plan", "--json", "--detailed-exitcode", subprocess=False, env={"CLAUDE_POOL_WAKE": "0"})
     assert plan.returncode == 2, plan.stderr

@@ -190,7 +190,7 @@ def _account(**usage):  # type: ignore[no-untyped-def]
     ("You've hit your weekly limit · resets Jan 15, 2029, 8am (UTC)", {}, "cooldown", NOW + timedelta(minutes=10)),
 ])
 def test_refusal_block(message: str, usage: dict, source: str, until: datetime) -> None:
-    from claude_pool.reconciler.observe import refusal_block
+    from claude_pool.reconciler.learn import refusal_block
 
     block = refusal_block(message, _account(**usage), NOW, families("opus"))
     assert block is not None and block.source == source and block.until == until

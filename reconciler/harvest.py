@@ -1,0 +1,125 @@
+"""Harvest: the tokens the accounts about to be polled need, refreshed, and every rotated login
+saved the moment it arrives (docs/ARCHITECTURE.md §7).
+
+The token endpoint rotates the refresh token: once it answers, the old one no longer works, so
+the new login is written to the pool at once (and, for the login Claude Code holds, to Claude
+Code's store) before anything else happens, even in a `plan`. A refresh token the server rejects
+(`invalid_grant`) marks the account "needs re-login", saved at once too, so it is not retried in
+a loop. The engine calls this step; observe never refreshes.
+
+Audit events: `token_refreshed` (action `refresh`, or `adopt` when Claude Code had rotated the
+login itself), `needs_relogin` (action `mark_dead`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from datetime import datetime
+
+from claude_pool.providers import claude_lock
+from claude_pool.providers.anthropic import InvalidGrant, TransientError, Unauthorized
+from claude_pool.providers.base import ProviderError
+from claude_pool.providers.world import World
+from claude_pool.schema.credentials import (
+    blob_secrets, normalized_blob, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
+)
+from claude_pool.schema.pool import Account
+from claude_pool.schema.state import StoreObs
+
+from .audit import REDACTOR, Timer, log
+from .observe import fresher, working_blob
+from .runtime import Runtime
+
+#: what a refresh can fail with, short of a dead login; the account is then not polled this run
+FAILURES = (TransientError, Unauthorized, ProviderError, claude_lock.ClaudeLockTimeout)
+
+
+def due(rt: Runtime, acc: Account, store: StoreObs, now: datetime) -> bool:
+    """Does the account's freshest login need a refresh before its usage can be read?"""
+    oauth = try_oauth(working_blob(rt, acc, store))
+    return oauth is not None and (not oauth.accessToken or oauth.expired(int(now.timestamp() * 1000)))
+
+
+def harvest(world: World, rt: Runtime, ids: list[str], store: StoreObs, reason: str) -> dict[str, Exception]:
+    """Refresh these accounts' logins (concurrently), saving each rotated one at once. Returns the
+    accounts whose refresh failed, with why: InvalidGrant (now marked "needs re-login") or a
+    transient error."""
+    accounts = [a for a in rt.pool.accounts if a.id in ids]
+    if not accounts:
+        return {}
+    if len(accounts) == 1:
+        results = {accounts[0].id: _one(world, rt, accounts[0], store, reason)}
+    else:
+        workers = min(len(accounts), rt.config.http.max_connections)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as threads:
+            futures = {a.id: threads.submit(_one, world, rt, a, store, reason) for a in accounts}
+            results = {aid: f.result() for aid, f in futures.items()}
+    return {aid: exc for aid, exc in results.items() if exc is not None}
+
+
+def _one(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: str) -> Exception | None:
+    try:
+        refresh(world, rt, acc, store, reason)
+    except InvalidGrant as exc:
+        mark_dead(world, rt, acc, str(exc))
+        return exc
+    except FAILURES as exc:
+        return exc
+    return None
+
+
+def refresh(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: str) -> str:
+    """Refresh one account's token; save the rotated login at once (pool, and the store when
+    Claude Code holds it). For the login Claude Code holds, this runs under Claude Code's own
+    refresh lock and re-reads its store first, adopting a token Claude Code just rotated."""
+    timer = Timer()
+    held = store.account == acc.id
+    with world.store.hold() if held else contextlib.nullcontext():
+        blob = working_blob(rt, acc, store)
+        if held:
+            current = world.store.observe()
+            cur, mine = try_oauth(current), try_oauth(blob)
+            if cur is not None and cur.valid() and not same_login(cur, mine) and fresher(cur, mine):
+                # Claude Code rotated this login while we were not looking: its copy wins.
+                rt.store_raw = current
+                REDACTOR.add(*blob_secrets(current))
+                blob = current
+                if not cur.expired(int(world.clock().timestamp() * 1000)):
+                    _save_now(world, rt, acc, blob)
+                    log().info("token_refreshed", action="adopt", target=acc.id, result="ok",
+                               after=oauth_fingerprint(blob), duration_ms=timer.ms(),
+                               reason="Claude Code had refreshed this login itself")
+                    return blob
+        oauth = try_oauth(blob)
+        if oauth is None or not oauth.refreshToken:
+            raise InvalidGrant("no refresh token stored for this account")
+        grant = world.api.refresh(oauth.refreshToken)
+        new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
+                                  expires_in=grant.expires_in, scope=grant.scope,
+                                  now_ms=int(world.clock().timestamp() * 1000))
+        REDACTOR.add(*blob_secrets(new_blob))
+        _save_now(world, rt, acc, new_blob)
+        if held:
+            world.store.write(with_oauth_of(world.store.observe(), new_blob))
+            rt.store_raw = world.store.observe()
+        log().info("token_refreshed", action="refresh", target=acc.id, result="ok",
+                   before=oauth_fingerprint(blob), after=oauth_fingerprint(new_blob), duration_ms=timer.ms(),
+                   reason=reason)
+        return new_blob
+
+
+def _save_now(world: World, rt: Runtime, acc: Account, blob: str) -> None:
+    with rt.save_lock:
+        acc.blob = normalized_blob(blob)
+        world.pool.write(rt.pool)
+
+
+def mark_dead(world: World, rt: Runtime, acc: Account, reason: str) -> None:
+    with rt.save_lock:
+        acc.needs_relogin = True
+        acc.relogin_reason = reason
+        world.pool.write(rt.pool)
+    log().warning("needs_relogin", action="mark_dead", target=acc.id, reason=reason, result="ok",
+                  say=f"{acc.id}: the refresh token was rejected; run /login in Claude Code as "
+                      f"{acc.email or acc.id}, then `claude-pool import`")
