@@ -35,7 +35,11 @@ REGISTRY: dict[str, StoreKind] = {
     "keychain": StoreKind("credstore_keychain:KeychainCredentialStore", auto_on=("darwin",)),
 }
 
-CHOICES = ("auto", *REGISTRY)
+
+
+def choices() -> tuple[str, ...]:
+    """What `credential_store` may say."""
+    return ("auto", *REGISTRY)
 
 
 def store_kind(configured: str = "auto", platform: str | None = None) -> str:
@@ -45,7 +49,7 @@ def store_kind(configured: str = "auto", platform: str | None = None) -> str:
         kind = next((k for k, s in REGISTRY.items() if platform in s.auto_on), "")
         kind = kind or next(k for k, s in REGISTRY.items() if "*" in s.auto_on)
     if kind not in REGISTRY:
-        raise ProviderError(f"unknown credential store {kind!r} (expected one of: {', '.join(CHOICES)})")
+        raise ProviderError(f"unknown credential store {kind!r} (expected one of: {', '.join(choices())})")
     return kind
 
 

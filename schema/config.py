@@ -48,10 +48,10 @@ class StoreConfig(_Strict):
     @field_validator("credential_store")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        from claude_pool.providers.credstore import CHOICES   # the one table of store kinds
+        from claude_pool.providers.credstore import choices   # the one table of store kinds
 
-        if value not in CHOICES:
-            raise ValueError(f"expected one of: {', '.join(CHOICES)}")
+        if value not in choices():
+            raise ValueError(f"expected one of: {', '.join(choices())}")
         return value
 
 

@@ -74,6 +74,7 @@ class MemPool:
         self.journal = journal
         self.text = Pool().model_dump_json()
         self.writes = 0
+        self.wait = 5.0                    # how long a run waits for the pool lock
         self._lock = threading.Lock()
 
     def location(self) -> str:
@@ -93,7 +94,8 @@ class MemPool:
         return Pool.model_validate_json(self.text)
 
     @contextlib.contextmanager
-    def hold(self, timeout: float = 0.5) -> Iterator[None]:
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        timeout = self.wait if timeout is None else timeout
         if not self._lock.acquire(timeout=timeout):
             raise PoolBusy(f"another claude-pool run held the pool lock for {timeout:.0f}s; try again")
         try:
