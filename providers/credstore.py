@@ -11,17 +11,14 @@ providers/world.py `CredentialStore`) and its line here.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import ProviderError
 
 
-@dataclass(frozen=True)
-class StoreKind:
+class StoreKind(NamedTuple):
     #: "module:Class" in claude_pool.providers; the class takes no argument
     factory: str
     #: the platforms (sys.platform) where Claude Code keeps its login there; "*": every other one
@@ -55,5 +52,7 @@ def store_kind(configured: str = "auto", platform: str | None = None) -> str:
 
 def default_store(configured: str = "auto") -> Any:
     """The credential store of the kind configured (a providers/world.py `CredentialStore`)."""
+    import importlib
+
     module, _, name = REGISTRY[store_kind(configured)].factory.partition(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)()
