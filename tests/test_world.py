@@ -113,6 +113,8 @@ def test_a_rotated_refresh_token_is_saved_before_anything_else_even_by_plan(mem:
     assert refresh_token(after[1][1]) == new
     assert refresh_token(mem.pool.pool.account("alice").blob) == new == refresh_token(mem.store.raw)
     assert mem.pool.pool.current == "alice", "plan changed more than the rotated token"
+    kinds = mem.journal.kinds()
+    assert kinds.count("store.write") == 1 and kinds.count("pool.write") == 1 and "settings.write" not in kinds
     with pytest.raises(InvalidGrant):             # why it cannot wait: the old token is dead already
         mem.api.refresh(old)
     event = audit(mem, "token_refreshed")[-1]
