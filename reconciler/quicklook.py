@@ -72,12 +72,15 @@ def read_config() -> dict[str, Any]:
     threshold = policy.get("threshold", DEFAULT_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         return {"invalid": True}
+    kind = store.get("credential_store", "auto")
+    if not isinstance(kind, str):
+        return {"invalid": True}
     timeout = http.get("timeout_seconds", DEFAULT_HTTP_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         return {"invalid": True}
     return {"threshold": float(threshold), "timeout": float(timeout),
             "api_base": os.environ.get("CLAUDE_POOL_API_BASE_URL") or endpoints.get("api_base") or DEFAULT_API_BASE,
-            "store": store.get("credential_store") or "auto"}   # the environment is credstore's to read
+            "store": kind or "auto"}   # the environment is credstore's to read
 
 
 def binding(usage: dict, words: frozenset[str] | None) -> tuple[float, bool]:

@@ -252,3 +252,23 @@ def test_a_credential_store_is_one_module_and_one_registry_line(monkeypatch: pyt
     built = credstore.default_store("secret-service")
     assert isinstance(built, CredentialStore)
     assert not credstore.REGISTRY["secret-service"].plain_file   # so reconciler/quicklook.py defers to the engine
+
+
+def test_the_light_path_takes_the_store_kind_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from claude_pool.reconciler import quicklook
+
+    monkeypatch.setenv("CLAUDE_POOL_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setitem(credstore.REGISTRY, "secret-service",
+                        credstore.StoreKind("credstore_file:FileCredentialStore", auto_on=("linux",)))
+    for kind, why in (("secret-service", "the secret-service credential store is read by the full engine"),
+                      ("keychain", "the keychain credential store is read by the full engine"),
+                      ("vault", "config.toml needs the full engine"),
+                      ("file", "no pool")):
+        monkeypatch.setenv("CLAUDE_POOL_CREDENTIAL_STORE", kind)
+        found = quicklook.look("opus", time.monotonic() + 1)
+        assert (found.verdict, found.why) == ("change", why), kind
+    monkeypatch.delenv("CLAUDE_POOL_CREDENTIAL_STORE")
+    (tmp_path / "config.toml").write_text('[store]\ncredential_store = ["file"]\n')
+    assert quicklook.look("opus", time.monotonic() + 1).why == "config.toml needs the full engine"
