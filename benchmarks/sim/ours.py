@@ -1,7 +1,7 @@
 """`--policy ours`: the project's real decision code, driven through the simulated world.
 
 The one adapter between the simulator and claude-pool. Three steps per hook moment, mirroring
-reconciler/engine.py's `run` (observe -> needs_wider_poll -> observe again -> decide -> apply):
+reconciler/engine.py's `run` (accounts_to_poll -> poll -> needs_wider_poll -> poll the rest -> decide -> apply):
 
     observe_from_sim(now, intent)  -> ObservedState   (usage polls go through world.poll)
     policy.decide(observed, intent) -> DesiredState   (the production function, unchanged)
@@ -14,9 +14,9 @@ The hook moments run what reconciler/hooks.py runs, with the session's model (th
                       under the threshold (a model's full window with the model unknown: change);
                       else reconcile --if-needed (the look's reading saved, so not --live)
     UserPromptSubmit  reconcile --if-needed
-    StopFailure       reconcile --live with the Refusal (the 429's message and model): observe's
-                      record_refusal blocks the account until the reset the message names
-                      (observe.refusal_block, the production function)
+    StopFailure       reconcile --live with the Refusal (the 429's message and model): learn.py's
+                      take_refusal blocks the account until the reset the message names
+                      (learn.refusal_block, the production function)
     apiKeyHelper      next key round robin, then reconcile
     wake              reconcile (scheduled at the earliest reset + 30 s, one sleeper)
 """
@@ -27,7 +27,8 @@ from datetime import datetime
 
 from claude_pool.reconciler import policy
 from claude_pool.reconciler.intents import Intent, Reconcile, Refusal
-from claude_pool.reconciler.observe import refusal_block, unpolled
+from claude_pool.reconciler.learn import refusal_block
+from claude_pool.reconciler.observe import unpolled
 from claude_pool.schema.limits import families
 from claude_pool.schema.config import PolicyConfig
 from claude_pool.schema.pool import Account, ApiKey, Pool
@@ -121,7 +122,7 @@ class Ours:
                 if acc.block is not None and (acc.block.until is None or acc.block.until <= when):
                     acc.block = None
             refusal = getattr(intent, "refusal", None)
-            if refusal is not None:      # observe.record_refusal, on the account Claude Code holds
+            if refusal is not None:      # learn.take_refusal, on the account Claude Code holds
                 acc = pool.account(held)
                 if acc is not None:
                     block = refusal_block(refusal.message, acc, when, families(refusal.model))
