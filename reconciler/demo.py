@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from claude_pool.fakeapi import FakeAnthropic
+from claude_pool.demoapi import FakeAnthropic
 
 DEMO_KEY = "sk-ant-api03-demo-" + "0" * 24 + "DEMO"
 
@@ -73,7 +73,6 @@ def run_demo() -> int:
         print(f"claude-pool demo: a sandboxed HOME at {home}, a fake Anthropic API at {fake.base_url}")
         fake.add_account("alice@example.com", five_hour=35, seven_day=20)
         fake.add_account("bob@example.com", five_hour=55, seven_day=64)
-        fake.add_api_key(DEMO_KEY)
         d.claude.mkdir(parents=True)
         (d.claude / "settings.json").write_text(json.dumps({"model": "opus", "apiKeyHelper": "~/bin/my-own-helper"},
                                                            indent=2))

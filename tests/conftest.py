@@ -1,6 +1,6 @@
 """Shared fixtures: the fake Anthropic server and a sandboxed HOME for the installed command.
 
-Real parts only: a real HTTP server on 127.0.0.1 (claude_pool.fakeapi), real files in a temp
+Real parts only: a real HTTP server on 127.0.0.1 (tests/fakeapi.py), real files in a temp
 HOME, and the `claude-pool` command.
 
 `Sandbox.run` runs the command in this process by default (the same entry point the console
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from claude_pool.fakeapi import FakeAnthropic
+from fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """End-to-end: the REAL Claude Code CLI with the claude-pool plugin, against the fake Anthropic API.
 
-Nothing is mocked. Every test starts a real HTTP fake (claude_pool.fakeapi) on 127.0.0.1, builds a
+Nothing is mocked. Every test starts a real HTTP fake (tests/fakeapi.py) on 127.0.0.1, builds a
 sandboxed HOME (Claude Code's ~/.claude.json, ~/.claude/.credentials.json and settings.json, and
 claude-pool's pool), registers accounts with the installed `claude-pool` command, and runs the
 real `claude` binary with `--plugin-dir` the repository (the plugin's root). The plugin's hooks run the installed claude-pool
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from claude_pool.fakeapi import FakeAnthropic
+from fakeapi import FakeAnthropic
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO  # the plugin's root: .claude-plugin/plugin.json names plugin/hooks and plugin/commands

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from claude_pool.fakeapi import FakeAccount, FakeAnthropic
+from fakeapi import FakeAccount, FakeAnthropic
 
 BETA = {"anthropic-beta": "oauth-2025-04-20"}
 MSG_BODY = {"model": "claude-test-1", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -387,7 +387,7 @@ def test_reset_log(fake, client):
 
 def test_module_main_prints_base_url():
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-m", "claude_pool.fakeapi", "--port", "0"], cwd=root,
+    proc = subprocess.Popen([sys.executable, str(root / "tests" / "fakeapi.py"), "--port", "0"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = proc.stdout.readline().strip()
@@ -398,3 +398,67 @@ def test_module_main_prints_base_url():
         proc.terminate()
         proc.wait(5)
     assert proc.stderr.read() == ""
+
+
+# ---- what ships: the demo's fake, without the Messages API ----------------------------------------
+
+# Code that only the Messages API, its stream and the control channel need.
+_TEST_ONLY = ("/v1/messages", "text/event-stream", "content_block_delta", "/_fake/control", "add_api_key")
+
+
+def test_the_demos_fake_answers_only_what_claude_pool_calls():
+    from claude_pool import demoapi
+
+    with demoapi.FakeAnthropic() as server, httpx.Client(base_url=server.base_url, timeout=5.0) as c:
+        acct = server.add_account("a@example.com", five_hour=40)
+        assert c.get("/api/oauth/usage", headers=bearer(acct.access_token)).json()["five_hour"]["utilization"] == 40
+        assert c.get("/api/oauth/profile", headers=bearer(acct.access_token)).status_code == 200
+        old = acct.refresh_token
+        r = c.post("/v1/oauth/token", json={"grant_type": "refresh_token", "refresh_token": old})
+        assert r.status_code == 200 and acct.refresh_token != old  # rotation, as the demo shows
+        assert c.post("/v1/messages", json=MSG_BODY, headers=bearer(acct.access_token)).status_code == 404
+        assert c.post("/_fake/control", json={"op": "state"}).status_code == 404
+        assert not hasattr(server, "add_api_key")
+        with pytest.raises(ValueError):
+            server.set_usage("a@example.com", refuse={"*": {}})
+
+
+def _shipped_sources(root: Path) -> dict[str, str]:
+    """Every file setuptools puts in the wheel, per pyproject's package mapping (no package data)."""
+    import tomllib
+
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "package-data" not in config and "include-package-data" not in config, "update this test"
+    files = {}
+    for package in config["packages"]:
+        folder = root / config["package-dir"][package]
+        for path in folder.glob("*.py"):
+            files[f"{package.replace('.', '/')}/{path.name}"] = path.read_text(encoding="utf-8")
+    return files
+
+
+def test_the_package_ships_no_messages_api():
+    root = Path(__file__).resolve().parents[1]
+    files = _shipped_sources(root)
+    assert "claude_pool/demoapi.py" in files and "claude_pool/reconciler/demo.py" in files
+    offenders = {name: [m for m in _TEST_ONLY if m in text] for name, text in files.items()}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_what_setuptools_builds_ships_no_messages_api(tmp_path):
+    """The same, on what setuptools itself puts in the wheel: its build_py step, from a copy of the
+    checkout without .venv or build litter (a pure-Python wheel is exactly that tree)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    src, out = tmp_path / "src", tmp_path / "lib"
+    shutil.copytree(root, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".cache", ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    proc = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+                           "--build-lib", str(out)], cwd=src, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert "claude_pool/demoapi.py" in names and "claude_pool/reconciler/demo.py" in names, names
+    assert not any("fakeapi" in n or n.startswith("tests/") for n in names), names
+    texts = {n: (out / n).read_text(encoding="utf-8") for n in names if n.endswith(".py")}
+    assert {n: [m for m in _TEST_ONLY if m in t] for n, t in texts.items() if any(m in t for m in _TEST_ONLY)} == {}

@@ -1,6 +1,6 @@
 """Hardening: many claude-pool processes at once, and reconciles killed at random moments.
 
-Real parts only: the fake Anthropic API (claude_pool.fakeapi) on 127.0.0.1 with strictly rotating
+Real parts only: the fake Anthropic API (tests/fakeapi.py) on 127.0.0.1 with strictly rotating
 refresh tokens (a reused refresh token gets invalid_grant), real files in a temporary HOME, and the
 installed `claude-pool` command run as subprocesses. The fake hands out access tokens that expire
 in 120 s, inside claude-pool's 5-minute refresh margin, and config.toml turns the usage cache off:
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_pool.fakeapi import USAGE_PATH, FakeAnthropic
+from fakeapi import USAGE_PATH, FakeAnthropic
 from conftest import Sandbox
 from proctools import cmdline, procs_with_env, wait_for
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_pool.fakeapi import _Handler
+from fakeapi import _Handler
 from claude_pool.providers import crypto
 from proctools import end_processes, procs_with_env
 

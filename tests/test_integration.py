@@ -1,6 +1,6 @@
 """Integration tests for the Claude Code side of claude-pool (docs/ARCHITECTURE.md §5-§8).
 
-Real parts only: the fake Anthropic HTTP server (claude_pool.fakeapi) on a loopback port, real
+Real parts only: the fake Anthropic HTTP server (tests/fakeapi.py) on a loopback port, real
 files in a temporary HOME, and the installed `claude-pool` console script run as subprocesses
 with a sandboxed environment. Every process a test starts (including the detached reconciles,
 wake sleepers and plugin bootstraps that claude-pool itself starts) is found by the HOME it runs
@@ -33,7 +33,7 @@ import filelock
 import pytest
 
 import claude_pool
-from claude_pool.fakeapi import FakeAnthropic
+from fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 from claude_pool.providers.hotlock import HotLock
 from claude_pool.schema.timefmt import format_time

@@ -1,7 +1,7 @@
 """The platform layer: the macOS Keychain store (through a stand-in `security`), CLAUDE_CONFIG_DIR,
 Claude Code's refresh lock directory, and the Windows / macOS branches with the platform injected.
 
-Real parts: files in tmp_path, the fake Anthropic server (claude_pool.fakeapi) on loopback, and the
+Real parts: files in tmp_path, the fake Anthropic server (tests/fakeapi.py) on loopback, and the
 installed `claude-pool` console script run as a subprocess in a sandboxed HOME. The stand-in
 `security` is a small Python script put first on PATH; it keeps Keychain items in a JSON file and
 logs every argv (and every command line fed to `security -i`) as JSON lines.
@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from claude_pool.fakeapi import FakeAnthropic
+from fakeapi import FakeAnthropic
 from claude_pool.providers import claude_lock, credstore, credstore_keychain, crypto, paths, spawn
 from claude_pool.providers.base import ProviderError
 from claude_pool.reconciler import runtime

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import pytest
 
 import claude_pool
-from claude_pool.fakeapi import FakeAnthropic
+from fakeapi import FakeAnthropic
 from proctools import alive, end_processes, wait_for
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from claude_pool.fakeapi import FakeAnthropic  # noqa: E402
+from claude_pool.demoapi import FakeAnthropic  # noqa: E402
 
 VENV = REPO / ".cache" / "bench-venv"
 

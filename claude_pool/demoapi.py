@@ -1,28 +1,20 @@
-"""A fake Anthropic API server for tests, demos and the real Claude Code CLI.
+"""The local fake Anthropic API that `claude-pool demo` runs against.
 
-It listens on a real loopback port and imitates the handful of endpoints that
-claude-pool and Claude Code talk to:
+It listens on a real loopback port and answers the endpoints claude-pool itself calls:
 
-* ``GET  /api/oauth/usage``           - subscription utilization windows
-* ``GET  /api/oauth/profile``         - account / organization profile
-* ``POST /v1/oauth/token``            - refresh-token grant with strict rotation
-* ``POST /v1/messages``               - Messages API (JSON or SSE stream)
-* ``POST /v1/messages/count_tokens``  - token counting
-* ``POST /_fake/control``             - loopback-only control channel for
-  out-of-process tests (add accounts, change usage, inspect state)
+* ``GET  /api/oauth/usage``    - subscription utilization windows (and failure modes)
+* ``GET  /api/oauth/profile``  - account / organization profile
+* ``POST /v1/oauth/token``     - refresh-token grant with strict rotation
 
-Everything is stdlib only.  Run ``python -m claude_pool.fakeapi [--port N]``
-to serve in the foreground; the first stdout line is the base URL.
+Stdlib only. The tests extend it (tests/fakeapi.py) with what only they need: the Messages API
+that the real Claude Code talks to, its SSE stream and rate-limit headers, and a control channel.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid as uuid_mod
@@ -32,20 +24,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["FakeAccount", "FakeAnthropic", "main"]
+__all__ = ["FakeAccount", "FakeAnthropic", "Handler"]
 
 USAGE_PATH = "/api/oauth/usage"
 PROFILE_PATH = "/api/oauth/profile"
 TOKEN_PATH = "/v1/oauth/token"
-MESSAGES_PATH = "/v1/messages"
-COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
-CONTROL_PATH = "/_fake/control"
 
 OAUTH_SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 OAUTH_BETA = "oauth-2025-04-20"
 USAGE_MODES = ("ok", "limits", "429", "500", "timeout", "garbage", "html", "empty", "nulls")
-DEFAULT_MODEL = "claude-sonnet-4-5"
-RATE_LIMIT_MESSAGE = "This request would exceed your account's rate limit. Please try again later."
 TIMEOUT_MODE_SECONDS = 30.0
 
 _DISCONNECT_ERRORS = (ConnectionError, BrokenPipeError, TimeoutError, OSError)
@@ -73,11 +60,6 @@ def _error(kind: str, message: str) -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def _key_id(key: str) -> str:
-    """Short, non-secret label for an API key (used in replies and state)."""
-    return "key-" + key[-4:]
-
-
 @dataclass
 class FakeAccount:
     """One fake Claude subscription account and its live credentials."""
@@ -99,10 +81,6 @@ class FakeAccount:
     scoped: list | None = None
     # Paid overage: {"enabled": bool, "used": credits, "limit": credits, "pct": percent} or None.
     extra_usage: dict | None = None
-    # 429s the usage API does not show, by the request's model: {"opus": {"claim": "five_hour",
-    # "reset": epoch}, "*": {"claim": None}} ("*": any model; claim None: a server-side 429 with
-    # no unified headers).
-    refuse: dict = field(default_factory=dict)
     org_uuid: str = field(default_factory=lambda: str(uuid_mod.uuid4()))
     # Whether the *current* access token is accepted (see FakeAnthropic.expire_access_token).
     access_token_valid: bool = True
@@ -115,7 +93,6 @@ class FakeAccount:
     profile_calls: int = 0
     refreshes: int = 0
     invalid_grants: int = 0
-    messages: int = 0
 
     def exhausted(self) -> bool:
         """True when either utilization window is at or above 100 %."""
@@ -142,41 +119,12 @@ class FakeAccount:
             "revoked": self.revoked,
             "scoped": [dict(w) for w in self.scoped] if self.scoped is not None else None,
             "extra_usage": dict(self.extra_usage) if self.extra_usage else None,
-            "refuse": {k: dict(v) for k, v in self.refuse.items()},
             "exhausted": self.exhausted(),
             "usage_calls": self.usage_calls,
             "profile_calls": self.profile_calls,
             "refreshes": self.refreshes,
             "invalid_grants": self.invalid_grants,
-            "messages": self.messages,
         }
-
-
-@dataclass
-class _ApiKey:
-    """A registered plain API key."""
-
-    key: str = field(repr=False)
-    exhausted: bool = False
-    messages: int = 0
-
-
-def _refusal_for(acct: FakeAccount, model: str) -> tuple[str | None, float] | None:
-    """(representative claim or None for a server-side 429, reset epoch) when this account
-    refuses a request of `model` beyond what its five_hour/seven_day say; else None."""
-    words = set("".join(c if c.isalnum() else " " for c in model.lower()).split())
-    now = time.time()
-    for name, rule in acct.refuse.items():
-        if name == "*" or name.lower() in words:
-            rule = rule if isinstance(rule, dict) else {}
-            reset = rule.get("reset")
-            return rule.get("claim"), float(reset) if isinstance(reset, (int, float)) else now + 3600
-    for w in acct.scoped or []:
-        if isinstance(w.get("pct"), (int, float)) and w["pct"] >= 100 and str(w.get("name", "")).lower() in words:
-            reset = w.get("resets_at")
-            claim = "seven_day_" + str(w["name"]).lower()
-            return claim, float(reset) if isinstance(reset, (int, float)) else now + 86400
-    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -197,6 +145,12 @@ class FakeAnthropic:
     call :meth:`start` (or use ``with``) to begin serving.
     """
 
+    handler_class: type["Handler"]
+    account_class: type[FakeAccount] = FakeAccount
+    #: the account fields set_usage may change
+    settable = frozenset({"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode",
+                          "revoked", "scoped", "extra_usage"})
+
     def __init__(
         self,
         *,
@@ -214,11 +168,10 @@ class FakeAnthropic:
         self.requests: list[dict] = []
         self.invalid_grants = 0
         self._accounts: dict[str, FakeAccount] = {}
-        self._api_keys: dict[str, _ApiKey] = {}
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._server = _Server((host, port), _Handler)
+        self._server = _Server((host, port), self.handler_class)
         self._server.fake = self
         bound_host, bound_port = self._server.server_address[:2]
         self.base_url = f"http://{bound_host}:{bound_port}"
@@ -266,7 +219,7 @@ class FakeAnthropic:
 
     def add_account(self, email: str, *, five_hour: float = 0.0, seven_day: float = 0.0, **kw: Any) -> FakeAccount:
         """Create an account (any FakeAccount field may be passed as keyword)."""
-        acct = FakeAccount(email=email, five_hour=five_hour, seven_day=seven_day, **kw)
+        acct = self.account_class(email=email, five_hour=five_hour, seven_day=seven_day, **kw)
         if acct.usage_mode not in USAGE_MODES:
             raise ValueError(f"unknown usage_mode {acct.usage_mode!r}")
         with self.lock:
@@ -287,9 +240,7 @@ class FakeAnthropic:
 
     def set_usage(self, email: str, **kw: Any) -> FakeAccount:
         """Thread-safely update usage fields (five_hour, seven_day, usage_mode, ...)."""
-        allowed = {"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode", "revoked",
-                   "scoped", "extra_usage", "refuse"}
-        unknown = set(kw) - allowed
+        unknown = set(kw) - self.settable
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)}")
         if "usage_mode" in kw and kw["usage_mode"] not in USAGE_MODES:
@@ -311,15 +262,6 @@ class FakeAnthropic:
             acct.access_token_valid = False
             acct.previous_access_tokens.clear()
 
-    def add_api_key(self, key: str, *, exhausted: bool = False) -> None:
-        """Register (or update) a plain API key usable on /v1/messages."""
-        with self.lock:
-            entry = self._api_keys.get(key)
-            if entry is None:
-                self._api_keys[key] = _ApiKey(key=key, exhausted=exhausted)
-            else:
-                entry.exhausted = exhausted
-
     def credential_blob(self, email: str, *, expires_at_ms: int | None = None) -> dict:
         """The ``.credentials.json`` content Claude Code would store for ``email``."""
         with self.lock:
@@ -340,11 +282,6 @@ class FakeAnthropic:
 
     # --------------------------------------------------------- observation
 
-    def messages_requests(self) -> list[dict]:
-        """Logged POST /v1/messages requests (copies)."""
-        with self.lock:
-            return [dict(r) for r in self.requests if r["method"] == "POST" and r["path"] == MESSAGES_PATH]
-
     def count(self, path: str) -> int:
         """Number of logged requests to ``path`` (query string ignored)."""
         path = urlsplit(path).path
@@ -358,45 +295,9 @@ class FakeAnthropic:
             self.invalid_grants = 0
             for acct in self._accounts.values():
                 acct.usage_calls = acct.profile_calls = acct.refreshes = 0
-                acct.invalid_grants = acct.messages = 0
-            for key in self._api_keys.values():
-                key.messages = 0
-
-    def state(self) -> dict:
-        """JSON summary used by the control endpoint's ``state`` op."""
-        with self.lock:
-            counts: dict[str, int] = {}
-            for r in self.requests:
-                counts[r["path"]] = counts.get(r["path"], 0) + 1
-            known = self._known_credentials_locked()
-            messages = []
-            for r in self.requests:
-                if r["method"] == "POST" and r["path"] == MESSAGES_PATH:
-                    item = {k: v for k, v in r.items() if k != "body"}
-                    tok = item.get("token")
-                    if tok and tok not in known:
-                        item["token"] = "<unknown " + tok[-4:] + ">"
-                    messages.append(item)
-            return {
-                "base_url": self.base_url,
-                "accounts": [a.summary() for a in self._accounts.values()],
-                "api_keys": [
-                    {"id": _key_id(k.key), "exhausted": k.exhausted, "messages": k.messages}
-                    for k in self._api_keys.values()
-                ],
-                "invalid_grants": self.invalid_grants,
-                "counts": counts,
-                "messages": messages,
-            }
+                acct.invalid_grants = 0
 
     # ------------------------------------------------- internals (locked)
-
-    def _known_credentials_locked(self) -> set[str]:
-        known = set(self._api_keys)
-        for a in self._accounts.values():
-            known.add(a.access_token)
-            known.update(a.previous_access_tokens)
-        return known
 
     def _account_by_access_locked(self, token: str | None) -> FakeAccount | None:
         for acct in self._accounts.values():
@@ -461,57 +362,20 @@ class FakeAnthropic:
                 owner.invalid_grants += 1
             return None
 
-    # -------------------------------------------------------- control op
-
-    def _control(self, cmd: Any) -> tuple[int, Any]:
-        """Execute one control command; returns (status, JSON body)."""
-        if not isinstance(cmd, dict):
-            return 400, {"error": "body must be a JSON object"}
-        op = cmd.get("op")
-        for name in {"add_account": ("email",), "credential_blob": ("email",), "set_usage": ("email",),
-                     "revoke": ("email",), "expire_access_token": ("email",), "add_api_key": ("key",)}.get(op, ()):
-            if not isinstance(cmd.get(name), str) or not cmd[name]:
-                return 400, {"error": f"{op} needs a string {name!r}"}
-        try:
-            if op == "add_account":
-                kw = {k: cmd[k] for k in ("five_hour", "seven_day", "usage_mode", "five_hour_resets_at",
-                                          "seven_day_resets_at", "revoked", "scoped", "extra_usage",
-                                          "refuse") if k in cmd}
-                self.add_account(cmd["email"], **kw)
-                return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
-            if op == "credential_blob":
-                return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
-            if op == "set_usage":
-                kw = {k: v for k, v in cmd.items() if k not in ("op", "email")}
-                return 200, self.set_usage(cmd["email"], **kw).summary()
-            if op == "add_api_key":
-                self.add_api_key(cmd["key"], exhausted=bool(cmd.get("exhausted", False)))
-                return 200, {"ok": True}
-            if op == "revoke":
-                self.revoke(cmd["email"])
-                return 200, {"ok": True}
-            if op == "expire_access_token":
-                self.expire_access_token(cmd["email"])
-                return 200, {"ok": True}
-            if op == "reset_log":
-                self.reset_log()
-                return 200, {"ok": True}
-            if op == "state":
-                return 200, self.state()
-        except KeyError as exc:
-            return 404, {"error": f"not found: {exc.args[0]!s}"}
-        except (ValueError, TypeError) as exc:
-            return 400, {"error": str(exc)}
-        return 400, {"error": f"unknown op {op!r}"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Routes requests to the owning FakeAnthropic."""
+class Handler(BaseHTTPRequestHandler):
+    """Routes requests to the owning FakeAnthropic (a subclass adds routes: `routes`, `_route`)."""
 
     protocol_version = "HTTP/1.1"
     server_version = "FakeAnthropic/1.0"
     server: _Server
     _rec: dict | None = None
+    #: path -> the methods it answers
+    routes: dict[str, tuple[str, ...]] = {
+        "/": ("GET", "HEAD"),
+        USAGE_PATH: ("GET",),
+        PROFILE_PATH: ("GET",),
+        TOKEN_PATH: ("POST",),
+    }
 
     # -------------------------------------------------- plumbing / quiet
 
@@ -633,9 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _error("invalid_request_error", "Malformed request body"))
             return
         body = self._parse_body(raw)
-
-        if path == CONTROL_PATH:
-            self._handle_control(method, body)
+        if self._unlogged(method, path, body):
             return
 
         bearer = self._bearer()
@@ -648,32 +510,28 @@ class _Handler(BaseHTTPRequestHandler):
             kind, token = None, None
         self._rec = fake._log(method, path, kind, token, body)
 
-        routes = {
-            "/": ("GET", "HEAD"),
-            USAGE_PATH: ("GET",),
-            PROFILE_PATH: ("GET",),
-            TOKEN_PATH: ("POST",),
-            MESSAGES_PATH: ("POST",),
-            COUNT_TOKENS_PATH: ("POST",),
-        }
-        if path not in routes:
+        if path not in self.routes:
             self._send(404, _error("not_found_error", f"Not found: {path}"))
             return
-        if method not in routes[path]:
+        if method not in self.routes[path]:
             self._send(405, _error("invalid_request_error", f"Method {method} not allowed"))
             return
+        self._route(path, kind, token, body)
+
+    def _unlogged(self, method: str, path: str, body: Any) -> bool:
+        """Answer a request that stays out of the request log; False: not one of those."""
+        return False
+
+    def _route(self, path: str, kind: str | None, token: str | None, body: Any) -> None:
+        """Answer a logged request to a known path with an allowed method."""
         if path == "/":
             self._send(200, {})
         elif path == USAGE_PATH:
-            self._handle_usage(bearer)
+            self._handle_usage(self._bearer())
         elif path == PROFILE_PATH:
-            self._handle_profile(bearer)
+            self._handle_profile(self._bearer())
         elif path == TOKEN_PATH:
             self._handle_token(body)
-        elif path == MESSAGES_PATH:
-            self._handle_messages(kind, token, body)
-        else:
-            self._send(200, {"input_tokens": 10})
 
     def _parse_body(self, raw: bytes) -> Any:
         """JSON if possible, else form-encoded dict for form posts, else None."""
@@ -841,141 +699,5 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, result)
 
-    def _handle_messages(self, kind: str | None, token: str | None, body: Any) -> None:
-        fake = self.server.fake
-        with fake.lock:
-            acct = fake._account_by_access_locked(token)
-            key = fake._api_keys.get(token) if token and acct is None else None
-            if acct is not None:
-                acct.messages += 1
-                label, exhausted = acct.email, acct.exhausted()
-                five, seven = acct.five_hour, acct.seven_day
-                five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
-                requested = str(body.get("model") or DEFAULT_MODEL) if isinstance(body, dict) else DEFAULT_MODEL
-                refusal = _refusal_for(acct, requested)
-            elif key is not None:
-                key.messages += 1
-                label, exhausted = _key_id(key.key), key.exhausted
-        if acct is None and key is None:
-            message = "Invalid bearer token" if kind == "bearer" else "invalid x-api-key"
-            self._send(401, _error("authentication_error", message))
-            return
 
-        headers: dict[str, str] = {}
-        if acct is not None:
-            now = time.time()
-            r5 = int(five_reset if five_reset is not None else now + 5 * 3600)
-            r7 = int(seven_reset if seven_reset is not None else now + 7 * 86400)
-            headers.update({
-                "anthropic-ratelimit-unified-status": "rejected" if exhausted else "allowed",
-                "anthropic-ratelimit-unified-5h-status": "rejected" if five >= 100 else "allowed",
-                "anthropic-ratelimit-unified-5h-utilization": f"{five / 100:.4f}",
-                "anthropic-ratelimit-unified-5h-reset": str(r5),
-                "anthropic-ratelimit-unified-7d-status": "rejected" if seven >= 100 else "allowed",
-                "anthropic-ratelimit-unified-7d-utilization": f"{seven / 100:.4f}",
-                "anthropic-ratelimit-unified-7d-reset": str(r7),
-                "anthropic-ratelimit-unified-representative-claim": "seven_day" if seven >= five else "five_hour",
-                "anthropic-ratelimit-unified-reset": str(r7 if seven >= five else r5),
-            })
-        if acct is not None and refusal is not None:
-            claim, reset = refusal
-            if claim is None:   # a server-side limit: no unified headers at all
-                self._send(429, _error("rate_limit_error", "Rate limited. Please try again later."),
-                           headers={"retry-after": "60"})
-                return
-            headers.update({"anthropic-ratelimit-unified-status": "rejected",
-                            "anthropic-ratelimit-unified-representative-claim": claim,
-                            "anthropic-ratelimit-unified-reset": str(int(reset)), "retry-after": "60"})
-            if claim == "five_hour":
-                headers["anthropic-ratelimit-unified-5h-status"] = "rejected"
-                headers["anthropic-ratelimit-unified-5h-reset"] = str(int(reset))
-            elif claim == "seven_day":
-                headers["anthropic-ratelimit-unified-7d-status"] = "rejected"
-                headers["anthropic-ratelimit-unified-7d-reset"] = str(int(reset))
-            self._send(429, _error("rate_limit_error", RATE_LIMIT_MESSAGE), headers=headers)
-            return
-        if exhausted:
-            headers["anthropic-ratelimit-unified-status"] = "rejected"
-            headers["retry-after"] = "60"
-            self._send(429, _error("rate_limit_error", RATE_LIMIT_MESSAGE), headers=headers)
-            return
-        if not isinstance(body, dict):
-            self._send(400, _error("invalid_request_error", "Request body must be a JSON object"))
-            return
-
-        model = body.get("model") or DEFAULT_MODEL
-        text = f"ok from fake ({label})"
-        input_tokens = max(1, len(json.dumps(body.get("messages", []))) // 4)
-        output_tokens = max(1, len(text) // 4)
-        msg_id = "msg_fake" + secrets.token_hex(12)
-        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-
-        if body.get("stream"):
-            events = [
-                ("message_start", {"type": "message_start", "message": {
-                    "id": msg_id, "type": "message", "role": "assistant", "model": model,
-                    "content": [], "stop_reason": None, "stop_sequence": None,
-                    "usage": {**usage, "output_tokens": 1}}}),
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": text}}),
-                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                   "usage": {"output_tokens": output_tokens}}),
-                ("message_stop", {"type": "message_stop"}),
-            ]
-            payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
-            headers["Cache-Control"] = "no-cache"
-            self._send(200, payload, content_type="text/event-stream; charset=utf-8", headers=headers)
-            return
-
-        self._send(200, {
-            "id": msg_id,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": usage,
-        }, headers=headers)
-
-    def _handle_control(self, method: str, body: Any) -> None:
-        host = self.client_address[0] if self.client_address else ""
-        if not (host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")):
-            self._send(403, {"error": "control endpoint is loopback-only"})
-            return
-        if method != "POST":
-            self._send(405, {"error": "use POST"})
-            return
-        status, reply = self.server.fake._control(body)
-        self._send(status, reply)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the fake server in the foreground until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m claude_pool.fakeapi", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--usage-delay", type=float, default=0.0)
-    args = parser.parse_args(argv)
-
-    fake = FakeAnthropic(host=args.host, port=args.port, usage_delay=args.usage_delay).start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    print(fake.base_url, flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+FakeAnthropic.handler_class = Handler
