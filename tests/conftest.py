@@ -316,3 +316,9 @@ def sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path) -> Sandbox:
     home = tmp_path / "home"
     home.mkdir()
     return Sandbox(home, fake, pycache_dir)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (in their order): with several workers the long ones start at once instead
+    of one of them ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -285,6 +285,7 @@ def _hook_text_in(body: Any) -> list[str]:
 # ---------------------------------------------------------------------------- the plugin
 
 
+@pytest.mark.slow
 def test_plugin_and_marketplace_validate(sandbox: Sandbox) -> None:
     for target in (REPO, REPO / ".claude-plugin" / "plugin.json"):
         proc = sandbox.run([CLAUDE, "plugin", "validate", str(target)], timeout=60)
@@ -295,6 +296,7 @@ def test_plugin_and_marketplace_validate(sandbox: Sandbox) -> None:
 # ------------------------------------------------------------------------ 1. print mode
 
 
+@pytest.mark.slow
 def test_session_start_moves_off_an_exhausted_account_before_the_first_request(sandbox: Sandbox, fake) -> None:
     fake.add_account(BOB, five_hour=10)
     fake.add_account(ALICE, five_hour=100)
@@ -343,6 +345,7 @@ OTHER_SETTINGS = {
 }
 
 
+@pytest.mark.slow
 def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fake) -> None:
     key = _new_api_key()
     fake.add_api_key(key)
@@ -375,6 +378,7 @@ def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fak
 # ---------------------------------------------------------------------- 3. an account resets
 
 
+@pytest.mark.slow
 def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fake) -> None:
     key = _new_api_key()
     fake.add_api_key(key)
@@ -461,6 +465,7 @@ class Tmux:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_interactive_session_switches_on_a_rate_limit_and_keeps_going(sandbox: Sandbox, fake) -> None:
     if shutil.which("tmux") is None or shutil.which("timeout") is None:
         pytest.skip("the interactive test needs tmux and timeout")
@@ -521,6 +526,7 @@ def test_interactive_session_switches_on_a_rate_limit_and_keeps_going(sandbox: S
 # -------------------------------------------------- 5. hook output never reaches the model
 
 
+@pytest.mark.slow
 def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
     # This test's own runs: a switch at session start, the API-key fallback, and a broken pool
     # (the hook fails and says so on stderr). With the runs of the tests above, every body the
@@ -568,6 +574,7 @@ def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
 # ------------------------------------------------------------------ 6. the slash commands
 
 
+@pytest.mark.slow
 def test_slash_commands_do_their_job_and_never_put_a_secret_in_the_conversation(sandbox: Sandbox, fake) -> None:
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)

@@ -159,6 +159,7 @@ def test_switch_and_rm_of_the_active_account(sandbox, fake):
 
 # ---- API keys: fallback and recovery ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fallback_to_an_api_key_and_recovery_keep_the_users_settings(sandbox, fake):
     fake.add_account(ALICE, five_hour=30)
     fake.add_account(BOB, five_hour=40)
@@ -227,6 +228,7 @@ def test_every_account_exhausted_and_no_keys_changes_nothing(sandbox, fake):
 
 # ---- errors are not exhaustion -----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["429", "500", "timeout", "garbage", "html", "empty", "nulls"])
 def test_usage_errors_are_not_exhaustion(sandbox, fake, mode):
     fake.add_account(ALICE, usage_mode=mode)
@@ -420,6 +422,7 @@ def test_config_threshold_decides_what_hook_session_start_does(sandbox):
 
 # ---- the console script itself ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_command_as_a_real_process(sandbox, fake):
     """The other tests run the command's entry point in-process (fast); this one runs the
     installed console script for every command once: exit codes, stdout/stderr, no traceback."""

@@ -298,6 +298,7 @@ def _round_checks(sb: Sandbox, jobs: list[Job], keys: dict[str, str], *, mode: s
     return served
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("soak_round", range(SOAK_ROUNDS))
 def test_concurrent_processes_lose_nothing_and_burn_no_token(box: Sandbox, fast_fake: FakeAnthropic,
                                                              soak_round: int) -> None:
@@ -409,6 +410,7 @@ def _phase(reqs: list[dict]) -> str:
     return "after-poll"
 
 
+@pytest.mark.slow
 def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthropic) -> None:
     """SOAK_KILLS reconciles (env CLAUDE_POOL_SOAK_KILLS), each with a switch and two token
     refreshes to do, each SIGKILLed at a random moment (seeded; env CLAUDE_POOL_SOAK_SEED).

@@ -230,6 +230,7 @@ UNKNOWN_EVENTS = ["no-such-event", "", "SessionStart", "../../etc/passwd", "sess
                   "stop-failure\x1b[2J", "\udcff"]
 
 
+@pytest.mark.slow
 def test_hostile_hook_payloads_on_a_healthy_pool(reaper, fake):
     sandbox = reaper
     _healthy_pool(sandbox, fake)
@@ -270,6 +271,7 @@ def test_hostile_hook_payloads_on_a_healthy_pool(reaper, fake):
 CORRUPT_POOL = b"CPL1" + random.Random(7).randbytes(120)
 
 
+@pytest.mark.slow
 def test_hooks_with_broken_files(reaper, fake):
     sandbox = reaper
     _healthy_pool(sandbox, fake)
@@ -371,6 +373,7 @@ def _two_cached_accounts(sandbox, fake, **usage) -> None:  # type: ignore[no-unt
     sandbox.env["CLAUDE_POOL_WAKE"] = "0"
 
 
+@pytest.mark.slow
 def test_a_failing_usage_api_changes_nothing(reaper, fake):
     """Neither 0% nor 100%: a stale cached reading is not trusted either, so nobody moves.
     (test_cli.py runs `plan` against each mode; here: reconcile and list, and what they keep.)"""
@@ -761,6 +764,7 @@ BAD_KEYS: dict[str, tuple[tuple[str, ...], bytes]] = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_keys_are_refused(sandbox, fake):
     _pool_for_ids(sandbox, fake)
     before = sandbox.snapshot()
@@ -807,6 +811,7 @@ BAD_CREDENTIALS: dict[str, bytes] = {
 }
 
 
+@pytest.mark.slow
 def test_import_of_a_hostile_credentials_file_is_refused(sandbox, fake, pycache_dir):
     fake.add_account(BOB)
     homes = []
@@ -934,6 +939,7 @@ with open(os.environ["HARDEN_CLAUDE_LOG"], "a") as fh:
 """
 
 
+@pytest.mark.slow
 def test_no_secret_in_any_child_process_argv(reaper, fake, tmp_path):
     sandbox = reaper
     sandbox.subprocess = True  # what is checked is every real process's argv and environment
@@ -1047,6 +1053,7 @@ def _expire_in_pool(sandbox, account_id: str, held: bool) -> None:  # type: igno
     sandbox.write_pool(pool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["expired login, active", "token refused, not active"])
 def test_a_revoked_login_needs_relogin_once_and_the_rest_goes_on(reaper, fake, how):
     sandbox = reaper

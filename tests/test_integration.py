@@ -305,6 +305,7 @@ def apikey_pool(sb: Sandbox, *, keys: int = 1, resets: dict[str, float] | None =
 # 1. the apiKeyHelper
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_helper_outside_apikey_mode_prints_nothing(sb: Sandbox) -> None:
     proc = sb.run("helper")  # no pool at all
     assert proc.returncode != 0
@@ -320,6 +321,7 @@ def test_helper_outside_apikey_mode_prints_nothing(sb: Sandbox) -> None:
     assert not leaks(proc.stderr, *sb.keys.values())
 
 
+@pytest.mark.slow
 def test_helper_round_robin_sequential(sb: Sandbox) -> None:
     apikey_pool(sb, keys=3)
     order = []
@@ -336,6 +338,7 @@ def test_helper_round_robin_sequential(sb: Sandbox) -> None:
     assert sb.status()["name"] == order[-1]
 
 
+@pytest.mark.slow
 def test_helper_concurrent_calls_lose_no_update(sb: Sandbox) -> None:
     apikey_pool(sb, keys=3)
     before = sb.pool()
@@ -363,6 +366,7 @@ def test_helper_concurrent_calls_lose_no_update(sb: Sandbox) -> None:
 # 2. the helper's lock is filelock's lock
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_helper_waits_for_filelock(sb: Sandbox) -> None:
     apikey_pool(sb, keys=1)
     held = filelock.FileLock(str(sb.lock_path))
@@ -381,6 +385,7 @@ def test_helper_waits_for_filelock(sb: Sandbox) -> None:
     assert took < 2.0, f"the helper needed {took:.2f}s after the lock was released"
 
 
+@pytest.mark.slow
 def test_helper_serves_a_key_when_the_pool_stays_locked(sb: Sandbox) -> None:
     """A run that holds the pool too long must not leave Claude Code without a key: after its wait
     the helper serves the key the cursor points to next, read-only (the cursor does not move).
@@ -420,6 +425,7 @@ def test_hotlock_excludes_filelock(tmp_path: Path) -> None:
 # 3. the helper's detached reconcile
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_helper_detached_reconcile_leaves_apikey_mode(sb: Sandbox) -> None:
     apikey_pool(sb, keys=1, resets={ALICE: 3600, BOB: 2})
     assert sb.status()["mode"] == "apikey"
@@ -452,6 +458,7 @@ def test_helper_detached_reconcile_leaves_apikey_mode(sb: Sandbox) -> None:
 # 4. the recovery wake
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reset_in", [600, 5, 7 * 3600], ids=["reset+30s", "at-least-60s", "over-6h"])
 def test_wake_scheduled_once(make_sandbox, reset_in: float) -> None:
     sb = make_sandbox(wake=True)
@@ -509,6 +516,7 @@ def _stdins(home: Path) -> dict[str, Callable[[str], str]]:
     }
 
 
+@pytest.mark.slow
 def test_hooks_never_exit_2_never_print(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)
@@ -552,6 +560,7 @@ def test_hook_session_start_imports_the_login_into_an_empty_pool(sb: Sandbox) ->
     assert sb.creds_fp() == sb.access_fp(ALICE)
 
 
+@pytest.mark.slow
 def test_hook_prompt_submit_returns_at_once_and_reconciles_after(make_sandbox) -> None:
     slow = FakeAnthropic(usage_delay=3).start()
     sb = make_sandbox(fake=slow)
@@ -574,6 +583,7 @@ def test_hook_prompt_submit_returns_at_once_and_reconciles_after(make_sandbox) -
         slow.stop()
 
 
+@pytest.mark.slow
 def test_hook_stop_failure_switches_before_exit(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active
@@ -590,6 +600,7 @@ def test_hook_stop_failure_switches_before_exit(sb: Sandbox) -> None:
 # 6. running sessions
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_swap_tells_about_running_sessions(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)
@@ -631,6 +642,7 @@ def _shift_back(sb: Sandbox, seconds: float) -> str:
     return pool["switched_at"]
 
 
+@pytest.mark.slow
 def test_statusline_feed_and_badge(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active
@@ -739,6 +751,7 @@ def _path_without_python(tmp_path: Path) -> str:
     return str(bindir)
 
 
+@pytest.mark.slow
 def test_plugin_wrapper_without_python_says_so_once_a_session_and_backs_off(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -848,6 +861,7 @@ def _fake_claude(sb: Sandbox) -> tuple[dict[str, str], Path]:
     return {"PATH": f"{bindir}{os.pathsep}{sb.env.get('PATH', '/usr/bin:/bin')}", "FAKE_CLAUDE_OUT": str(out)}, out
 
 
+@pytest.mark.slow
 def test_reconcile_launch_execs_claude_after_the_pool_step(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active, and exhausted
@@ -863,6 +877,7 @@ def test_reconcile_launch_execs_claude_after_the_pool_step(sb: Sandbox) -> None:
     assert sb.pool()["current"] == "alice"
 
 
+@pytest.mark.slow
 def test_reconcile_launch_execs_claude_when_the_pool_step_fails(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     corrupt = crypto.MAGIC + secrets.token_bytes(80)

@@ -436,6 +436,7 @@ def mcp_secrets(logins: dict) -> list[str]:
     return [v[k] for v in logins.get("mcpOAuth", {}).values() for k in ("accessToken", "refreshToken")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hex_output", [False, True], ids=["plain output", "hex output"])
 def test_keychain_store_round_trips_at_and_past_the_line_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               hex_output: bool) -> None:
@@ -493,6 +494,7 @@ def test_hex_output_is_decoded_only_when_it_is_a_json_object() -> None:
     assert credstore_keychain.decode_output("ff00" + "\n") == "ff00"  # not UTF-8
 
 
+@pytest.mark.slow
 def test_the_refresh_lock_stays_fresh_across_a_slow_keychain_write(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Claude Code takes over a lock older than its stale age: while we hold it across a slow
@@ -533,6 +535,7 @@ def test_the_refresh_lock_stays_fresh_across_a_slow_keychain_write(tmp_path: Pat
 # 2. the Keychain through the CLI
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_keychain_import_switch_apply_fallback_recovery(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)
@@ -594,6 +597,7 @@ def test_keychain_import_switch_apply_fallback_recovery(box: Box, fake: FakeAnth
     assert reads and all(a == ["find-generic-password", "-a", LOGIN_NAME, "-s", SERVICE, "-w"] for a in reads)
 
 
+@pytest.mark.slow
 def test_keychain_write_keeps_other_top_level_keys(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     fake.add_account(BOB)
@@ -609,6 +613,7 @@ def test_keychain_write_keeps_other_top_level_keys(box: Box, fake: FakeAnthropic
     assert now["mcpOAuth"] == {"server": {"accessToken": "mcp-not-ours"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hex_output", [False, True], ids=["plain output", "hex output"])
 def test_switch_with_a_3kb_mcp_item_writes_it_whole(box: Box, fake: FakeAnthropic, hex_output: bool) -> None:
     """Claude Code keeps its MCP servers' logins in the same item: a 3 KB item is a 6 KB hex line,
@@ -642,6 +647,7 @@ def test_switch_with_a_3kb_mcp_item_writes_it_whole(box: Box, fake: FakeAnthropi
         assert not [i for i, sec in enumerate(secrets) if sec in text or sec.encode().hex() in text]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [0, 3000], ids=["small item", "3 KB item"])
 def test_a_failed_keychain_write_shows_nothing_security_printed(box: Box, fake: FakeAnthropic, size: int) -> None:
     fake.add_account(ALICE)
@@ -667,6 +673,7 @@ def test_a_failed_keychain_write_shows_nothing_security_printed(box: Box, fake: 
 # 3. CLAUDE_CONFIG_DIR → the service name; the account is the login name
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["plain", "non_nfc", "unresolved"])
 def test_keychain_service_follows_claude_config_dir(box: Box, fake: FakeAnthropic, variant: str) -> None:
     fake.add_account(ALICE)
@@ -720,6 +727,7 @@ def test_service_name_unit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.lock_path == Path("/x/y") / ".oauth_refresh.lock"
 
 
+@pytest.mark.slow
 def test_store_kind_from_config_toml_and_env_override(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     box.write_config('[store]\ncredential_store = "keychain"\n')
@@ -737,6 +745,7 @@ def test_store_kind_from_config_toml_and_env_override(box: Box, fake: FakeAnthro
 # 4. a failed Keychain write is a failure
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fail", "drop"])
 def test_failed_keychain_write_is_reported_and_changes_nothing(box: Box, fake: FakeAnthropic, mode: str) -> None:
     fake.add_account(ALICE)
@@ -788,6 +797,7 @@ def test_missing_security_command_is_one_clear_line(box: Box, fake: FakeAnthropi
 # 5. the file store under CLAUDE_CONFIG_DIR
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_file_store_settings_and_sessions_follow_claude_config_dir(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)
@@ -828,6 +838,7 @@ def test_file_store_settings_and_sessions_follow_claude_config_dir(box: Box, fak
     assert not list(cfg.glob(".oauth_refresh.lock"))
 
 
+@pytest.mark.slow
 def test_file_store_without_sessions_says_nothing_about_them(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     fake.add_account(BOB)
@@ -899,6 +910,7 @@ def held_lock(lock: Path, interval: float = 0.5) -> Iterator[threading.Event]:
             lock.rmdir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "keychain"])
 def test_switch_waits_for_claude_codes_refresh_lock(box: Box, fake: FakeAnthropic, kind: str) -> None:
     env, read = _two_accounts(box, fake, kind)
@@ -935,6 +947,7 @@ def test_switch_waits_for_claude_codes_refresh_lock(box: Box, fake: FakeAnthropi
     assert not lock.exists(), "claude-pool left Claude Code's refresh lock behind"
 
 
+@pytest.mark.slow
 def test_a_stale_refresh_lock_is_taken_over_at_once(box: Box, fake: FakeAnthropic) -> None:
     env, read = _two_accounts(box, fake, "file")
     lock = box.home / ".claude" / ".oauth_refresh.lock"
@@ -1029,6 +1042,7 @@ def test_file_store_write_holds_the_lock(tmp_path: Path) -> None:
 # 7. refreshing the held token under the lock
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_refresh_of_the_held_login_waits_for_the_lock(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=50)

@@ -49,6 +49,7 @@ def _find_claude() -> str | None:
 CLAUDE = _find_claude()
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("plugin_install"),  # one worker: the installs share a pip cache
     pytest.mark.skipif(CLAUDE is None, reason="the real Claude Code binary is not available"),
     pytest.mark.skipif(shutil.which("git") is None, reason="git is needed"),
 ]

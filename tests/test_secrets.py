@@ -31,6 +31,7 @@ def minted_secrets(fake) -> set[str]:  # type: ignore[no-untyped-def]
     return {s for s in found if s}
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_any_output_log_or_plan(sandbox, fake, tmp_path):
     key_stdin = "sk-ant-api03-" + secrets.token_urlsafe(40)
     key_arg = "plainkey" + secrets.token_hex(20)          # not shaped like an Anthropic key at all

@@ -124,6 +124,7 @@ def test_print_mode_gets_no_retry_and_no_keys_means_blocked():
         assert (s["blocked_requests"], s["blocked_units"], s["billed_units"]) == (2, 8, 0), policy
 
 
+@pytest.mark.slow
 def test_determinism_same_trace_same_output(capsys):
     path = str(TRACES / "agent-24x7.json")
     outs = []
@@ -185,6 +186,7 @@ def _tiny(rng: random.Random) -> trace.Trace:
     return mk(reqs, accounts=accounts, duration=15)
 
 
+@pytest.mark.slow
 def test_lower_bound_never_above_exhaustive_search():
     rng = random.Random(13)
     tight = 0
@@ -204,6 +206,7 @@ def test_lower_bound_is_exact_on_a_weekly_overflow():
     assert bound.lower_bound(tr) == 20 - (10 + 4)   # the overshoot allowance: <= the truth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in TRACES.glob("*.json")))
 def test_repo_traces_no_policy_below_the_bound(name):
     tr = trace.load(TRACES / f"{name}.json")
