@@ -13,6 +13,8 @@ import secrets
 import stat
 import time
 
+import pytest
+
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
