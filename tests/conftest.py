@@ -10,6 +10,12 @@ contracts that only a real process shows (exit codes of the console script, what
 terminal, hot-path imports, argv, signals, concurrency) run the installed command as a
 subprocess: `sandbox.run(..., subprocess=True)`, a `Sandbox(..., subprocess=True)`, or the whole
 suite with CLAUDE_POOL_TEST_SUBPROCESS=1.
+
+One Sandbox for every test file: files that need more (a stand-in Keychain, API keys the helper
+serves, Claude Code itself) subclass it. `sandbox.start(...)` starts the command as a process and
+keeps it; at teardown every process left with the sandbox's HOME (detached reconciles, wake
+sleepers, what `start` started) is ended. The recovery wake-up is off unless a test asks for it
+(`Sandbox(..., wake=True)` or `sandbox.env.pop("CLAUDE_POOL_WAKE")`): a sleeper would outlive the test.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import pytest
 
 from fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
+from proctools import cmdline, end_processes, procs_with_env
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -48,9 +55,22 @@ def _find_claude_pool() -> str:
 
 CLAUDE_POOL = _find_claude_pool()
 
-# Inherited variables that would point the command at the real user's files or credentials.
-_STRIPPED = {"CLAUDE_CONFIG_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME"}
-_STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_POOL_", "CLAUDE_CODE_")
+# Inherited variables that would point the command at the real user's files or credentials, or
+# tell it that it runs inside Claude Code.
+_STRIPPED = {"CLAUDECODE"}
+_STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "XDG_")
+
+
+def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -> dict[str, str]:
+    """This process's environment for a command run with HOME=home against the fake API."""
+    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED and not k.startswith(_STRIPPED_PREFIXES)}
+    env["HOME"] = str(home)
+    if fake is not None:
+        env["CLAUDE_POOL_API_BASE_URL"] = fake.base_url
+        env["CLAUDE_POOL_OAUTH_TOKEN_URL"] = fake.token_url
+    if not wake:
+        env["CLAUDE_POOL_WAKE"] = "0"
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +94,7 @@ class Sandbox:
     """A temp HOME with Claude Code's and claude-pool's files, and a way to run the command there."""
 
     def __init__(self, home: Path, fake: FakeAnthropic, pycache: Path | None = None, *,
-                 subprocess: bool = False) -> None:
+                 subprocess: bool = False, wake: bool = False) -> None:
         self.home = home
         self.subprocess = subprocess or os.environ.get("CLAUDE_POOL_TEST_SUBPROCESS") == "1"
         self.fake = fake
@@ -87,14 +107,12 @@ class Sandbox:
         self.config_path = self.pool_dir / "config.toml"
         self.status_path = self.pool_dir / "status.json"
         self.audit_path = home / ".local" / "state" / "claude-pool" / "audit.jsonl"
-        env = {k: v for k, v in os.environ.items()
-               if k not in _STRIPPED and not k.startswith(_STRIPPED_PREFIXES)}
-        env.update(
-            HOME=str(home),
-            PATH=os.pathsep.join([str(Path(self.exe).parent), env.get("PATH", "/usr/bin:/bin")]),
-            CLAUDE_POOL_API_BASE_URL=fake.base_url,
-            CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
-        )
+        self.lock_path = self.pool_dir / "pool.json.lock"
+        self.feed_path = self.pool_dir / "usage-feed.json"
+        self.wake_path = self.pool_dir / "wake.json"
+        self.sessions_dir = self.claude_dir / "sessions"
+        env = sandbox_env(home, fake, wake=wake)
+        env["PATH"] = os.pathsep.join([str(Path(self.exe).parent), env.get("PATH", "/usr/bin:/bin")])
         if pycache is not None:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(pycache)
@@ -102,12 +120,24 @@ class Sandbox:
         #: every (args, stdout, stderr) this sandbox produced, for the secrets test
         self.transcript: list[tuple[tuple[str, ...], str, str]] = []
         self._key: bytes | None = None
+        #: the processes `start` started
+        self.popen: list[subprocess.Popen] = []
+
+    def full_env(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The sandbox's environment with `extra` on top (a None value unsets the variable)."""
+        env = dict(self.env)
+        for k, v in (extra or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+        return env
 
     # ---- running the installed command ------------------------------------------------
 
     def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 30, subprocess: bool | None = None) -> "subprocess.CompletedProcess[str]":
-        full_env = dict(self.env, **(env or {}))
+        full_env = self.full_env(env)
         as_process = self.subprocess if subprocess is None else subprocess
         # these replace the process (exec): only a real one can
         as_process = as_process or "--launch" in args or (bool(args) and args[0] == "wake")
@@ -121,12 +151,50 @@ class Sandbox:
         self.transcript.append((tuple(args), proc.stdout, proc.stderr))
         return proc
 
-    def ok(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def ok(self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None,
+           subprocess: bool | None = None) -> "subprocess.CompletedProcess[str]":
         """Run and require exit 0 with no traceback."""
-        proc = self.run(*args, input=input)
+        proc = self.run(*args, input=input, env=env, subprocess=subprocess)
         assert proc.returncode == 0, f"claude-pool {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
         assert "Traceback" not in proc.stderr + proc.stdout
         return proc
+
+    def start(self, *args: str, env: dict[str, str | None] | None = None) -> "subprocess.Popen[str]":
+        """Start the installed command as a process (stdout and stderr piped); ended at teardown."""
+        proc = subprocess.Popen([self.exe, *args], env=self.full_env(env), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.home)
+        self.popen.append(proc)
+        return proc
+
+    def wake_marker(self) -> dict | None:
+        try:
+            return json.loads(self.wake_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def wake_sleepers(self) -> list[int]:
+        """Live wake sleepers (`... claude_pool wake EPOCH`) of this HOME."""
+        return [p for p in procs_with_env(f"HOME={self.home}")
+                if "claude_pool" in " ".join(cmdline(p)) and "wake" in cmdline(p)]
+
+    def cleanup(self, grace: float = 8.0) -> None:
+        """End what this sandbox left running: `start`ed processes, wake sleepers (at once: they
+        wait minutes), then detached reconciles (after `grace` s to finish). Idempotent."""
+        import signal
+
+        for proc in self.popen:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.communicate(timeout=5)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                pass
+        for pid in self.wake_sleepers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        end_processes(f"HOME={self.home}", grace=grace)
 
     @staticmethod
     def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -312,10 +380,14 @@ def run_in_process(exe: str, args: list[str], env: dict[str, str], stdin: str,
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path) -> Sandbox:
+def sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path):
     home = tmp_path / "home"
     home.mkdir()
-    return Sandbox(home, fake, pycache_dir)
+    box = Sandbox(home, fake, pycache_dir)
+    try:
+        yield box
+    finally:
+        box.cleanup()  # before the fake stops (fixture teardown order)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
