@@ -1,12 +1,13 @@
 """Integration tests for the Claude Code side of claude-pool (docs/ARCHITECTURE.md §5-§8).
 
 Real parts only: the fake Anthropic HTTP server (tests/fakeapi.py) on a loopback port, real
-files in a temporary HOME, and the installed `claude-pool` console script run as subprocesses
-with a sandboxed environment. Every process a test starts (including the detached reconciles,
-wake sleepers and plugin bootstraps that claude-pool itself starts) is found by the HOME it runs
-with and ended at teardown.
-
-This module is self-contained: its fixtures live here, not in conftest.py.
+files in a temporary HOME, and the installed `claude-pool` command. The set-up steps (import, key
+add, apply) run in-process (conftest.py's Sandbox); what these tests are about runs as real
+processes where a process is the point: the helper and the hooks as Claude Code starts them, their
+exit codes and stdout, concurrent helpers, the lock, the detached reconcile, the wake sleeper,
+--launch's exec. Every process a test starts (including the detached reconciles, wake sleepers and
+plugin bootstraps that claude-pool itself starts) is found by the HOME it runs with and ended at
+teardown.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import filelock
 import pytest
 
 import claude_pool
+from conftest import CLAUDE_POOL, sandbox_env
+from conftest import Sandbox as BaseSandbox
 from fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 from claude_pool.providers.hotlock import HotLock
@@ -43,17 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin"
 
 
-def _find_exe() -> str:
-    for candidate in (REPO / ".venv" / "bin" / "claude-pool", Path(sys.executable).parent / "claude-pool"):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("claude-pool")
-    if not found:
-        raise RuntimeError("the installed `claude-pool` command was not found (pip install -e . in the venv)")
-    return found
-
-
-EXE = _find_exe()
+EXE = CLAUDE_POOL
 YELLOW = "\x1b[33m"
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -77,18 +70,6 @@ def served(sb: "Sandbox", stdout: str) -> str | None:
 
 def leaks(text: str, *secret_values: str) -> bool:
     return any(v and v in text for v in secret_values)
-
-
-def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CLAUDE_", "ANTHROPIC_", "XDG_")) and k != "CLAUDECODE"}
-    env["HOME"] = str(home)
-    if fake is not None:
-        env["CLAUDE_POOL_API_BASE_URL"] = fake.base_url
-        env["CLAUDE_POOL_OAUTH_TOKEN_URL"] = fake.token_url
-    if not wake:
-        env["CLAUDE_POOL_WAKE"] = "0"
-    return env
 
 
 def statusline_payload(home: Path, rate_limits: dict | None) -> str:
@@ -122,53 +103,14 @@ def hook_payload(event: str, home: Path) -> str:
     return json.dumps(base)
 
 
-class Sandbox:
-    """A temporary HOME with Claude Code's and claude-pool's files, and the command run there."""
+class Sandbox(BaseSandbox):
+    """conftest's Sandbox plus the API keys it registered (to tell which one the helper served)."""
 
-    def __init__(self, home: Path, fake: FakeAnthropic, *, wake: bool = False) -> None:
-        self.home = home
-        self.fake = fake
-        self.env = sandbox_env(home, fake, wake=wake)
-        self.claude_dir = home / ".claude"
-        self.creds_path = self.claude_dir / ".credentials.json"
-        self.settings_path = self.claude_dir / "settings.json"
-        self.sessions_dir = self.claude_dir / "sessions"
-        self.pool_dir = home / ".config" / "claude-pool"
-        self.pool_path = self.pool_dir / "pool.json"
-        self.lock_path = self.pool_dir / "pool.json.lock"
-        self.status_path = self.pool_dir / "status.json"
-        self.feed_path = self.pool_dir / "usage-feed.json"
-        self.wake_path = self.pool_dir / "wake.json"
-        self.audit_path = home / ".local" / "state" / "claude-pool" / "audit.jsonl"
+    def __init__(self, home: Path, fake: FakeAnthropic, pycache: Path, *, wake: bool = False) -> None:
+        super().__init__(home, fake, pycache, wake=wake)
         self.keys: dict[str, str] = {}
-        self.popen: list[subprocess.Popen] = []
-
-    # ---- running ------------------------------------------------------------------------
-    def run(self, *args: str, input: str | bytes = "", env: dict[str, str] | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess:
-        full = dict(self.env, **(env or {}))
-        text = isinstance(input, str)
-        return subprocess.run([EXE, *args], env=full, input=input, capture_output=True, text=text,
-                              timeout=timeout, cwd=self.home)
-
-    def ok(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
-        proc = self.run(*args, **kw)
-        assert proc.returncode == 0, f"claude-pool {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
-        assert "Traceback" not in proc.stderr
-        return proc
-
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen([EXE, *args], env=dict(self.env, **(env or {})), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.home)
-        self.popen.append(proc)
-        return proc
 
     # ---- setting up ---------------------------------------------------------------------
-    def login(self, email: str) -> None:
-        self.claude_dir.mkdir(parents=True, exist_ok=True)
-        self.creds_path.write_text(json.dumps(self.fake.credential_blob(email)))
-        os.chmod(self.creds_path, 0o600)
-
     def add_account(self, email: str, **usage: Any) -> None:
         """Log Claude Code in as `email` (a new fake account) and `claude-pool import` it."""
         self.fake.add_account(email, **usage)
@@ -186,33 +128,19 @@ class Sandbox:
         self.fake.set_usage(email, five_hour=100, five_hour_resets_at=time.time() + resets_in)
 
     # ---- reading ------------------------------------------------------------------------
-    def pool(self) -> dict:
-        data = self.pool_path.read_bytes()
-        if data.startswith(crypto.MAGIC):
-            data = crypto.decrypt(data, crypto.derive_key())
-        return json.loads(data)
-
-    def write_pool(self, pool: dict) -> None:
-        data = crypto.encrypt(json.dumps(pool).encode(), crypto.derive_key())
+    def write_pool(self, pool: dict) -> None:  # type: ignore[override]
+        data = crypto.encrypt(json.dumps(pool).encode(), self.key)
         tmp = self.pool_path.with_name("pool.json.test-tmp")
         tmp.write_bytes(data)
         os.chmod(tmp, 0o600)
-        os.replace(tmp, self.pool_path)
+        os.replace(tmp, self.pool_path)  # atomic: a concurrent reader never sees half a pool
 
     def settings(self) -> dict:
         return json.loads(self.settings_path.read_text()) if self.settings_path.exists() else {}
 
-    def status(self) -> dict:
-        return json.loads(self.ok("status").stdout)
-
-    def list_json(self) -> dict:
-        return json.loads(self.ok("list", "--json").stdout)
-
     def audit(self) -> list[dict]:
-        if not self.audit_path.exists():
-            return []
         out = []
-        for line in self.audit_path.read_text().splitlines():
+        for line in self.audit_text().splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
@@ -225,55 +153,15 @@ class Sandbox:
     def access_fp(self, email: str) -> str:
         return fp(self.fake.account(email).access_token)
 
-    def wake_marker(self) -> dict | None:
-        try:
-            return json.loads(self.wake_path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def wake_sleepers(self) -> list[int]:
-        return [p for p in procs_with_env(f"HOME={self.home}")
-                if "claude_pool" in cmdline(p) and "wake" in cmdline(p)]
-
-    # ---- teardown -----------------------------------------------------------------------
-    def cleanup(self) -> None:
-        for proc in self.popen:
-            if proc.poll() is None:
-                proc.kill()
-            try:
-                proc.communicate(timeout=5)
-            except (subprocess.TimeoutExpired, ValueError):
-                pass
-        marker = self.wake_marker()
-        sleepers = self.wake_sleepers()
-        if marker and int(marker.get("pid") or 0) in procs_with_env(f"HOME={self.home}"):
-            sleepers.append(int(marker["pid"]))
-        for pid in set(sleepers):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        # detached reconciles started by helpers and hooks: let them finish, then end any left
-        end_processes(f"HOME={self.home}", grace=8.0)
-
 
 @pytest.fixture
-def fake_api():
-    server = FakeAnthropic().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def make_sandbox(tmp_path: Path, fake_api: FakeAnthropic):
+def make_sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path):
     made: list[Sandbox] = []
 
-    def make(*, fake: FakeAnthropic | None = None, wake: bool = False, name: str = "home") -> Sandbox:
+    def make(*, api: FakeAnthropic | None = None, wake: bool = False, name: str = "home") -> Sandbox:
         home = tmp_path / name
         home.mkdir()
-        sb = Sandbox(home, fake or fake_api, wake=wake)
+        sb = Sandbox(home, api or fake, pycache_dir, wake=wake)
         made.append(sb)
         return sb
 
@@ -305,16 +193,15 @@ def apikey_pool(sb: Sandbox, *, keys: int = 1, resets: dict[str, float] | None =
 # 1. the apiKeyHelper
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_helper_outside_apikey_mode_prints_nothing(sb: Sandbox) -> None:
-    proc = sb.run("helper")  # no pool at all
+    proc = sb.run("helper", subprocess=True)  # no pool at all
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
 
     sb.add_account(ALICE)
     sb.add_key("k1")
-    proc = sb.run("helper")  # a healthy account: account mode
+    proc = sb.run("helper", subprocess=True)  # a healthy account: account mode
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
@@ -326,7 +213,7 @@ def test_helper_round_robin_sequential(sb: Sandbox) -> None:
     apikey_pool(sb, keys=3)
     order = []
     for _ in range(7):
-        proc = sb.run("helper")
+        proc = sb.run("helper", subprocess=True)
         assert proc.returncode == 0, proc.stderr
         key_id = served(sb, proc.stdout)
         assert key_id is not None, f"stdout is not exactly one key and a newline ({len(proc.stdout)} chars)"
@@ -458,7 +345,6 @@ def test_helper_detached_reconcile_leaves_apikey_mode(sb: Sandbox) -> None:
 # 4. the recovery wake
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 @pytest.mark.parametrize("reset_in", [600, 5, 7 * 3600], ids=["reset+30s", "at-least-60s", "over-6h"])
 def test_wake_scheduled_once(make_sandbox, reset_in: float) -> None:
     sb = make_sandbox(wake=True)
@@ -525,7 +411,7 @@ def test_hooks_never_exit_2_never_print(sb: Sandbox) -> None:
 
     def one(case: tuple[str, str]) -> tuple[tuple[str, str], subprocess.CompletedProcess]:
         event, name = case
-        return case, sb.run("hook", event, input=stdins[name](event), timeout=60)
+        return case, sb.run("hook", event, input=stdins[name](event), timeout=60, subprocess=True)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(one, cases))
@@ -539,10 +425,10 @@ def test_hooks_never_exit_2_never_print(sb: Sandbox) -> None:
     # a healthy pool: the payload, whatever it is, is tolerated
     assert all(code == 0 for code in codes.values()), {k: v for k, v in codes.items() if v}
 
-    proc = sb.run("hook", "no-such-event", input=hook_payload("session-start", sb.home))
+    proc = sb.run("hook", "no-such-event", input=hook_payload("session-start", sb.home), subprocess=True)
     assert proc.returncode == 1
     assert proc.stdout == ""
-    proc = sb.run("hook", input="")
+    proc = sb.run("hook", input="", subprocess=True)
     assert proc.returncode == 1
     assert proc.stdout == ""
 
@@ -563,7 +449,7 @@ def test_hook_session_start_imports_the_login_into_an_empty_pool(sb: Sandbox) ->
 @pytest.mark.slow
 def test_hook_prompt_submit_returns_at_once_and_reconciles_after(make_sandbox) -> None:
     slow = FakeAnthropic(usage_delay=3).start()
-    sb = make_sandbox(fake=slow)
+    sb = make_sandbox(api=slow)
     try:
         sb.add_account(ALICE)
         usage_before = slow.count("/api/oauth/usage")
@@ -583,7 +469,6 @@ def test_hook_prompt_submit_returns_at_once_and_reconciles_after(make_sandbox) -
         slow.stop()
 
 
-@pytest.mark.slow
 def test_hook_stop_failure_switches_before_exit(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active
@@ -600,7 +485,6 @@ def test_hook_stop_failure_switches_before_exit(sb: Sandbox) -> None:
 # 6. running sessions
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_swap_tells_about_running_sessions(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)
@@ -642,7 +526,6 @@ def _shift_back(sb: Sandbox, seconds: float) -> str:
     return pool["switched_at"]
 
 
-@pytest.mark.slow
 def test_statusline_feed_and_badge(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active
@@ -651,8 +534,9 @@ def test_statusline_feed_and_badge(sb: Sandbox) -> None:
     limits = {"five_hour": {"used_percentage": 42, "resets_at": five_reset},
               "seven_day": {"used_percentage": 10, "resets_at": seven_reset}}
 
-    # right after a switch the feed is recorded but not trusted yet (settling time)
-    proc = sb.ok("statusline", input=statusline_payload(sb.home, limits))
+    # right after a switch the feed is recorded but not trusted yet (settling time); a real process,
+    # as Claude Code runs it
+    proc = sb.ok("statusline", input=statusline_payload(sb.home, limits), subprocess=True)
     assert proc.stdout.count("\n") == 1 and len(proc.stdout) < 60
     assert "bob" in proc.stdout and "\x1b[" not in proc.stdout
     feed = json.loads(sb.feed_path.read_text())
@@ -861,7 +745,6 @@ def _fake_claude(sb: Sandbox) -> tuple[dict[str, str], Path]:
     return {"PATH": f"{bindir}{os.pathsep}{sb.env.get('PATH', '/usr/bin:/bin')}", "FAKE_CLAUDE_OUT": str(out)}, out
 
 
-@pytest.mark.slow
 def test_reconcile_launch_execs_claude_after_the_pool_step(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     sb.add_account(BOB)  # bob is active, and exhausted
@@ -877,7 +760,6 @@ def test_reconcile_launch_execs_claude_after_the_pool_step(sb: Sandbox) -> None:
     assert sb.pool()["current"] == "alice"
 
 
-@pytest.mark.slow
 def test_reconcile_launch_execs_claude_when_the_pool_step_fails(sb: Sandbox) -> None:
     sb.add_account(ALICE)
     corrupt = crypto.MAGIC + secrets.token_bytes(80)
