@@ -30,14 +30,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import CLAUDE_POOL, Sandbox
 from fakeapi import FakeAnthropic
 from claude_pool.providers import claude_lock, credstore, credstore_keychain, crypto, paths, spawn
 from claude_pool.providers.base import ProviderError
 from claude_pool.reconciler import runtime
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
-CLAUDE_POOL = str(VENV_BIN / "claude-pool")
 ALICE, BOB = "alice@example.com", "bob@example.com"
 API_KEY = "sk-ant-api03-PLATFORMTESTKEY-0123456789abcdefghijABCDEFGHIJ"
 SERVICE = "Claude Code-credentials"
@@ -244,74 +243,19 @@ class Keychain:
 
 # `fake` (the fake Anthropic API) and `pycache_dir` come from conftest.py
 
-class Box:
+class Box(Sandbox):
+    """conftest's Sandbox with the stand-in `security` first on PATH (its files under `tmp`)."""
+
     def __init__(self, tmp: Path, fake: FakeAnthropic, pycache: Path) -> None:
+        home = tmp / "home"
+        home.mkdir()
+        super().__init__(home, fake, pycache)
         self.tmp = tmp
-        self.fake = fake
-        self.home = tmp / "home"
-        self.home.mkdir()
         self.kc = Keychain(tmp)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CLAUDE_", "ANTHROPIC_", "XDG_"))}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(
-            HOME=str(self.home),
-            PATH=os.pathsep.join([str(self.kc.bin), str(VENV_BIN), env.get("PATH", "/usr/bin:/bin")]),
-            CLAUDE_POOL_API_BASE_URL=fake.base_url,
-            CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
-            CLAUDE_POOL_WAKE="0",
-            PYTHONPYCACHEPREFIX=str(pycache),
-        )
-        self.env = env
-        self.pool_dir = self.home / ".config" / "claude-pool"
-        self.pool_path = self.pool_dir / "pool.json"
-        self.audit_path = self.home / ".local" / "state" / "claude-pool" / "audit.jsonl"
-        self._key: bytes | None = None
-
-    # ---- the command
-    def full_env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        env = dict(self.env)
-        for k, v in (extra or {}).items():
-            if v is None:
-                env.pop(k, None)
-            else:
-                env[k] = v
-        return env
-
-    def run(self, *args: str, env: dict[str, Any] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run([CLAUDE_POOL, *args], env=self.full_env(env), input="", capture_output=True,
-                              text=True, timeout=timeout, cwd=self.home)
-
-    def ok(self, *args: str, env: dict[str, Any] | None = None) -> subprocess.CompletedProcess:
-        proc = self.run(*args, env=env)
-        assert proc.returncode == 0, f"claude-pool {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
-        assert "Traceback" not in proc.stdout + proc.stderr
-        return proc
-
-    def popen(self, *args: str, env: dict[str, Any] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([CLAUDE_POOL, *args], env=self.full_env(env), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.home)
-
-    # ---- claude-pool's files
-    def pool(self) -> dict:
-        if self._key is None:
-            self._key = crypto.derive_key()
-        data = self.pool_path.read_bytes()
-        if data.startswith(crypto.MAGIC):
-            data = crypto.decrypt(data, self._key)
-        return json.loads(data)
+        self.env["PATH"] = os.pathsep.join([str(self.kc.bin), self.env["PATH"]])
 
     def pool_blob(self, account_id: str) -> str:
         return next(a["blob"] for a in self.pool()["accounts"] if a["id"] == account_id)
-
-    def audit(self) -> list[dict]:
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(x) for x in self.audit_path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-    def write_config(self, text: str) -> None:
-        self.pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self.pool_dir / "config.toml").write_text(text, encoding="utf-8")
 
     # ---- identifying logins without showing them
     def who(self, blob: str | dict | None) -> str:
@@ -334,8 +278,12 @@ class Box:
 
 
 @pytest.fixture
-def box(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path) -> Box:
-    return Box(tmp_path, fake, pycache_dir)
+def box(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path):
+    made = Box(tmp_path, fake, pycache_dir)
+    try:
+        yield made
+    finally:
+        made.cleanup()
 
 
 KEYCHAIN = {"CLAUDE_POOL_CREDENTIAL_STORE": "keychain"}
@@ -537,6 +485,7 @@ def test_the_refresh_lock_stays_fresh_across_a_slow_keychain_write(tmp_path: Pat
 
 @pytest.mark.slow
 def test_keychain_import_switch_apply_fallback_recovery(box: Box, fake: FakeAnthropic) -> None:
+    box.subprocess = True  # this platform's contract: every command a real process
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)
     box.write_config("[policy]\nusage_ttl_seconds = 0\n")   # every reconcile polls
@@ -597,7 +546,6 @@ def test_keychain_import_switch_apply_fallback_recovery(box: Box, fake: FakeAnth
     assert reads and all(a == ["find-generic-password", "-a", LOGIN_NAME, "-s", SERVICE, "-w"] for a in reads)
 
 
-@pytest.mark.slow
 def test_keychain_write_keeps_other_top_level_keys(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     fake.add_account(BOB)
@@ -647,7 +595,6 @@ def test_switch_with_a_3kb_mcp_item_writes_it_whole(box: Box, fake: FakeAnthropi
         assert not [i for i, sec in enumerate(secrets) if sec in text or sec.encode().hex() in text]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("size", [0, 3000], ids=["small item", "3 KB item"])
 def test_a_failed_keychain_write_shows_nothing_security_printed(box: Box, fake: FakeAnthropic, size: int) -> None:
     fake.add_account(ALICE)
@@ -727,7 +674,6 @@ def test_service_name_unit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.lock_path == Path("/x/y") / ".oauth_refresh.lock"
 
 
-@pytest.mark.slow
 def test_store_kind_from_config_toml_and_env_override(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     box.write_config('[store]\ncredential_store = "keychain"\n')
@@ -799,6 +745,7 @@ def test_missing_security_command_is_one_clear_line(box: Box, fake: FakeAnthropi
 
 @pytest.mark.slow
 def test_file_store_settings_and_sessions_follow_claude_config_dir(box: Box, fake: FakeAnthropic) -> None:
+    box.subprocess = True  # this platform's contract: every command a real process
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)
     cfg = box.tmp / "profiles" / "work"
@@ -838,7 +785,6 @@ def test_file_store_settings_and_sessions_follow_claude_config_dir(box: Box, fak
     assert not list(cfg.glob(".oauth_refresh.lock"))
 
 
-@pytest.mark.slow
 def test_file_store_without_sessions_says_nothing_about_them(box: Box, fake: FakeAnthropic) -> None:
     fake.add_account(ALICE)
     fake.add_account(BOB)
@@ -920,7 +866,7 @@ def test_switch_waits_for_claude_codes_refresh_lock(box: Box, fake: FakeAnthropi
     writes_before = len([w for w in box.kc.stdin_lines() if w[:1] == ["add-generic-password"]])
 
     with held_lock(lock) as release:
-        proc = box.popen("switch", "alice", env=env)
+        proc = box.start("switch", "alice", env=env)
         try:
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
@@ -947,7 +893,6 @@ def test_switch_waits_for_claude_codes_refresh_lock(box: Box, fake: FakeAnthropi
     assert not lock.exists(), "claude-pool left Claude Code's refresh lock behind"
 
 
-@pytest.mark.slow
 def test_a_stale_refresh_lock_is_taken_over_at_once(box: Box, fake: FakeAnthropic) -> None:
     env, read = _two_accounts(box, fake, "file")
     lock = box.home / ".claude" / ".oauth_refresh.lock"
@@ -1065,7 +1010,7 @@ def test_refresh_of_the_held_login_waits_for_the_lock(box: Box, fake: FakeAnthro
     lock = box.home / ".claude" / ".oauth_refresh.lock"
 
     with held_lock(lock) as release:
-        proc = box.popen("reconcile", "--live", env=FILESTORE)
+        proc = box.start("reconcile", "--live", env=FILESTORE)
         try:
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
