@@ -27,12 +27,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from conftest import CLAUDE_POOL
+from conftest import Sandbox as BaseSandbox
 from fakeapi import FakeAnthropic
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO  # the plugin's root: .claude-plugin/plugin.json names plugin/hooks and plugin/commands
-VENV_BIN = REPO / ".venv" / "bin"
-CLAUDE_POOL = VENV_BIN / "claude-pool"
 
 
 def _find_claude() -> str | None:
@@ -48,9 +48,10 @@ if CLAUDE is None:
     pytest.skip("the real Claude Code binary is not available: set CLAUDE_POOL_TEST_CLAUDE or run "
                 "`npm install --prefix .cache/claude-code @anthropic-ai/claude-code`",
                 allow_module_level=True)
-if not CLAUDE_POOL.exists():
-    pytest.skip(f"the installed claude-pool is missing ({CLAUDE_POOL}); pip install -e . in .venv",
-                allow_module_level=True)
+
+# One worker for the whole file: test_no_hook_output_reaches_the_model also searches what the
+# tests before it sent to the model.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("claude_e2e")]
 
 CLAUDE_TIMEOUT = 120
 ALICE = "alice@example.com"
@@ -92,60 +93,50 @@ def fake() -> Iterator[FakeAnthropic]:
         server.stop()
 
 
-class Sandbox:
-    """A HOME for one test: Claude Code's files, claude-pool's files, and ways to run both."""
+class Sandbox(BaseSandbox):
+    """conftest's Sandbox plus a project Claude Code trusts, Claude Code's environment (the fake
+    API as its base URL, no telemetry), and a record of every command for failure messages."""
 
-    def __init__(self, root: Path, fake: FakeAnthropic) -> None:
-        self.home = root
+    def __init__(self, root: Path, fake: FakeAnthropic, pycache: Path) -> None:
+        super().__init__(root, fake, pycache)
         self.proj = root / "proj"
         self.proj.mkdir()
-        self.fake = fake
-        self.claude_dir = root / ".claude"
         self.claude_dir.mkdir()
-        self.creds_path = self.claude_dir / ".credentials.json"
-        self.settings_path = self.claude_dir / "settings.json"
-        self.audit_path = root / ".local" / "state" / "claude-pool" / "audit.jsonl"
         (root / ".claude.json").write_text(json.dumps({
             "hasCompletedOnboarding": True,
             "theme": "dark",
             "projects": {str(self.proj): {"hasTrustDialogAccepted": True}},
         }), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CLAUDE", "ANTHROPIC", "XDG_", "TMUX"))}
-        env.update(
-            HOME=str(root),
-            PATH=os.pathsep.join([str(VENV_BIN), env.get("PATH", "/usr/bin:/bin")]),
+        for name in [k for k in self.env if k.startswith(("CLAUDE", "TMUX")) and not k.startswith("CLAUDE_POOL_")]:
+            del self.env[name]  # Claude Code's own variables of an outer session
+        self.env.update(
             ANTHROPIC_BASE_URL=fake.base_url,
             CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
             DISABLE_TELEMETRY="1",
             DISABLE_AUTOUPDATER="1",
-            CLAUDE_POOL_API_BASE_URL=fake.base_url,
-            CLAUDE_POOL_OAUTH_TOKEN_URL=fake.token_url,
-            CLAUDE_POOL_WAKE="0",
         )
-        env.setdefault("TERM", "xterm-256color")
-        self.env = env
+        self.env.setdefault("TERM", "xterm-256color")
         #: (argv, returncode, stdout, stderr) of every command run here, for failure messages
         self.runs: list[tuple[list[str], int, str, str]] = []
 
     # ---- running things ----------------------------------------------------------------
 
-    def run(self, argv: list[str], *, input: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def shell(self, argv: list[str], *, input: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a program (Claude Code, or claude-pool as a process) in the project directory."""
         proc = subprocess.run(argv, env=self.env, cwd=self.proj, input=input, capture_output=True,
                               text=True, timeout=timeout)
         self.runs.append((argv, proc.returncode, proc.stdout, proc.stderr))
         return proc
 
-    def pool(self, *args: str, input: str = "") -> subprocess.CompletedProcess[str]:
-        """Run the installed claude-pool; it must succeed."""
-        proc = self.run([str(CLAUDE_POOL), *args], input=input)
-        assert proc.returncode == 0, f"claude-pool {args[0]} exited {proc.returncode}: {proc.stderr}"
-        assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    def cp(self, *args: str, input: str = "") -> subprocess.CompletedProcess[str]:
+        """Run claude-pool (in-process: a set-up or look, not the contract); it must succeed."""
+        proc = self.ok(*args, input=input)
+        self.runs.append((["claude-pool", *args], proc.returncode, proc.stdout, proc.stderr))
         return proc
 
     def claude_p(self, prompt: str = "say hi") -> subprocess.CompletedProcess[str]:
         """`claude --plugin-dir REPO -p PROMPT` in the project directory."""
-        proc = self.run([CLAUDE, "--plugin-dir", str(PLUGIN), "-p", prompt], timeout=CLAUDE_TIMEOUT)
+        proc = self.shell([CLAUDE, "--plugin-dir", str(PLUGIN), "-p", prompt], timeout=CLAUDE_TIMEOUT)
         self.wait_quiet()
         return proc
 
@@ -180,40 +171,21 @@ class Sandbox:
 
     # ---- Claude Code's files -----------------------------------------------------------
 
-    def login(self, email: str) -> None:
-        """Write the credential Claude Code stores after /login as `email` (mode 0600)."""
-        self.creds_path.write_text(json.dumps(self.fake.credential_blob(email)), encoding="utf-8")
-        os.chmod(self.creds_path, 0o600)
-
     def import_accounts(self, *emails: str) -> None:
         """Log Claude Code in as each account in turn and `claude-pool import` it; the last is active."""
         for email in emails:
             self.login(email)
-            self.pool("import")
+            self.cp("import")
 
     def held_token(self) -> str:
         return json.loads(self.creds_path.read_text(encoding="utf-8"))["claudeAiOauth"]["accessToken"]
 
-    def write_settings(self, data: dict) -> None:
-        self.settings_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-    def settings(self) -> dict:
-        return json.loads(self.settings_path.read_text(encoding="utf-8"))
-
     # ---- claude-pool's files -----------------------------------------------------------
-
-    def status(self) -> dict:
-        return json.loads(self.pool("status").stdout)
 
     def pool_account_block(self, account_id: str) -> dict | None:
         """The account's 429 block as `list --json` shows it (None: none, or expired)."""
-        listed = json.loads(self.pool("list", "--json").stdout)
+        listed = json.loads(self.cp("list", "--json").stdout)
         return next(a for a in listed["accounts"] if a["id"] == account_id)["blocked"]
-
-    def audit(self) -> list[dict]:
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(line) for line in self.audit_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def report(self) -> str:
         """Context for an assertion message (no secrets: the fake's tokens never appear here)."""
@@ -233,8 +205,8 @@ def _brief(rec: dict) -> dict:
 
 
 @pytest.fixture
-def sandbox(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path_factory.mktemp("sbx"), fake)
+def sandbox(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic, pycache_dir: Path) -> Iterator[Sandbox]:
+    box = Sandbox(tmp_path_factory.mktemp("sbx"), fake, pycache_dir)
     try:
         yield box
     finally:
@@ -242,6 +214,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> It
             box.wait_quiet(timeout=10)
         except pytest.fail.Exception:
             pass
+        box.cleanup()
 
 
 def _assert_answered(box: Sandbox, proc: subprocess.CompletedProcess[str], label: str) -> None:
@@ -288,7 +261,7 @@ def _hook_text_in(body: Any) -> list[str]:
 @pytest.mark.slow
 def test_plugin_and_marketplace_validate(sandbox: Sandbox) -> None:
     for target in (REPO, REPO / ".claude-plugin" / "plugin.json"):
-        proc = sandbox.run([CLAUDE, "plugin", "validate", str(target)], timeout=60)
+        proc = sandbox.shell([CLAUDE, "plugin", "validate", str(target)], timeout=60)
         assert proc.returncode == 0, f"claude plugin validate {target} exited {proc.returncode}:\n" \
                                      f"{proc.stdout}\n{proc.stderr}"
 
@@ -352,7 +325,7 @@ def test_every_account_exhausted_falls_back_to_the_api_key(sandbox: Sandbox, fak
     fake.add_account(ALICE, five_hour=100)
     fake.add_account(BOB, seven_day=100)
     sandbox.import_accounts(BOB, ALICE)
-    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+    sandbox.cp("key", "add", "--id", "k1", input=key + "\n")
     sandbox.write_settings(OTHER_SETTINGS)
 
     proc = sandbox.claude_p()
@@ -385,7 +358,7 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
     fake.add_account(BOB, five_hour=100)
     fake.add_account(ALICE, five_hour=100)
     sandbox.import_accounts(BOB, ALICE)  # Claude Code holds alice's login
-    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+    sandbox.cp("key", "add", "--id", "k1", input=key + "\n")
     sandbox.write_settings(OTHER_SETTINGS)
     # Both 5-hour windows reset in a few seconds. Until then the cached usage proves both
     # exhausted, so claude-pool does not poll (docs/ARCHITECTURE.md §6 rule 7).
@@ -394,7 +367,7 @@ def test_an_account_that_resets_takes_over_from_the_api_key(sandbox: Sandbox, fa
         fake.set_usage(email, five_hour_resets_at=reset)
     # Enter API-key mode from the command line (test 2 covers entering it from the hook), so this
     # Claude Code starts with the helper already in settings.json.
-    sandbox.pool("reconcile")
+    sandbox.cp("reconcile")
     assert sandbox.status()["mode"] == "apikey", sandbox.report()
 
     first = sandbox.claude_p()
@@ -536,12 +509,12 @@ def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
     fake.add_account(BOB, five_hour=10)
     fake.add_account(ALICE, five_hour=100)
     sandbox.import_accounts(BOB, ALICE)
-    sandbox.pool("key", "add", "--id", "k1", input=key + "\n")
+    sandbox.cp("key", "add", "--id", "k1", input=key + "\n")
 
     _assert_answered(sandbox, sandbox.claude_p("say hi"), BOB)  # switched to bob at session start
 
     fake.set_usage(BOB, five_hour=100)
-    sandbox.pool("reconcile", "--live")  # every account at 100 %: API-key mode
+    sandbox.cp("reconcile", "--live")  # every account at 100 %: API-key mode
     assert sandbox.status()["mode"] == "apikey", sandbox.report()
     _assert_answered(sandbox, sandbox.claude_p("say hi again"), _key_label(key))
 
@@ -554,7 +527,7 @@ def test_no_hook_output_reaches_the_model(sandbox: Sandbox, fake) -> None:
     broken = sandbox.claude_p("one more")
     _assert_answered(sandbox, broken, ALICE)
     # That hook does have something to say (on stderr, never stdout), and it never exits 2.
-    failed = sandbox.run([str(CLAUDE_POOL), "hook", "session-start"])
+    failed = sandbox.shell([str(CLAUDE_POOL), "hook", "session-start"])
     assert failed.returncode == 1 and failed.stdout == "" and "claude-pool" in failed.stderr, \
         f"exit {failed.returncode}, stdout {failed.stdout!r}, stderr {failed.stderr!r}"
 
@@ -598,7 +571,7 @@ def test_slash_commands_do_their_job_and_never_put_a_secret_in_the_conversation(
 
     text = slash("/claude-pool:key-add --id k2")
     assert "Added API key k2" in text, text[-2000:]
-    assert [k["id"] for k in json.loads(sandbox.pool("list", "--json").stdout)["api_keys"]] == ["k2"]
+    assert [k["id"] for k in json.loads(sandbox.cp("list", "--json").stdout)["api_keys"]] == ["k2"]
 
     sandbox.login(BOB)  # /login as bob in Claude Code, then:
     assert "Imported bob" in slash("/claude-pool:import")
@@ -648,7 +621,7 @@ def test_the_active_account_fills_up_right_after_a_list(sandbox: Sandbox, fake) 
     fake.add_account(BOB, five_hour=30)
     fake.add_account(ALICE, five_hour=10)
     sandbox.import_accounts(BOB, ALICE)
-    sandbox.pool("list")                                     # every reading cached, seconds old
+    sandbox.cp("list")                                     # every reading cached, seconds old
     fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
 
     proc = sandbox.claude_p()
@@ -709,11 +682,11 @@ def test_interactive_429s_the_usage_api_does_not_show(sandbox: Sandbox, fake) ->
         term.kill()
     sandbox.wait_quiet()
     # 4. the usage API still says alice is at 20%: a live reconcile does not move back
-    sandbox.pool("reconcile", "--live")
+    sandbox.cp("reconcile", "--live")
     assert sandbox.held_token() == bob_token and sandbox.status()["name"] == "bob", sandbox.report()
     block = sandbox.pool_account_block("alice")
     assert block and abs(_epoch(block["until"]) - reset) < 180, block
-    assert "blocked" in sandbox.pool("list").stdout
+    assert "blocked" in sandbox.cp("list").stdout
 
 
 def _epoch(text: str) -> float:
