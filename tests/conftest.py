@@ -21,6 +21,7 @@ sleepers, what `start` started) is ended. The recovery wake-up is off unless a t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -59,6 +60,13 @@ CLAUDE_POOL = _find_claude_pool()
 # tell it that it runs inside Claude Code.
 _STRIPPED = {"CLAUDECODE"}
 _STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "XDG_")
+
+
+def fp(secret: str | None) -> str:
+    """A short fingerprint, so assertion messages never show a token or key ("(none)" for none)."""
+    if not secret:
+        return "(none)"
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def sandbox_env(home: Path, fake: FakeAnthropic | None, *, wake: bool = False) -> dict[str, str]:

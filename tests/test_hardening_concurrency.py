@@ -17,7 +17,6 @@ Assertion messages name accounts, keys and tokens by fingerprint only, never by 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from fakeapi import USAGE_PATH, FakeAnthropic
-from conftest import Sandbox
+from conftest import Sandbox, fp
 from proctools import cmdline, procs_with_env, wait_for
 
 EXPIRES_IN = 120            # seconds: inside the 5-minute refresh margin (schema/credentials.py)
@@ -47,8 +46,6 @@ PROC_TIMEOUT = 60.0         # per concurrent round; the pool lock waits at most 
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def fp(secret: str | None) -> str:
-    return hashlib.sha256((secret or "").encode()).hexdigest()[:12] if secret else "(none)"
 
 
 def new_key() -> str:
@@ -255,7 +252,7 @@ def fast_fake():
 def box(tmp_path: Path, fast_fake: FakeAnthropic, pycache_dir: Path):
     home = tmp_path / "home"
     home.mkdir()
-    sb = Sandbox(home, fast_fake, pycache_dir, subprocess=True)  # kills and races need real processes
+    sb = Sandbox(home, fast_fake, pycache_dir, subprocess=True, wake=True)  # real processes: kills and races
     try:
         yield sb
     finally:  # before the fake stops (fixture teardown order)

@@ -16,7 +16,6 @@ in its environment and ended at teardown.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import fp
 from fakeapi import _Handler
 from claude_pool.providers import crypto
 from proctools import end_processes, procs_with_env
@@ -79,8 +79,6 @@ def reaper(sandbox):  # type: ignore[no-untyped-def]
     assert procs_with_env(f"HOME={sandbox.home}") == []
 
 
-def fp(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def minted(fake) -> set[str]:  # type: ignore[no-untyped-def]

@@ -13,13 +13,11 @@ teardown.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import random
 import secrets
 import shutil
-import signal
 import string
 import subprocess
 import sys
@@ -34,13 +32,13 @@ import filelock
 import pytest
 
 import claude_pool
-from conftest import CLAUDE_POOL, sandbox_env
+from conftest import CLAUDE_POOL, fp, sandbox_env
 from conftest import Sandbox as BaseSandbox
 from fakeapi import FakeAnthropic
 from claude_pool.providers import crypto
 from claude_pool.providers.hotlock import HotLock
 from claude_pool.schema.timefmt import format_time
-from proctools import alive, cmdline, end_processes, procs_with_env, wait_for
+from proctools import alive, cmdline, end_processes, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin"
@@ -55,9 +53,6 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def fp(secret: str) -> str:
-    """A short fingerprint, so assertion messages never show a token or key."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def served(sb: "Sandbox", stdout: str) -> str | None:
