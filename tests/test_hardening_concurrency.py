@@ -46,8 +46,6 @@ PROC_TIMEOUT = 60.0         # per concurrent round; the pool lock waits at most 
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-
-
 def new_key() -> str:
     return "sk-ant-api03-" + secrets.token_urlsafe(32)
 

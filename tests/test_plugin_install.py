@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
@@ -234,15 +234,6 @@ def _no_unauthenticated(user: User, since: int) -> None:
     for rec in user.fake.messages_requests()[since:]:
         assert rec["auth_kind"] and rec["status"] not in (401, 403), \
             f"an unauthenticated request reached the API: {rec['auth_kind']}, {rec['status']}\n{user.report()}"
-
-
-@pytest.fixture
-def fake():
-    server = FakeAnthropic().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
