@@ -190,6 +190,8 @@ class Sandbox:
         wait minutes), then detached reconciles (after `grace` s to finish). Idempotent."""
         import signal
 
+        if not self.popen and not procs_with_env(f"HOME={self.home}"):
+            return  # the common case: one look at /proc
         for proc in self.popen:
             if proc.poll() is None:
                 proc.kill()
@@ -349,6 +351,32 @@ class Sandbox:
         return self.fake.account(email).refresh_token
 
 
+def _share_one_tls_context() -> None:
+    """Every in-process command builds its own httpx client, and building the client's TLS
+    context loads the CA bundle: ~65 ms of CPU, the largest cost of an in-process command (a real
+    process pays it once too). The tests speak plain HTTP to 127.0.0.1, so in this process every
+    client that names no `verify` shares one context, built by httpx the way it builds its own."""
+    import httpx
+
+    make = getattr(httpx, "create_ssl_context", None)
+    if make is None:  # httpx < 0.28
+        make = getattr(getattr(httpx, "_config", None), "create_ssl_context", None)
+    if make is None:
+        return
+    shared = make()
+    original = httpx.Client.__init__
+    if getattr(original, "shares_tls", False):
+        return
+
+    def init(self: Any, *args: Any, **kw: Any) -> None:
+        kw.setdefault("verify", shared)
+        original(self, *args, **kw)
+
+    init.shares_tls = True  # type: ignore[attr-defined]
+    httpx.Client.__init__ = init  # type: ignore[method-assign]
+
+
+_share_one_tls_context()
 _IN_PROCESS = threading.Lock()
 
 
