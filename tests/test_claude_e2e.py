@@ -59,7 +59,9 @@ BOB = "bob@example.com"
 
 # Text the hooks (or anything claude-pool prints) could put in front of the model.
 HOOK_TEXT = ("claude-pool", "claude_pool", "reconcile", "switched", "pool:", "apikeyhelper",
-             "api-key mode", "using api keys", "most headroom", "prompt cache", "weekly points", "headroom again", "% threshold",
+             "api-key mode", "using api keys", "most headroom", "weekly points", "headroom again", "% threshold",
+             # not "prompt cache": Claude Code's own system prompt speaks of the prompt cache
+             "session its prompt cache",
              "every account", "hook session-start", "hook prompt-submit",
              "hook stop-failure", "sessionstart hook", "userpromptsubmit hook", "hook additional context",
              "hook success", "hook error", "traceback")
