@@ -40,3 +40,10 @@ def test_packages_import_from_the_repository_root_without_an_installed_finder() 
     out = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert os.path.realpath(out.stdout.strip()) == os.path.join(ROOT, "reconciler", "cli.py")
+
+
+def test_the_example_config_is_the_default_config() -> None:
+    from claude_pool.schema.config import DEFAULT_CONFIG_TOML
+
+    with open(os.path.join(ROOT, "examples", "config.toml"), encoding="utf-8") as fh:
+        assert fh.read() == DEFAULT_CONFIG_TOML  # `claude-pool config init` writes the same file
