@@ -18,12 +18,17 @@ unserved). For one account a:
    the best total of that value over families of disjoint 5-h windows starting at request times
    of the block: a weighted interval scheduling problem, solved exactly by dynamic programming.
 
-Each family of constraints is laminar per account, so "how many units can be served at most" under
-2 + 3 (without scoped windows) and under 2 + scoped windows (without five-hour pieces) are two
-max-flow problems: requests with the same (gap-block, period of each account, model) merge into
-one source node. Every real schedule is a feasible flow of both networks, so both maxima bound
-what it serves, and U = min(flow_1, flow_2, total units). Dropping a family only loosens a bound,
-never breaks it. Tested against exhaustive search on tiny traces (tests/test_sim.py).
+4. Both at once: the units of one scoped model in a piece (or of all unscoped models together)
+   are a part of what the piece serves, so they too are at most the piece's value from (3).
+
+"How many units can be served at most" is a max flow when the constraints form a laminar family
+per account: requests with the same (gap-block, period of each account, model) merge into one
+source node. Two networks: (a) 2 + 3 (week <- piece); (b) 2 + scoped windows + 4 (week <- model
+<- model-in-piece, and week <- unscoped-models-in-piece). A piece's total and a model's weekly
+total cross, so no one tree holds both; (4) is the part of (3) that fits under the scoped windows.
+Every real schedule is a feasible flow of both networks, so both maxima bound what it serves, and
+U = min(flow_a, flow_b, total units). Dropping a constraint only loosens a bound, never breaks
+it. Tested against exhaustive search on tiny traces (tests/test_sim.py).
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ def max_servable(trace: Trace) -> float:
     for i, t in enumerate(times):
         block_times[blocks[i]].append(t)
 
-    flows = [_Flow(), _Flow()]   # 0: weekly + five-hour pieces; 1: weekly + scoped
+    flows = [_Flow(), _Flow()]   # 0: weekly + five-hour pieces; 1: weekly + scoped + model-in-piece
     for ai, acc in enumerate(accs):
         spec = acc.spec
         umax_k: dict[int, float] = defaultdict(float)
@@ -158,23 +163,31 @@ def max_servable(trace: Trace) -> float:
             cap = 0.0 if start >= spec.seven_day_limit else spec.seven_day_limit - start + um
             for f in flows:
                 f.edge(("week", ai, k), "sink", cap)
+        piece_cap = {}
         for (b, k), pts in piece_reqs.items():
-            cap = _five_hour_cap(block_times[b], pts, spec.five_hour_limit + umax_p[(b, k)])
+            cap = piece_cap[(b, k)] = _five_hour_cap(block_times[b], pts, spec.five_hour_limit + umax_p[(b, k)])
             flows[0].edge(("piece", ai, b, k), ("week", ai, k), cap)
         for (k, m), um in umax_km.items():
             limit = spec.scoped.get(m)
             if limit is None:
-                flows[1].edge(("model", ai, k, m), ("week", ai, k), INF)
-                continue
+                continue      # unscoped models: one node per piece, straight under the week
             start = spec.scoped_used_at_start.get(m, 0.0) if k == acc.k0 else 0.0
             cap = 0.0 if start >= limit else limit - start + um
             flows[1].edge(("model", ai, k, m), ("week", ai, k), cap)
+        # Flow 1's leaves: a scoped model's units in a piece, and the unscoped models' units in a
+        # piece, each at most the piece's five-hour capacity (a part of what the piece serves).
+        for (b, k), cap in piece_cap.items():
+            for m in sorted({m if m in spec.scoped else "" for (kk, m) in umax_km if kk == k}):
+                m = m or None
+                up = ("week", ai, k) if m is None else ("model", ai, k, m)
+                flows[1].edge(("pm", ai, b, k, m), up, cap)
     for ci, ((b, ks, m), units) in enumerate(sorted(classes.items(), key=lambda kv: repr(kv[0]))):
         for f in flows:
             f.edge("source", ("class", ci), units)
         for ai in range(len(accs)):
             flows[0].edge(("class", ci), ("piece", ai, b, ks[ai]), INF)
-            flows[1].edge(("class", ci), ("model", ai, ks[ai], m), INF)
+            scoped = m in accs[ai].spec.scoped
+            flows[1].edge(("class", ci), ("pm", ai, b, ks[ai], m if scoped else None), INF)
     total = trace.total_units
     return min(total, *(f.max_flow("source", "sink") for f in flows))
 
