@@ -442,10 +442,17 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
     phases: dict[str, int] = {}
     lost_in_flight: list[str] = []
     store_lagging = temps_seen = locks_left = 0
-    for i in range(SOAK_KILLS):
+    # SOAK_KILLS kills; then, while none has landed inside the API phase yet (its timing jitters by
+    # hundreds of ms on a machine running other tests), more, up to four times as many in all.
+    i = -1
+    while True:
+        i += 1
+        landed = phases.get("refreshing", 0) + phases.get("after-poll", 0)
+        if i >= SOAK_KILLS and (landed or i >= 4 * SOAK_KILLS):
+            break
         _make_switch_needed(sb)
         # half the kills anywhere in the first 0.6 s, half aimed at the refresh-and-write stretch
-        delay = rng.uniform(0, 0.6) if i % 2 == 0 else rng.uniform(max(0.0, reach - 0.03), reach + 0.12)
+        delay = rng.uniform(0, 0.6) if i % 2 == 0 else rng.uniform(max(0.0, reach - 0.05), reach + 0.15)
         t_spawn = time.time()
         proc = subprocess.Popen([sb.exe, "reconcile"], env=sb.env, cwd=sb.home, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -455,7 +462,7 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
         out, err = proc.communicate(timeout=30)   # also reaps it: its pid is dead for the sweep
         finished = proc.returncode != -signal.SIGKILL
         t_kill = time.time()
-        where = f"kill {i + 1}/{SOAK_KILLS} at {delay:.3f}s {ctx}"
+        where = f"kill {i + 1} at {delay:.3f}s {ctx}"
         assert "Traceback" not in out + err, f"{where}: {err[-2000:]}"
         reqs = [r for r in list(fake.requests) if t_spawn <= r["time"] <= t_kill]
         if finished:
@@ -474,8 +481,8 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
             reach = 0.5 * reach + 0.5 * (min(r["time"] for r in reqs) - t_spawn)
         elif not finished and i % 2 == 1:
             # an aimed kill landed before the run sent anything: the machine got slower since the
-            # calibration (other work on its cores); aim later until kills reach the API again
-            reach = min(5.0, max(reach, delay) * 1.3)
+            # calibration (other work on its cores); aim a little later
+            reach = min(5.0, max(reach, delay) * 1.1)
         temps_seen += len(temp_leftovers(sb))
 
         # the pool: 0600, decrypts, both accounts and the key
@@ -554,7 +561,7 @@ def test_reconcile_killed_at_random_moments(box: Sandbox, fast_fake: FakeAnthrop
     pool = check_pool(sb, [ALICE, BOB], keys)
     check_claude_code_files(sb, pool)
     total = time.monotonic() - started
-    print(f"\ncrashes {ctx}: {SOAK_KILLS} kills in {total:.1f}s (final reconcile {final_took:.1f}s); "
+    print(f"\ncrashes {ctx}: {i} kills in {total:.1f}s (final reconcile {final_took:.1f}s); "
           f"phases {phases}; temp files seen after kills {temps_seen}; Claude Code's lock left {locks_left}; "
           f"store behind the pool after a kill {store_lagging}; "
           f"rotations lost in flight {len(lost_in_flight)} {lost_in_flight}; "
