@@ -76,3 +76,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def find_claude() -> str | None:
+    """The real Claude Code binary for the end-to-end tests: CLAUDE_POOL_TEST_CLAUDE, else what
+    `./dev test` installed from npm into .cache/claude-code."""
+    configured = os.environ.get("CLAUDE_POOL_TEST_CLAUDE")
+    if configured:
+        return configured
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           ".cache", "claude-code", "node_modules", ".bin", "claude")
+    return default if os.path.exists(default) else None

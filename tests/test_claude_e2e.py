@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from conftest import CLAUDE_POOL
+from proctools import find_claude
 from conftest import Sandbox as BaseSandbox
 from fakeapi import FakeAnthropic
 
@@ -35,15 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO  # the plugin's root: .claude-plugin/plugin.json names plugin/hooks and plugin/commands
 
 
-def _find_claude() -> str | None:
-    configured = os.environ.get("CLAUDE_POOL_TEST_CLAUDE")
-    if configured:
-        return configured
-    default = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
-    return str(default) if default.exists() else None
-
-
-CLAUDE = _find_claude()
+CLAUDE = find_claude()
 if CLAUDE is None:
     pytest.skip("the real Claude Code binary is not available: set CLAUDE_POOL_TEST_CLAUDE or run "
                 "`npm install --prefix .cache/claude-code @anthropic-ai/claude-code`",

@@ -29,7 +29,7 @@ import pytest
 
 import claude_pool
 from fakeapi import FakeAnthropic
-from proctools import alive, end_processes, wait_for
+from proctools import alive, end_processes, find_claude, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE = "alice@example.com"
@@ -38,15 +38,7 @@ INSTALL_WAIT = 300  # seconds: a bounded wait for one background install on a lo
 CLAUDE_TIMEOUT = 120
 
 
-def _find_claude() -> str | None:
-    configured = os.environ.get("CLAUDE_POOL_TEST_CLAUDE")
-    if configured:
-        return configured
-    default = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
-    return str(default) if default.exists() else None
-
-
-CLAUDE = _find_claude()
+CLAUDE = find_claude()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group("plugin_install"),  # one worker: the installs share a pip cache
