@@ -33,6 +33,9 @@ TOKEN_PATH = "/v1/oauth/token"
 OAUTH_SCOPES = ["user:inference", "user:profile", "user:sessions:claude_code"]
 OAUTH_BETA = "oauth-2025-04-20"
 USAGE_MODES = ("ok", "limits", "429", "500", "timeout", "garbage", "html", "empty", "nulls")
+FIVE_HOUR_REPORTS = ("", "absent", "null", "unstarted")
+# the usage endpoint's own limit and the unstarted five-hour window (FakeAccount has the meaning)
+USAGE_SETTABLE = frozenset({"usage_retry_after", "five_hour_report"})
 TIMEOUT_MODE_SECONDS = 30.0
 
 _DISCONNECT_ERRORS = (ConnectionError, BrokenPipeError, TimeoutError, OSError)
@@ -55,6 +58,16 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
+def _session_as_reported(limits: list[dict], report: str) -> list[dict]:
+    """limits[] with its `session` entry as FakeAccount.five_hour_report says."""
+    if report == "absent":
+        return [item for item in limits if item.get("kind") != "session"]
+    if report in ("null", "unstarted"):
+        return [dict(item, percent=None if report == "null" else 0, resets_at=None, is_active=False)
+                if item.get("kind") == "session" else item for item in limits]
+    return limits
+
+
 def _error(kind: str, message: str) -> dict:
     """Build an Anthropic-style error body."""
     return {"type": "error", "error": {"type": kind, "message": message}}
@@ -73,7 +86,20 @@ class FakeAccount:
     five_hour_resets_at: float | None = field(default_factory=lambda: time.time() + 3 * 3600)
     seven_day_resets_at: float | None = field(default_factory=lambda: time.time() + 4 * 86400)
     usage_mode: str = "ok"
+    # The `retry-after` header of the usage endpoint's 429 (usage_mode "429"): seconds ("3600",
+    # "0") or an HTTP-date; None: no header.
+    usage_retry_after: str | None = "60"
+    # How the five-hour window is reported when it has not started (the account idle since its
+    # last reset) or the plan has none: "" as usual; "absent" (no five_hour key, no `session`
+    # entry in limits[]); "null" (five_hour: null, the session entry's percent null and
+    # is_active false); "unstarted" ({"utilization": 0, "resets_at": null}, the session entry
+    # likewise with is_active false).
+    five_hour_report: str = ""
     revoked: bool = False
+    # When this login ends (epoch seconds): minted credentials carry it as refreshTokenExpiresAt,
+    # every token answer states what is left of it as refresh_token_expires_in, and past it every
+    # refresh gets invalid_grant. None (the default): an older login that states no deadline.
+    login_deadline: float | None = None
     # Per-model weekly windows: [{"name": "Opus", "pct": 100, "resets_at": epoch or None,
     # "legacy": True (also sent as seven_day_<name>), "active": True}]. "pct" None: sent as null.
     # None (the default): the original answers (a constant Sonnet 1% / Opus 3% window, no limits[]
@@ -116,7 +142,10 @@ class FakeAccount:
             "five_hour_resets_at": self.five_hour_resets_at,
             "seven_day_resets_at": self.seven_day_resets_at,
             "usage_mode": self.usage_mode,
+            "usage_retry_after": self.usage_retry_after,
+            "five_hour_report": self.five_hour_report,
             "revoked": self.revoked,
+            "login_deadline": self.login_deadline,
             "scoped": [dict(w) for w in self.scoped] if self.scoped is not None else None,
             "extra_usage": dict(self.extra_usage) if self.extra_usage else None,
             "exhausted": self.exhausted(),
@@ -149,7 +178,7 @@ class FakeAnthropic:
     account_class: type[FakeAccount] = FakeAccount
     #: the account fields set_usage may change
     settable = frozenset({"five_hour", "seven_day", "five_hour_resets_at", "seven_day_resets_at", "usage_mode",
-                          "revoked", "scoped", "extra_usage"})
+                          "revoked", "scoped", "extra_usage", "login_deadline"}) | USAGE_SETTABLE
 
     def __init__(
         self,
@@ -222,6 +251,8 @@ class FakeAnthropic:
         acct = self.account_class(email=email, five_hour=five_hour, seven_day=seven_day, **kw)
         if acct.usage_mode not in USAGE_MODES:
             raise ValueError(f"unknown usage_mode {acct.usage_mode!r}")
+        if acct.five_hour_report not in FIVE_HOUR_REPORTS:
+            raise ValueError(f"unknown five_hour_report {acct.five_hour_report!r}")
         with self.lock:
             if email in self._accounts:
                 raise ValueError(f"account {email!r} already exists")
@@ -245,6 +276,8 @@ class FakeAnthropic:
             raise ValueError(f"cannot set {sorted(unknown)}")
         if "usage_mode" in kw and kw["usage_mode"] not in USAGE_MODES:
             raise ValueError(f"unknown usage_mode {kw['usage_mode']!r}")
+        if "five_hour_report" in kw and kw["five_hour_report"] not in FIVE_HOUR_REPORTS:
+            raise ValueError(f"unknown five_hour_report {kw['five_hour_report']!r}")
         with self.lock:
             acct = self._accounts[email]
             for name, value in kw.items():
@@ -266,19 +299,20 @@ class FakeAnthropic:
         """The ``.credentials.json`` content Claude Code would store for ``email``."""
         with self.lock:
             acct = self._accounts[email]
-            access, refresh = acct.access_token, acct.refresh_token
+            access, refresh, deadline = acct.access_token, acct.refresh_token, acct.login_deadline
         if expires_at_ms is None:
             expires_at_ms = int((time.time() + self.expires_in) * 1000)
-        return {
-            "claudeAiOauth": {
-                "accessToken": access,
-                "refreshToken": refresh,
-                "expiresAt": expires_at_ms,
-                "scopes": list(OAUTH_SCOPES),
-                "subscriptionType": "max",
-                "rateLimitTier": "default_claude_max_20x",
-            }
+        oauth: dict[str, Any] = {
+            "accessToken": access,
+            "refreshToken": refresh,
+            "expiresAt": expires_at_ms,
+            "scopes": list(OAUTH_SCOPES),
+            "subscriptionType": "max",
+            "rateLimitTier": "default_claude_max_20x",
         }
+        if deadline is not None:  # as Claude Code stores the login's refresh_token_expires_in
+            oauth["refreshTokenExpiresAt"] = int(deadline * 1000)
+        return {"claudeAiOauth": oauth}
 
     # --------------------------------------------------------- observation
 
@@ -339,7 +373,8 @@ class FakeAnthropic:
         """Rotate tokens for the owner of ``refresh_token``; None means invalid_grant."""
         with self.lock:
             for acct in self._accounts.values():
-                if refresh_token == acct.refresh_token and not acct.revoked:
+                ended = acct.login_deadline is not None and time.time() >= acct.login_deadline
+                if refresh_token == acct.refresh_token and not acct.revoked and not ended:
                     if acct.access_token_valid:
                         acct.previous_access_tokens.add(acct.access_token)
                     acct.previous_refresh_tokens.add(acct.refresh_token)
@@ -347,7 +382,7 @@ class FakeAnthropic:
                     acct.refresh_token = _refresh_token()
                     acct.access_token_valid = True
                     acct.refreshes += 1
-                    return {
+                    answer = {
                         "token_type": "Bearer",
                         "access_token": acct.access_token,
                         "expires_in": self.expires_in,
@@ -356,6 +391,9 @@ class FakeAnthropic:
                         "account": {"uuid": acct.uuid, "email_address": acct.email},
                         "organization": {"uuid": acct.org_uuid},
                     }
+                    if acct.login_deadline is not None:
+                        answer["refresh_token_expires_in"] = max(1, int(acct.login_deadline - time.time()))
+                    return answer
             self.invalid_grants += 1
             owner = self._account_by_refresh_locked(refresh_token)
             if owner is not None:
@@ -586,6 +624,7 @@ class Handler(BaseHTTPRequestHandler):
             legacy_default = acct.scoped is None
             scoped = [dict(w) for w in acct.scoped or []]
             extra = dict(acct.extra_usage) if acct.extra_usage else None
+            report, retry_after = acct.five_hour_report, acct.usage_retry_after
         limits = [
             {"kind": "session", "group": "session", "percent": five, "severity": "normal",
              "resets_at": _iso(five_reset), "scope": None, "is_active": True},
@@ -602,6 +641,7 @@ class Handler(BaseHTTPRequestHandler):
                                     "resets_at": _iso(seven_reset)}]
             limits = [{k: v for k, v in item.items() if k in ("kind", "percent", "resets_at", "scope")}
                       for item in limits]
+        limits = _session_as_reported(limits, report)
 
         if mode == "ok":
             body: dict = {
@@ -630,6 +670,12 @@ class Handler(BaseHTTPRequestHandler):
                 body["seven_day_sonnet"] = {"utilization": 1.0, "resets_at": None}
             else:
                 body["limits"] = limits
+            if report == "absent":
+                del body["five_hour"]
+            elif report == "null":
+                body["five_hour"] = None
+            elif report == "unstarted":
+                body["five_hour"] = {"utilization": 0.0, "resets_at": None}
             self._send(200, body)
         elif mode == "limits":
             body = {"limits": limits}
@@ -639,7 +685,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body)
         elif mode == "429":
             self._send(429, _error("rate_limit_error", "Rate limited. Please try again later."),
-                       headers={"Retry-After": "60"})
+                       headers={"Retry-After": retry_after} if retry_after is not None else None)
         elif mode == "timeout":
             fake._stopping.wait(fake.timeout_mode_seconds)
             self._abort()

@@ -1,7 +1,8 @@
 """The Anthropic HTTP APIs (docs/ARCHITECTURE.md §4): usage, profile, token refresh. httpx, short timeouts.
 
 Errors come in two types: `TransientError` (timeouts, 429, 5xx, garbage: "unknown", never
-exhaustion) and `InvalidGrant` (the refresh token is dead: the account needs a fresh login).
+exhaustion; a 429 is `Throttled`, with the `retry-after` it named) and `InvalidGrant` (the
+refresh token is dead: the account needs a fresh login).
 Messages never contain a token.
 """
 
@@ -13,11 +14,13 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
 
+from claude_pool.schema.backoff import parse_retry_after
 from claude_pool.schema.config import Config
 from claude_pool.schema.pool import Usage
 from claude_pool.schema.usage import UsageFormatError, parse_usage
@@ -27,11 +30,24 @@ OAUTH_BETA = "oauth-2025-04-20"
 
 
 class ApiError(Exception):
-    """Base: one line, no secret."""
+    """Base: one line, no secret. `status`: the HTTP status of the answer (None: no answer)."""
+
+    status: int | None = None
 
 
 class TransientError(ApiError):
     """Try again later: timeout, connection failure, 429, 5xx, an unreadable answer."""
+
+
+class Throttled(TransientError):
+    """HTTP 429: the endpoint asks us to wait, `retry_after` seconds when it said (header
+    `retry-after`, seconds or an HTTP-date; None: it did not). schema/backoff.py decides how long."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unauthorized(ApiError):
@@ -82,15 +98,26 @@ class TokenGrant:
     refresh_token: str
     expires_in: int
     scope: str | None
+    refresh_token_expires_in: object = None  # the login's lifetime (s) as sent; reconciler/deadlines.py reads it
 
 
 def _status_error(resp: httpx.Response, what: str) -> ApiError:
+    exc: ApiError
     if resp.status_code in (401, 403):
-        return Unauthorized(f"{what}: HTTP {resp.status_code}")
-    if resp.status_code == 429:
-        retry = resp.headers.get("retry-after")
-        return TransientError(f"{what}: throttled (HTTP 429{', retry after ' + retry + 's' if retry else ''})")
-    return TransientError(f"{what}: HTTP {resp.status_code}")
+        exc = Unauthorized(f"{what}: HTTP {resp.status_code}")
+    elif resp.status_code == 429:
+        retry = parse_retry_after(resp.headers.get("retry-after"), datetime.now(timezone.utc))
+        return Throttled(f"{what}: throttled (HTTP 429{f', retry after {retry:.0f}s' if retry else ''})", retry)
+    else:
+        exc = TransientError(f"{what}: HTTP {resp.status_code}")
+    exc.status = resp.status_code
+    return exc
+
+
+def _answered(exc: ApiError) -> ApiError:
+    """An error about a 200 answer we could not use."""
+    exc.status = 200
+    return exc
 
 
 class AnthropicApi:
@@ -127,14 +154,14 @@ class AnthropicApi:
         try:
             return resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-            raise TransientError(f"{what}: the answer is not JSON") from None
+            raise _answered(TransientError(f"{what}: the answer is not JSON")) from None
 
     def usage(self, access_token: str) -> Usage:
         body = self._get_json("/api/oauth/usage", access_token, "usage")
         try:
             return parse_usage(body)
         except UsageFormatError as exc:
-            raise TransientError(f"usage: {exc}") from None
+            raise _answered(TransientError(f"usage: {exc}")) from None
 
     def profile_email(self, access_token: str) -> str:
         body = self._get_json("/api/oauth/profile", access_token, "profile")
@@ -171,6 +198,7 @@ class AnthropicApi:
             expires_in=int(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool)
             and math.isfinite(expires) else 3600,  # a NaN here must not lose the rotated refresh token
             scope=body.get("scope") if isinstance(body.get("scope"), str) else None,
+            refresh_token_expires_in=body.get("refresh_token_expires_in"),
         )
 
 

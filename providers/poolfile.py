@@ -42,7 +42,14 @@ def decision_digest(pool: Pool) -> str:
 
 
 def status_summary(pool: Pool) -> dict[str, object]:
-    """What `claude-pool status` prints, precomputed at every save."""
+    """What `claude-pool status` prints, precomputed at every save, with the accounts' login
+    deadlines for the statusline and the session start (reconciler/deadlines.py)."""
+    from claude_pool.reconciler.deadlines import status_fields
+
+    return {**_summary(pool), **status_fields(pool.accounts)}
+
+
+def _summary(pool: Pool) -> dict[str, object]:
     since = format_time(pool.switched_at) if pool.switched_at else None
     if pool.mode == "apikey":
         # An account is back when its latest exhausted window resets; the pool, when the first
@@ -57,7 +64,14 @@ def status_summary(pool: Pool) -> dict[str, object]:
         return summary
     if not pool.accounts and not pool.api_keys:
         return {"mode": "empty", "name": ""}
-    return {"mode": "account", "name": pool.current, "since": since}
+    held = pool.account(pool.current)
+    summary = {"mode": "account", "name": pool.current, "since": since}
+    if held is not None:
+        # what the prompt hook needs to see a wall coming without decrypting the pool: the held
+        # account's last reading and block (no secret), asked through reconciler/decision.py
+        summary["held"] = held.model_dump(mode="json", include={"id", "usage", "usage_at", "usage_source",
+                                                                  "block", "needs_relogin"})
+    return summary
 
 
 class PoolFile:

@@ -4,9 +4,10 @@ Neither holds a secret; both are written atomically (0600) and read with the sta
 only, by the hot paths (`status`, `statusline`, `helper`, the session-start look) and the engine
 alike.
 
-- `status.json` (`Status`): what `claude-pool status` prints, precomputed at every pool save, plus
-  `pool`: the identity (size, mtime_ns, inode) of the pool file it was made from. It is trusted only
-  while the pool is still that very file; any other writer (the Go tool) makes `status` rebuild it.
+- `status.json` (`Status`): what `claude-pool status` prints, precomputed at every pool save, the
+  accounts' known login deadlines (ids, emails and times: no secret), plus `pool`: the identity
+  (size, mtime_ns, inode) of the pool file it was made from. It is trusted only while the pool is
+  still that very file; any other writer (the Go tool) makes `status` rebuild it.
 - `usage-feed.json` (`Feed`): the active account's usage as the statusline last saw it in Claude
   Code's statusLine input (free data, no API call); observe takes it as a cached reading and
   reconciler/model.py takes the model from it.
@@ -30,6 +31,11 @@ if TYPE_CHECKING:  # `status` runs on every statusline render
         resets_at: str            # apikey: when the first account is back (RFC 3339)
         resets_at_epoch: float    # the same, as epoch seconds (no datetime parsing on the hot path)
         pool: list[int] | None    # identity of the pool file this was made from
+        held: dict                # account mode: the active account's reading and block, as the
+                                  # pool file has them (no blob): the prompt hook's known-wall check
+        # login deadlines (reconciler/deadlines.py status_fields), only the known ones:
+        login_ends_epoch: float   # the earliest, epoch seconds (the statusline's marker)
+        logins_end: list          # [[id, email, epoch seconds], ...] earliest first (the session-start notice)
 
 
     class FeedWindow(TypedDict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
 from claude_pool.providers import claude_lock
@@ -23,7 +24,7 @@ from claude_pool.schema.plan import (
     Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
     SavePoolState, WriteCredential, WriteSettings,
 )
-from claude_pool.schema.pool import Account, ApiKey, Usage
+from claude_pool.schema.pool import Account, ApiKey, Held, Usage
 
 from .audit import Timer, log
 from .errors import UserError
@@ -67,9 +68,14 @@ class Applier:
             return
         p = self.pool
         (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at,
-         p.key_cursor) = self._snapshot  # type: ignore
+         p.key_cursor, p.switches) = self._snapshot  # type: ignore
         self.save()
 
+
+# How many changes of the held account the pool remembers, and for how long: enough to tell which
+# account a refused request of a turn that started hours ago went out with.
+MAX_SWITCHES = 20
+SWITCH_MEMORY = timedelta(days=1)
 
 A = TypeVar("A")
 Handler = Callable[[Applier, Any], None]
@@ -155,15 +161,22 @@ def save_pool_state(ap: Applier, a: SavePoolState) -> None:
         saved = ""
     elif a.saved_api_key_helper is SavedHelper.FROM_SETTINGS:
         saved = ap.settings_helper() or ""
-    ap._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at, p.key_cursor)
+    ap._snapshot = (p.mode, p.current, p.current_key, p.saved_api_key_helper, p.switched_at, p.key_cursor,
+                    list(p.switches))
     p.saved_api_key_helper = saved
     entering = p.mode != "apikey" and a.mode == "apikey"
     if a.mode == "apikey" and a.current_key and (entering or a.current_key != p.current_key):
         p.serve_next(a.current_key)  # the key announced is the key the helper serves next
+    now = ap.world.clock()
+    before = p.current if p.mode == "account" else ""
+    after = a.current if a.mode == "account" else ""
+    if before != after:   # what Claude Code's requests go out with changes (learn.senders reads it)
+        p.switches = [*[h for h in p.switches if h.at is not None and now - h.at < SWITCH_MEMORY][-(MAX_SWITCHES - 1):],
+                      Held(at=now, before=before, after=after)]
     p.mode = a.mode
     p.current = a.current
     p.current_key = a.current_key
-    p.switched_at = ap.world.clock()
+    p.switched_at = now
     ap.save()
 
 

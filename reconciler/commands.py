@@ -106,9 +106,12 @@ def cmd_reconcile(a: argparse.Namespace) -> int:
     return 0
 
 
-def refused(message: str, model: str | None) -> int:
-    """The stop-failure hook on a 429: record what it says about the account Claude Code holds,
-    then reconcile live (a server-side limit blocks nothing: the run only logs it and stays)."""
+def refused(message: str, model: str | None, session_id: object = None) -> int:
+    """The stop-failure hook on a 429: record what it says about the account that sent the
+    request (learn.take_refusal: the one held when the session's turn began, or one the pool moved
+    to since), then reconcile: live, but staying unless the account held now is the one at fault
+    (or cannot serve). A server-side limit blocks nothing: the run only logs it and stays."""
+    from claude_pool.providers import turns
     from claude_pool.schema.limits import parse_refusal
 
     from .intents import Refusal
@@ -121,8 +124,13 @@ def refused(message: str, model: str | None) -> int:
                        reason="the server is limiting requests (not your usage limit): no account is at fault, "
                               "nothing is blocked or switched")
             return 0
-        _run(trigger, Reconcile(live=True, model=model, refusal=Refusal(message=message, model=model)),
-             execute=True)
+        began = turns.started(session_id)
+        since = datetime.fromtimestamp(began, tz=timezone.utc) if began is not None else None
+        world, rt = _runtime(trigger)
+        from . import engine
+
+        engine.run(world, rt, Reconcile(if_needed=True, live=True, threshold=rt.config.policy.threshold, model=model,
+                                        refusal=Refusal(message=message, model=model, since=since)), execute=True)
     except UserError as exc:
         sys.stderr.write(f"claude-pool: {REDACTOR.text(str(exc))}\n")
         return 1
@@ -131,11 +139,83 @@ def refused(message: str, model: str | None) -> int:
 
 # ---- editing the pool -----------------------------------------------------------------------
 
+def _refuses(acc, now: datetime) -> str:  # type: ignore[no-untyped-def]
+    """Why this account cannot take a request now, as far as the pool knows ("" when nothing
+    says so): the one definition of exhausted (`exhausted_until`) and of a 429 block."""
+    from claude_pool.schema.pool import exhausted_until, live_block
+
+    from .status import duration
+
+    if acc is None:
+        return ""
+    if acc.needs_relogin:
+        return f"{acc.id} needs re-login"
+    block = live_block(acc, now, None, strict=False)
+    if block is not None and block.until is not None:
+        scope = f" for {block.model}" if block.model else ""
+        return f"{acc.id} is blocked{scope} for {duration((block.until - now).total_seconds())} (429)"
+    until = exhausted_until(acc, now, None)
+    if until is not None:
+        return f"{acc.id} is at 100% until its reset in {duration((until - now).total_seconds())}"
+    return ""
+
+
+def _moved(outcome, gone: str = "") -> list[str]:  # type: ignore[no-untyped-def]
+    """The line a command adds when its run also moved Claude Code to another credential (what a
+    reconcile on the cached readings does, issue 16): to which, and why. Read from what was
+    applied; `gone`: the account the command removed (its own line says so)."""
+    from claude_pool.schema.plan import HelperValue
+
+    desired, observed, now = outcome.desired, outcome.observed, outcome.observed.now
+    done = {x.type: x for x in outcome.applied}
+    settings, cred, state = done.get("write_settings"), done.get("write_credential"), done.get("save_pool_state")
+    before = state.before if state is not None else ""      # "account:alice", "apikey:k1"
+    pool = observed.pool                                     # as the run left it
+    if (settings is not None and settings.value is HelperValue.OURS) or (
+            desired.mode == "apikey" and state is not None and before != state.after):
+        what, why = f"API key {desired.current_key}", ""
+        live = [acc for acc in pool.accounts if not acc.needs_relogin]
+        if pool.accounts and not live:
+            why = "every account needs re-login"
+        elif live and all(_refuses(acc, now) for acc in live):
+            blocked = any(" is blocked" in _refuses(acc, now) for acc in live)
+            why = "every account is at 100%" + (" or blocked" if blocked else "")
+    elif cred is not None or (settings is not None and desired.mode == "account"):
+        target = cred.target if cred is not None else desired.current
+        if not target:
+            return []
+        what = f"account {target}"
+        prev = observed.store.account or (before.split(":", 1)[1] if before.startswith("account:") else "")
+        if settings is not None or before.startswith("apikey:"):
+            why = f"{target} has headroom again"
+        elif prev and prev not in (target, gone):
+            why = _refuses(pool.account(prev), now)
+        else:
+            why = ""
+    else:
+        return []
+    return [f"Claude Code now uses {what}" + (f": {why}" if why else "") + "."]
+
+
+def _hand_note(outcome, target: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """A credential chosen by hand is respected even when the pool knows it refuses requests; say so."""
+    why = _refuses(outcome.observed.pool.account(target), outcome.observed.now)
+    if not why:
+        return []
+    return [f"Note: {why}: requests on it are refused until then; `claude-pool reconcile` moves Claude Code "
+            "to the credential with the most headroom."]
+
+
 def cmd_switch(a: argparse.Namespace) -> int:
     check_id(a.id)
     outcome = _run("switch", Switch(a.id), execute=True, network=False)
     if not outcome.applied:
         _out(f"Already on {a.id}.")
+    else:
+        kind = "API key" if outcome.desired.mode == "apikey" else "account"
+        _out(f"Claude Code now uses {kind} {a.id}.")
+    for line in _hand_note(outcome, a.id):
+        _out(line)
     return 0
 
 
@@ -156,6 +236,8 @@ def cmd_import(a: argparse.Namespace) -> int:
         _out(f"Imported {target}" + (f" ({email})" if email else "") + "; it is the active account.")
     else:
         _out(f"{target} is already in the pool and active.")
+    for line in _hand_note(outcome, target):
+        _out(line)
     return 0
 
 
@@ -229,13 +311,17 @@ def cmd_key_add(a: argparse.Namespace) -> int:
     replaced = any(x.type == "add_key" and x.change == "update" for x in outcome.applied)
     _out(f"{'Replaced' if replaced else 'Added'} API key {key_id} ({mask_key(key)})"
          + (": the old key under this name is gone." if replaced else "."))
+    for line in _moved(outcome):
+        _out(line)
     return 0
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
     check_id(a.id)
-    _run("rm", Remove(a.id), execute=True, network=False)
+    outcome = _run("rm", Remove(a.id), execute=True, network=False)
     _out(f"Removed {a.id}.")
+    for line in _moved(outcome, gone=a.id):
+        _out(line)
     return 0
 
 
@@ -287,9 +373,18 @@ def cmd_config(a: argparse.Namespace) -> int:
     if a.config_cmd == "init":
         if path.exists() and not a.force:
             raise UserError(f"{path} already exists (use --force to overwrite it)")
+        try:
+            before = load_config(path)
+        except UserError:
+            before = None           # an unreadable config.toml being replaced
         ensure_private_dir(path.parent)
         atomic_write(path, DEFAULT_CONFIG_TOML.encode(), mode=0o600)
         _out(f"Wrote {path}")
+        if before != load_config(path):
+            # the configuration changed: what a reconcile on the cached readings does under it now,
+            # in one run (no network), so nothing is left pending (issue 16)
+            for line in _moved(_run("config", Reconcile(), execute=True, network=False)):
+                _out(line)
         return 0
     import tomli_w
 

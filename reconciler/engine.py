@@ -60,13 +60,20 @@ def after_apply(world: World, rt: Runtime, outcome: Outcome) -> None:
 
 
 def with_context(rt: Runtime, intent: Intent) -> Intent:
-    """A reconcile learns the model in use (unless told) and the configured overage order."""
-    if not isinstance(intent, Reconcile):
-        return intent
+    """A reconcile learns the model in use (unless told), the configured threshold (unless told)
+    and overage order; `key add` and `rm` the same for the reconcile that follows them."""
+    from .intents import AddKey, Remove
     from .model import detect
 
+    if isinstance(intent, (AddKey, Remove)):
+        # the reconcile that follows the command in the same run (on cached readings)
+        return replace(intent, then=Reconcile(threshold=rt.config.policy.threshold, model=detect(),
+                                              overage=rt.config.policy.overage))
+    if not isinstance(intent, Reconcile):
+        return intent
     model = intent.model if intent.model is not None else detect()
-    return replace(intent, model=model, overage=rt.config.policy.overage)
+    threshold = intent.threshold if intent.threshold is not None else rt.config.policy.threshold
+    return replace(intent, model=model, overage=rt.config.policy.overage, threshold=threshold)
 
 
 REFUSED_TWICE = "usage: the access token was refused even after a refresh"
@@ -84,11 +91,14 @@ def poll(world: World, rt: Runtime, ids: list[str], store: StoreObs,
     failed = harvest(world, rt, expired, store, "access token expired")
     results: dict[str, Usage | Exception] = dict(observe.read_usage(
         world, rt, [a.id for a in accounts if a.id not in failed], store))
+    learn.note_usage_calls(rt, results, now)    # counted per hour; a 429 backs that account off
     refused = [aid for aid, r in results.items() if isinstance(r, Unauthorized) and aid not in expired]
     if refused:
         again = harvest(world, rt, refused, store, "access token refused by the usage API")
         results.update(again)
-        results.update(observe.read_usage(world, rt, [aid for aid in refused if aid not in again], store))
+        retried = observe.read_usage(world, rt, [aid for aid in refused if aid not in again], store)
+        learn.note_usage_calls(rt, retried, now)
+        results.update(retried)
     results = {aid: TransientError(REFUSED_TWICE) if isinstance(r, Unauthorized) else r
                for aid, r in {**results, **failed}.items()}
     learn.take_readings(rt, {aid: r for aid, r in results.items() if isinstance(r, Usage)}, now)

@@ -4,8 +4,10 @@ saved the moment it arrives (docs/ARCHITECTURE.md §7).
 The token endpoint rotates the refresh token: once it answers, the old one no longer works, so
 the new login is written to the pool at once (and, for the login Claude Code holds, to Claude
 Code's store) before anything else happens, even in a `plan`. A refresh token the server rejects
-(`invalid_grant`) marks the account "needs re-login", saved at once too, so it is not retried in
-a loop. The engine calls this step; observe never refreshes.
+(`invalid_grant`) marks the account "needs re-login" ("login expired on DATE" when the login is
+past its deadline, reconciler/deadlines.py), saved at once too, so it is not retried in a loop.
+A refresh never drops nor extends the login's deadline (`refreshTokenExpiresAt`). The engine
+calls this step; observe never refreshes.
 
 Audit events: `token_refreshed` (action `refresh`, or `adopt` when Claude Code had rotated the
 login itself), `needs_relogin` (action `mark_dead`).
@@ -28,6 +30,7 @@ from claude_pool.schema.pool import Account
 from claude_pool.schema.state import StoreObs
 
 from .audit import REDACTOR, Timer, log
+from .deadlines import blob_deadline_ms, expired_text
 from .observe import fresher, working_blob
 from .runtime import Runtime
 
@@ -97,7 +100,8 @@ def refresh(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: st
         grant = world.api.refresh(oauth.refreshToken)
         new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
                                   expires_in=grant.expires_in, scope=grant.scope,
-                                  now_ms=int(world.clock().timestamp() * 1000))
+                                  now_ms=int(world.clock().timestamp() * 1000),
+                                  refresh_token_expires_in=grant.refresh_token_expires_in)
         REDACTOR.add(*blob_secrets(new_blob))
         _save_now(world, rt, acc, new_blob)
         if held:
@@ -116,10 +120,17 @@ def _save_now(world: World, rt: Runtime, acc: Account, blob: str) -> None:
 
 
 def mark_dead(world: World, rt: Runtime, acc: Account, reason: str) -> None:
+    """The refresh token was refused: "needs re-login", or, past the login's deadline (known from
+    its blob), "login expired on DATE" (reconciler/deadlines.py)."""
+    ends = blob_deadline_ms(acc.blob)
+    if ends is not None and world.clock().timestamp() * 1000 >= ends:
+        reason = say = expired_text(ends / 1000, acc.email or acc.id)
+    else:
+        say = (f"the refresh token was rejected; run /login in Claude Code as {acc.email or acc.id}, "
+               "then `claude-pool import`")
     with rt.save_lock:
         acc.needs_relogin = True
         acc.relogin_reason = reason
         world.pool.write(rt.pool)
     log().warning("needs_relogin", action="mark_dead", target=acc.id, reason=reason, result="ok",
-                  say=f"{acc.id}: the refresh token was rejected; run /login in Claude Code as "
-                      f"{acc.email or acc.id}, then `claude-pool import`")
+                  say=f"{acc.id}: {say}")

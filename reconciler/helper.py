@@ -32,17 +32,13 @@ def _cursor(data: dict) -> int:
 
 def peek_key(data: dict) -> tuple[int, dict] | None:
     """The key the next call serves: the first one with a value after the cursor."""
+    from .decision import key_order
+
     keys = data.get("api_keys") or []
     if not isinstance(keys, list) or not keys:
         return None
-    n = len(keys)
-    cursor = _cursor(data)
-    for step in range(1, n + 1):
-        index = (cursor + step) % n
-        entry = keys[index]
-        if isinstance(entry, dict) and entry.get("key"):
-            return index, entry
-    return None
+    order = key_order([isinstance(k, dict) and bool(k.get("key")) for k in keys], _cursor(data))
+    return (order[0], keys[order[0]]) if order else None
 
 
 def next_key(data: dict) -> tuple[str, str] | None:

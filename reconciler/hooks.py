@@ -21,7 +21,7 @@ import time
 from claude_pool.providers import spawn
 
 MAX_STDIN = 1 << 20
-EVENTS = ("session-start", "prompt-submit", "stop-failure")
+EVENTS = ("session-start", "prompt-submit", "stop-failure", "post-tool-use")
 
 
 def read_payload(stream: object = None, limit: int = MAX_STDIN, wait: float = 0.5) -> dict:
@@ -91,9 +91,11 @@ def session_start(payload: dict | None = None) -> int:
     only when something needs to change (see reconciler/quicklook.py)."""
     from claude_pool.providers import paths
 
+    from .deadlines import session_notice
     from .model import ENV as MODEL_ENV, detect
 
     start = time.monotonic()
+    session_notice()  # logins ending within 3 days: one stderr line, once a day; never raises
     trigger = "hook:session-start"
     model = detect(payload)
     env = {"CLAUDE_POOL_DEADLINE": repr(time.time() + SESSION_START_BUDGET)}
@@ -136,9 +138,112 @@ def _pool_is_empty(path: object) -> bool:
         return False
 
 
-def prompt_submit() -> int:
-    spawn.detached(spawn.self_argv("reconcile", "--if-needed"), trigger="hook:prompt-submit")
+# The prompt hook waits at most this long (of its own time) for a move the pool already knows
+# it needs: the prompt then goes out on the new credential instead of into a 429 (environment
+# CLAUDE_POOL_WALL_BUDGET: seconds, at most 30, for a slow machine).
+WALL_BUDGET = 1.0
+# The statusline and PostToolUse start a reconcile at most this often per session (mid-turn moves).
+NUDGE_EVERY = 10.0
+# Facts under this are nowhere near a wall: the hooks decide so without importing the decision
+# (a conservative gate over raw numbers; the decision itself is reconciler/decision.py's).
+_GATE_PCT = 85.0
+
+
+def _near(numbers: object) -> bool:
+    """Any percentage in this raw JSON (a usage reading or the feed) is at _GATE_PCT or above."""
+    if isinstance(numbers, dict):
+        return any(_near(v) for k, v in numbers.items() if k != "resets_at")
+    if isinstance(numbers, list):
+        return any(_near(v) for v in numbers)
+    return isinstance(numbers, (int, float)) and not isinstance(numbers, bool) and numbers >= _GATE_PCT
+
+
+def known_wall(now: float | None = None, *, near: bool = False) -> bool:
+    """The pool's own facts (status.json's reading of the held account, its block, the
+    statusline's feed) say the held account cannot take the next request (reconciler/decision.py
+    `cannot_serve`); with `near`, that it is close enough to a limit to look again."""
+    from claude_pool.providers import sidecars
+
+    from .status import current
+
+    data = current()
+    if not data or data.get("mode") != "account" or not isinstance(data.get("held"), dict):
+        return False
+    held = data["held"]
+    if held.get("id") != data.get("name"):
+        return False
+    feed = sidecars.read_feed()
+    if not isinstance(feed, dict) or feed.get("name") != held.get("id") or feed.get("since") != data.get("since"):
+        feed = None
+    if not (held.get("block") or _near(held.get("usage")) or (feed is not None and _near(feed))):
+        return False    # nothing near a wall: the common case, decided without the decision module
+    from datetime import datetime, timezone
+
+    from . import decision
+    from .lightconfig import read_config
+
+    when = datetime.fromtimestamp(now if now is not None else time.time(), tz=timezone.utc)
+    acc = decision.light_account(held)
+    feed_pct = None
+    if feed is not None:
+        pcts = [w.get("pct") for name in ("five_hour", "seven_day") for w in [feed.get(name)]
+                if isinstance(w, dict) and isinstance(w.get("pct"), (int, float))
+                and not (isinstance(w.get("resets_at"), (int, float)) and w["resets_at"] <= when.timestamp())]
+        feed_pct = max(pcts) if pcts else None
+    if near:
+        return decision.near_limit(acc, None, when) or (feed_pct is not None and feed_pct >= decision.NEAR) \
+            or decision.live_block(acc, when) is not None
+    threshold = read_config().get("threshold", decision.DEFAULT_THRESHOLD)
+    return decision.cannot_serve(acc, when, None, threshold, feed_pct)
+
+
+def prompt_submit(payload: dict | None = None) -> int:
+    """Start a detached `reconcile --if-needed` and return at once; when the pool already knows
+    the held account cannot take this prompt, wait (up to WALL_BUDGET) for the move first."""
+    from claude_pool.providers import turns
+
+    turns.mark((payload or {}).get("session_id"))   # the stop-failure hook asks when this turn began
+    start = time.monotonic()
+    try:
+        wall = known_wall()
+    except Exception:  # noqa: BLE001 - a check that fails is "nothing known": detach as always
+        wall = False
+    pid = spawn.detached(spawn.self_argv("reconcile", "--if-needed"), trigger="hook:prompt-submit")
+    if wall:
+        try:
+            budget = float(os.environ.get("CLAUDE_POOL_WALL_BUDGET", WALL_BUDGET))
+        except ValueError:
+            budget = WALL_BUDGET
+        _wait(pid, start + min(max(budget, 0.0), 30.0))
     return 0
+
+
+def _wait(pid: int, deadline: float) -> None:
+    """Wait for our detached child until the deadline; past it, it goes on alone."""
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError, AttributeError):
+            return
+        if done:
+            return
+        time.sleep(0.02)
+
+
+def nudge(session_id: object, trigger: str, *, near_only: bool = True) -> bool:
+    """Mid-turn, start a detached `reconcile --if-needed`, at most once per NUDGE_EVERY per
+    session: from the statusline (fresh rate limits after each response) only near a limit;
+    from PostToolUse (`near_only=False`: a long agentic turn, no statusline needed) whatever the
+    cached reading says, the reconcile's own TTL deciding whether to read. The policy decides
+    whether to move (a move costs the session its prompt cache); this only asks."""
+    from claude_pool.providers import turns
+
+    if near_only and not known_wall(near=True):
+        return False
+    if not turns.due(session_id, NUDGE_EVERY):
+        return False
+    spawn.detached(spawn.self_argv("reconcile", "--if-needed"), trigger=trigger)
+    return True
 
 
 def stop_failure(payload: dict) -> int:
@@ -153,7 +258,7 @@ def stop_failure(payload: dict) -> int:
     from claude_pool.reconciler import commands
 
     message = payload.get("last_assistant_message")
-    code = commands.refused(message if isinstance(message, str) else "", detect(payload))
+    code = commands.refused(message if isinstance(message, str) else "", detect(payload), payload.get("session_id"))
     return 0 if code == 0 else 1
 
 
@@ -166,9 +271,12 @@ def main(argv: list[str]) -> int:
         if event == "session-start":
             return session_start(payload)
         if event == "prompt-submit":
-            return prompt_submit()
+            return prompt_submit(payload)
         if event == "stop-failure":
             return stop_failure(payload)
+        if event == "post-tool-use":
+            nudge(payload.get("session_id"), "hook:post-tool-use", near_only=False)
+            return 0
         sys.stderr.write(f"claude-pool hook: unknown event {event!r} (expected one of {', '.join(EVENTS)})\n")
         return 1
     except BaseException as exc:  # noqa: BLE001 - a hook must never fail Claude Code's prompt

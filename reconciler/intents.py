@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 
 from claude_pool.schema.config import DEFAULT_THRESHOLD
 
@@ -32,12 +33,19 @@ def check_id(value: str, what: str = "id") -> str:
 @dataclass(frozen=True)
 class Reconcile:
     if_needed: bool = False
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None     # None: config.toml's [policy] threshold (engine.with_context)
     live: bool = False      # a person asked (plan, apply, list): poll even a fresh cached reading
     model: str | None = None           # the model requests go out with (None: unknown)
     overage: str = "after_keys"        # paid extra usage after API keys, or "before_keys"
     refusal: "Refusal | None" = None   # a 429 Claude Code just got (the stop-failure hook)
     name = "reconcile"
+
+
+def threshold_of(intent: object) -> float:
+    """The intent's threshold (a fraction): its own, else the default (tests and the simulator
+    build intents by hand; the engine fills the configured one)."""
+    value = getattr(intent, "threshold", None)
+    return DEFAULT_THRESHOLD if value is None else value
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Refusal:
 
     message: str = ""
     model: str | None = None
+    since: "datetime | None" = None    # when the session's turn began (the prompt hook's record)
 
 
 @dataclass(frozen=True)
@@ -64,12 +73,14 @@ class Import:
 @dataclass(frozen=True)
 class AddKey:
     key_id: str
+    then: Reconcile | None = None      # the reconcile that follows in the same run (engine.with_context)
     name = "key add"
 
 
 @dataclass(frozen=True)
 class Remove:
     target: str
+    then: Reconcile | None = None      # the reconcile that follows in the same run (engine.with_context)
     name = "rm"
 
 

@@ -6,7 +6,9 @@ anything outside the run: what they learn from comes in as an argument.
 - the statusline's reading of the active account counts as a cached poll;
 - an account marked "needs re-login" whose new login Claude Code holds is usable again;
 - a refused request (the stop-failure hook) blocks the account that sent it until its reset;
-- the usage readings observe made are kept.
+- the usage readings observe made are kept;
+- every usage call is counted per account and hour, and a 429 from the usage endpoint backs
+  that account's polls off (a good reading ends it).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from claude_pool.schema.limits import families, parse_refusal, scope_applies
-from claude_pool.schema.pool import Account, Block, Usage, UsageWindow
+from claude_pool.schema.pool import Account, Block, Pool, Usage, UsageWindow
 from claude_pool.schema.state import StoreObs
 from claude_pool.schema.timefmt import format_time
+from claude_pool.providers.anthropic import ApiError, Throttled
+from claude_pool.schema import backoff
 
+from . import decision
 from .audit import REDACTOR, log
 from .intents import Refusal
 from .runtime import Runtime
@@ -70,7 +75,10 @@ def take_feed(rt: Runtime, feed: dict | None) -> None:
             windows[name] = UsageWindow(pct=float(pct), resets_at=when)
     if not windows:
         return
-    acc.usage, acc.usage_at = Usage(**windows), at
+    # the feed has the five-hour and seven-day windows only: the per-model ones and the overage
+    # of the last API reading stay as they were
+    acc.usage = acc.usage.model_copy(update=windows)
+    acc.usage_at, acc.usage_source = at, "feed"
     rt.usage_dirty = True
 
 
@@ -88,7 +96,7 @@ def take_readings(rt: Runtime, readings: dict[str, Usage], now: datetime) -> Non
     for aid, usage in readings.items():
         acc = rt.pool.account(aid)
         if acc is not None:
-            acc.usage, acc.usage_at = usage, now
+            acc.usage, acc.usage_at, acc.usage_source = usage, now, ""
             rt.usage_dirty = True
 
 
@@ -132,16 +140,86 @@ def _first_line(message: str) -> str:
     return text[:160]
 
 
+# A refused request is answered at once (Claude Code does not retry a 429 on a login), so it went
+# out moments before the stop-failure hook runs: with the credential held then, or since.
+IN_FLIGHT = timedelta(seconds=60)
+MATCH = timedelta(minutes=3)       # the reset a message names vs an account's known reset (shown to the minute)
+
+
+def senders(pool: Pool, held: str, since: datetime | None, now: datetime) -> list[str]:
+    """What a refused request may have gone out with: the credential held when it was sent and
+    every one held since. It was sent at most IN_FLIGHT ago, and not before its session's turn
+    began (`since`, the prompt hook's record); Claude Code reads its credential before each
+    request, so a move earlier in the turn changed the sender already. Account ids, "" for API keys."""
+    start = now - IN_FLIGHT
+    if since is not None and start < since <= now:
+        start = since
+    later = [h for h in pool.switches if h.at is not None and start < h.at <= now]
+    if not later:
+        return [held if pool.mode == "account" else ""]
+    out: list[str] = []
+    for aid in [later[0].before, *(h.after for h in later)]:
+        if aid not in out:
+            out.append(aid)
+    return out
+
+
+def _windows_named(acc: Account, said: dict) -> list:
+    u = acc.usage
+    if said["window"] == "five_hour":
+        return [u.five_hour]
+    if said["window"] == "seven_day":
+        return [u.seven_day]
+    if said["model"]:
+        return [s for s in u.scoped if scope_applies(s.name, frozenset({said["model"]}))]
+    return [u.five_hour, u.seven_day, *u.scoped]
+
+
+def attribute(pool: Pool, candidates: list[str], message: str, now: datetime) -> tuple[str | None, str]:
+    """(the sender to blame, how it was told; None: it cannot be told). One candidate is the
+    sender. Of several, the one whose known reset is the one the message names; else the only
+    one whose reading of the window the message names was near its limit (an account blocked
+    already has had its refusal)."""
+    if len(candidates) == 1:
+        return candidates[0], "the only credential held since the turn began"
+    said = parse_refusal(message, now)
+    if said["kind"] != "usage":
+        return candidates[-1], "not a usage-limit message: nothing to blame"
+    accounts = [a for a in (pool.account(c) for c in candidates if c) if a is not None]
+    when = said.get("resets_at")
+    if when is not None:
+        match = [a for a in accounts if decision.trusted_reading(a, now) and any(
+            w.resets_at is not None and abs(w.resets_at - when) <= MATCH for w in _windows_named(a, said))]
+        if len(match) == 1:
+            return match[0].id, f"the reset the message names is {match[0].id}'s"
+    near = [a for a in accounts if decision.live_block(a, now) is None and decision.trusted_reading(a, now) and any(
+        w.pct is not None and decision.window_pct(w, now) >= decision.NEAR for w in _windows_named(a, said))]
+    if len(near) == 1 and "" not in candidates:
+        return near[0].id, f"{near[0].id} was the only one near that limit"
+    return None, "held in turn: " + ", ".join(c or "API keys" for c in candidates)
+
+
 def take_refusal(rt: Runtime, refusal: Refusal, held: str, now: datetime) -> None:
-    """Claude Code's request on the account it holds was refused: keep the evidence."""
-    acc = rt.pool.account(held)
+    """A request of Claude Code's was refused: keep the evidence, on the credential that sent it
+    (not necessarily the one held now: the pool may have moved while the request was out)."""
+    candidates = senders(rt.pool, held, refusal.since, now)
+    blamed, how = attribute(rt.pool, candidates, refusal.message, now)
+    kind = parse_refusal(refusal.message, now)["kind"]
+    if blamed is None:
+        log().warning("rate_limited", action="block", target="credentials", result="unattributed",
+                      model=refusal.model or "", candidates=candidates,
+                      reason=f"the refused request may have gone out with any of these ({how}): nothing is blocked",
+                      say="a request was refused, but which account sent it cannot be told (the pool moved "
+                          "during the turn): nothing is blocked; looking again")
+        return
+    acc = rt.pool.account(blamed) if blamed else None
     if acc is None:
-        log().info("rate_limited", action="block", target=held or "credentials", result="skipped",
-                   reason="the login Claude Code holds is not a pool account")
+        log().info("rate_limited", action="block", target=blamed or "api-key", result="skipped",
+                   reason="the request went out with an API key" if not blamed
+                   else "the login that sent it is not a pool account")
         return
     block = refusal_block(refusal.message, acc, now, families(refusal.model))
     if block is None:
-        kind = parse_refusal(refusal.message, now)["kind"]
         log().info("rate_limited", action="look", target=acc.id, result=kind, model=refusal.model or "",
                    reason="the server is limiting requests, not this account's usage: nothing is blocked"
                    if kind == "server" else "not a usage-limit message: nothing is blocked; reconciling live")
@@ -150,6 +228,34 @@ def take_refusal(rt: Runtime, refusal: Refusal, held: str, now: datetime) -> Non
     rt.usage_dirty = True
     log().warning("rate_limited", action="block", target=acc.id, result="ok",
                   until=format_time(block.until), source=block.source, reason=block.reason,
-                  model=refusal.model or "",
+                  model=refusal.model or "", held=held, attributed=how,
                   say=f"{acc.id} refused a request ({block.reason or 'rate limit'}); not used again "
-                      f"before {format_time(block.until)} (reset from {block.source})")
+                      f"before {format_time(block.until)} (reset from {block.source})"
+                      + ("" if acc.id == held else f"; {held or 'the key'} is held now and stays"))
+
+
+def note_usage_calls(rt: Runtime, results: dict[str, Usage | Exception], now: datetime) -> None:
+    """The usage calls observe made (docs/ARCHITECTURE.md §4, the endpoint's own limit), per
+    account: the call's time is kept (the last hour's), a 429 sets or doubles the backoff and a
+    good reading clears it (schema/backoff.py), and one audit event says the HTTP outcome and
+    the account's calls in the last hour. A result that is neither a reading nor an API error
+    (an unreadable stored login) made no call."""
+    for aid, result in results.items():
+        acc = rt.pool.account(aid)
+        if acc is None or not isinstance(result, (Usage, ApiError)):
+            continue
+        reading = isinstance(result, Usage)
+        status = 200 if reading else result.status  # type: ignore[union-attr]
+        retry = result.retry_after if isinstance(result, Throttled) else None
+        acc.usage_backoff, acc.usage_calls = backoff.after_call(
+            acc.usage_backoff, acc.usage_calls, now, status=status, retry_after=retry, reading=reading)
+        rt.usage_dirty = True
+        event = {"http": status, "calls_last_hour": backoff.calls_last_hour(acc.usage_calls, now)}
+        if reading:
+            log().info("usage_call", action="poll", target=aid, result="ok", **event)
+        elif isinstance(result, Throttled):
+            wait = acc.usage_backoff or {}
+            log().info("usage_call", action="poll", target=aid, result="throttled", error=str(result),
+                       retry_after=retry, backoff_seconds=wait.get("delay"), next_look=wait.get("until"), **event)
+        else:
+            log().info("usage_call", action="poll", target=aid, result="failed", error=str(result), **event)

@@ -9,26 +9,22 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from claude_pool.schema.limits import families, scope_applies
-from claude_pool.schema.pool import Account, Pool, Usage, exhausted_until, live_block  # noqa: F401 (policy's vocabulary)
+from claude_pool.schema.limits import families
+from claude_pool.schema.pool import Pool, usage_throttled
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState
 
+from . import decision
+# The rules themselves live in reconciler/decision.py (stdlib only: the light paths ask them too);
+# these names are the policy's vocabulary.
+from .decision import (at_risk, exhausted_until, five_hour_open, fresh, live_block, near_limit,  # noqa: F401
+                       pace, reset_since, score, weekly_window)
 from .errors import UserError
-from .intents import AddKey, Import, Intent, Reconcile, Remove, Switch
+from .intents import AddKey, Import, Intent, Reconcile, Remove, Switch, threshold_of
 from claude_pool.schema.timefmt import format_time
 
 WAKE_DELAY = timedelta(seconds=30)
 WAKE_MIN = timedelta(seconds=60)
 WAKE_MAX = timedelta(hours=6)
-
-# The ranking (docs/ARCHITECTURE.md §6 rule 3), chosen in the simulator (docs/SIMULATOR.md):
-NEAR = 85.0          # the active account this close to a limit is read on every run (no TTL)
-BUSY = 50.0          # an open five-hour window under this much use is never left for pacing
-OPEN_SWITCH = 1.75   # a busy open window is left only for a pace this many times the active's
-IDLE_SWITCH = 4.0    # with the active's five-hour window closed, likewise
-SPARE_MARGIN = 30.0  # keep accounts' room in other models' weekly windows for those models
-PACE_TIE = 0.98      # paces within 2 % of the best are a tie (resets minutes apart say nothing)
-WEEK = timedelta(hours=168)
 
 
 def words_of(intent: Intent) -> frozenset[str] | None:
@@ -36,54 +32,13 @@ def words_of(intent: Intent) -> frozenset[str] | None:
     return families(getattr(intent, "model", None))
 
 
-def score(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None) -> float:
-    """Binding utilization for this model, in percent: 100 while a 429 block lasts, whatever
-    the usage API says."""
-    if live_block(acc, now, words) is not None:
-        return 100.0
-    return obs.usage.binding(words) if obs.usage is not None else 100.0
-
-
-def at_risk(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None) -> bool:
-    """With the model unknown: some model's own window (or a 429 for one model) is exhausted on
-    this account. It still serves, but ranks after every account with nothing exhausted."""
-    if words is not None:
-        return False
-    if live_block(acc, now, None, strict=False) is not None:
-        return True
-    return obs.usage is not None and bool(obs.usage.full_scoped())
-
-
-def reset_since(acc: Account, now: datetime) -> bool:
-    """A window the cached reading reported has reset since it was taken."""
-    u = acc.usage
-    return acc.usage_at is not None and any(
-        w.resets_at is not None and acc.usage_at < w.resets_at <= now
-        for w in (u.five_hour, u.seven_day, *u.scoped))
-
-
-def fresh(acc: Account, now: datetime, ttl: timedelta) -> bool:
-    """A cached reading is fresh while younger than the TTL and no window has reset since."""
-    if acc.usage_at is None or now - acc.usage_at >= ttl:
-        return False
-    return not reset_since(acc, now)
-
-
-def near_limit(acc: Account, words: frozenset[str] | None) -> bool:
-    """The cached reading of a window that binds this model is at NEAR or above."""
-    if acc.usage_at is None:
-        return False
-    u = acc.usage
-    return max([u.five_hour.pct, u.seven_day.pct] + [s.pct for s in u.scoped if s.pct is not None
-                and scope_applies(s.name, words)]) >= NEAR
-
-
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
     """Which accounts need a usage poll for this decision (docs/ARCHITECTURE.md §6 rules 4 and 7).
 
     Not polled: dead accounts, a fresh cached reading (account mode only), an account provably
     exhausted until a known reset. `--if-needed` in account mode reads the active account (past
-    the TTL, or on every run once a window that binds the model is at NEAR or above) and any other
+    the TTL, or on every run once an API reading of a window that binds the model is at NEAR or
+    above: decision.watch_closely) and any other
     account only once a reset its cached reading reported has passed (an account not in use
     changes little between its resets; a full look, before moving, reads it again past the
     TTL). Commands that edit the pool by hand (switch, import, key add, rm) decide on cached data
@@ -92,25 +47,24 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
     if not isinstance(intent, Reconcile):
         return []
     usable = [a for a in pool.accounts if not a.needs_relogin]
+    # the usage endpoint answered 429: not asked again before its backoff ends, whatever asks
+    # (meanwhile the cached reading and the statusline's feed decide; schema/backoff.py)
+    waiting = {a.id for a in usable if usage_throttled(a, now) is not None}
     words = words_of(intent)
     if intent.if_needed and pool.mode == "account":
         active = active_id(pool, held)
         if any(a.id == active for a in usable):
-            out = []
-            for a in usable:
-                if exhausted_until(a, now, words) is not None:
-                    continue
-                if a.id == active:
-                    ttl = timedelta(0) if intent.live or near_limit(a, words) else timedelta(seconds=ttl_seconds)
-                    if not fresh(a, now, ttl):
-                        out.append(a.id)
-                elif reset_since(a, now):
-                    out.append(a.id)
-            return out
+            mine = pool.account(active)
+            out = [] if exhausted_until(mine, now, words) is not None or fresh(
+                mine, now, timedelta(seconds=0 if intent.live or decision.watch_closely(mine, words, now) else ttl_seconds)) else [active]
+            return [aid for aid in out + decision.others_due(usable, active, now, words) if aid not in waiting]
     # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a reading proves the
     # account is exhausted until a known reset.
+    # `--live` reads every account whose exhaustion a trusted reading does not prove (a reading
+    # stamped in the future proves nothing: reconciler/decision.py `trusted_reading`).
     ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
-    return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now, words) is None]
+    return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now, words) is None
+            and a.id not in waiting]
 
 
 def active_id(pool: Pool, held: str) -> str:
@@ -124,24 +78,10 @@ def needs_wider_poll(observed: ObservedState, intent: Intent) -> bool:
     """`--if-needed` looked at the active account only; is a full look needed now?"""
     if not (isinstance(intent, Reconcile) and intent.if_needed) or observed.pool.mode != "account":
         return False
-    active = observed.accounts.get(active_id(observed.pool, observed.store.account))
-    if active is None or active.dead:
-        return bool(observed.pool.accounts)
-    acc = observed.pool.account(active.id)
-    words = words_of(intent)
-    if live_block(acc, observed.now, words) is not None:
-        return True  # a 429 said this account refuses requests: look for another now
-    if active.usage is None or active.poll == "error":
-        return False  # errors are not exhaustion: stay put
-    if at_risk(active, acc, observed.now, words):
-        return True
-    if not _roomy(active, acc, observed.now, words, intent.threshold * 100):
-        return True
-    # the ranking, on what is known, would leave the active account: read the others first
-    trusted = [o for o in observed.accounts.values() if not o.dead and o.poll in ("ok", "cached")
-               and o.usage is not None]
-    pick = _best(trusted, observed, active.id, words, line=intent.threshold * 100)
-    return pick is not None and pick.id != active.id
+    pool = observed.pool
+    return decision.must_look_wider(observed.accounts, {a.id: a for a in pool.accounts},
+                                    active_id(pool, observed.store.account), observed.now, words_of(intent),
+                                    threshold_of(intent))
 
 
 def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozenset[str] | None = None) -> str:
@@ -154,10 +94,11 @@ def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozen
     if obs.usage is None:
         return f"{obs.id} (unknown)"
     u = obs.usage
-    which, window = u.binding_window(words)
-    text = f"{obs.id} at {math.floor(window.pct)}% ({which})"   # floored, as `list` shows it
-    if words is None and u.full_scoped():
-        text += "; " + ", ".join(f"{s.name} at 100%" for s in u.full_scoped()) + " (model unknown)"
+    which, window = decision.binding_window(u, words, now)
+    text = f"{obs.id} at {math.floor(decision.window_pct(window, now))}% ({which})"   # floored, as `list` shows it
+    full = decision.full_scoped(u, now)
+    if words is None and full:
+        text += "; " + ", ".join(f"{s.name} at 100%" for s in full) + " (model unknown)"
     return text
 
 
@@ -236,106 +177,15 @@ def _first_key(pool: Pool, skip: str = "") -> str:
     return pool.next_key_id(skip)
 
 
-def weekly_window(usage: Usage, now: datetime, words: frozenset[str] | None) -> tuple[float, datetime | None]:
-    """(pct, resets_at) of the fullest weekly window that binds this model (seven_day, or the
-    model's own); a window whose reset has passed counts as empty and a week away."""
-    found = [(usage.seven_day.pct, usage.seven_day.resets_at)]
-    found += [(s.pct, s.resets_at) for s in usage.scoped if s.pct is not None and scope_applies(s.name, words)]
-    found = [(0.0, None) if r is not None and r <= now else (p, r) for p, r in found]
-    return max(found, key=lambda x: x[0])
-
-
-def pace(usage: Usage, now: datetime, words: frozenset[str] | None) -> float:
-    """How fast (percentage points per hour) the account must be spent from now on to lose
-    nothing at its weekly reset: the binding weekly window's room over the hours to its reset
-    (at least one hour; a week when no reset is known)."""
-    pct, resets = weekly_window(usage, now, words)
-    left = (resets - now) if resets is not None else WEEK
-    return max(0.0, 100.0 - pct) / max(left.total_seconds() / 3600.0, 1.0)
-
-
-def five_hour_open(usage: Usage, now: datetime) -> bool:
-    """The account's five-hour window is running (a request opened it and it has not reset)."""
-    return usage.five_hour.resets_at is not None and usage.five_hour.resets_at > now
-
-
-def _five_hour_pct(usage: Usage, now: datetime) -> float:
-    return usage.five_hour.pct if five_hour_open(usage, now) or usage.five_hour.resets_at is None else 0.0
-
-
-def _roomy(obs: AccountObs, acc: Account | None, now: datetime, words: frozenset[str] | None,
-           line: float) -> bool:
-    """Usable (every window that binds the model under 100 %, no 429 block) with its five-hour
-    window under the line (the threshold)."""
-    return (obs.usage is not None and score(obs, acc, now, words) < 100.0
-            and _five_hour_pct(obs.usage, now) < line)
-
-
-def _other_scoped_room(usage: Usage, words: frozenset[str]) -> float:
-    """Room (percentage points) left in weekly windows of other models: what only they can use."""
-    return sum(100.0 - min(s.pct, 100.0) for s in usage.scoped
-               if s.pct is not None and not scope_applies(s.name, words))
+def _roomy(obs: AccountObs, acc: object, now: datetime, words: frozenset[str] | None, line: float) -> bool:
+    return decision.roomy(obs, acc, now, words, line)
 
 
 def _best(candidates: list[AccountObs], observed: ObservedState, active: str,
           words: frozenset[str] | None = None, *, line: float = 100.0) -> AccountObs | None:
-    """The account to hold (docs/ARCHITECTURE.md §6 rule 3), among accounts with a reading.
-
-    roomy = usable for this model (no window that binds it at 100 %, no 429 block) and its
-    five-hour window under `line`; pace = weekly room per hour left to the weekly reset.
-      0. among the roomy: with the model unknown, those with no model's window full; with it
-         known, those whose room in other models' weekly windows is within SPARE_MARGIN of the
-         least (a Sonnet request does not eat the room only Opus could use elsewhere);
-      1. the active one among them, its five-hour window open: stay under BUSY; past it, move
-         only to a pace over OPEN_SWITCH times its own;
-      2. the active one among them, its window closed: move only to a pace over IDLE_SWITCH
-         times its own;
-      3. else the best pace among them; none: stay while the active account is usable; else the
-         usable one with the best pace;
-      4. none usable: the lowest binding utilization (the caller sees it is at 100 %).
-    Ties (paces within 2 % of the best): the lower binding utilization, the active account, pool order.
-    """
-    pool, now = observed.pool, observed.now
-    order = {a.id: i for i, a in enumerate(pool.accounts)}
-    ranked = [c for c in candidates if c.usage is not None]
-    if not ranked:
-        return None
-    accs = {c.id: pool.account(c.id) for c in ranked}
-    pcts = {c.id: score(c, accs[c.id], now, words) for c in ranked}
-    paces = {c.id: pace(c.usage, now, words) for c in ranked}  # type: ignore[arg-type]
-
-    def by_pace(cands: list[AccountObs]) -> AccountObs:
-        top = max(paces[c.id] for c in cands)
-        near = [c for c in cands if paces[c.id] >= top * PACE_TIE]
-        return min(near, key=lambda c: (pcts[c.id], c.id != active, order.get(c.id, 0)))
-
-    usable = [c for c in ranked if pcts[c.id] < 100.0]
-    if not usable:
-        return min(ranked, key=lambda c: (at_risk(c, accs[c.id], now, words), pcts[c.id], c.id != active,
-                                          order.get(c.id, 0)))
-    roomy = [c for c in usable if _roomy(c, accs[c.id], now, words, line)]
-    if words is None:
-        roomy = [c for c in roomy if not at_risk(c, accs[c.id], now, words)] or roomy
-    elif roomy:
-        room = {c.id: _other_scoped_room(c.usage, words) for c in roomy}  # type: ignore[arg-type]
-        least = min(room.values())
-        roomy = [c for c in roomy if room[c.id] <= least + SPARE_MARGIN]
-    mine = next((c for c in roomy if c.id == active), None)
-    if mine is not None:
-        other = by_pace(roomy)
-        if five_hour_open(mine.usage, now):  # type: ignore[arg-type]
-            factor = OPEN_SWITCH if mine.usage.five_hour.pct >= BUSY else math.inf  # type: ignore[union-attr]
-        else:
-            factor = IDLE_SWITCH
-        return other if other.id != active and paces[other.id] > factor * paces[active] else mine
-    if roomy:
-        return by_pace(roomy)
-    mine = next((c for c in usable if c.id == active), None)
-    if mine is not None:
-        return mine
-    if words is None:
-        usable = [c for c in usable if not at_risk(c, accs[c.id], now, words)] or usable
-    return by_pace(usable)
+    """The account to hold (docs/ARCHITECTURE.md §6 rule 3): reconciler/decision.py's `best`."""
+    return decision.best(candidates, {a.id: a for a in observed.pool.accounts}, observed.now, active, words,
+                         line=line)
 
 
 def _overage(candidates: list[AccountObs], observed: ObservedState, active: str) -> AccountObs | None:
@@ -368,19 +218,19 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
         obs = observed.accounts[active]
         if obs.usage is None or obs.poll == "error":
             why = f"{active}'s usage is unknown; staying put"
-        elif obs.usage.binding(words) < intent.threshold * 100:
-            why = f"{_label(obs, observed, words)} is under the {intent.threshold:.0%} threshold"
+        elif decision.binding(obs.usage, words, observed.now) < threshold_of(intent) * 100:
+            why = f"{_label(obs, observed, words)} is under the {threshold_of(intent):.0%} threshold"
         else:
             why = f"{_label(obs, observed, words)}: no other account is a better place for this work; staying"
         return b.build("account", active, pool.current_key, why)
     trusted = [o for o in usable if o.poll in ("ok", "cached") and o.usage is not None]
-    best = _best(trusted, observed, active if mode == "account" else "", words, line=intent.threshold * 100)
+    best = _best(trusted, observed, active if mode == "account" else "", words, line=threshold_of(intent) * 100)
     best_score = score(best, pool.account(best.id), observed.now, words) if best is not None else 100.0
     if best is not None and best_score < 100:
         room = f" ({pace(best.usage, observed.now, words):.1f} weekly points per hour to its reset)"  # type: ignore[arg-type]
         if best.id == active and not _roomy(best, pool.account(best.id), observed.now, words,
-                                            intent.threshold * 100):
-            why = (f"{_label(best, observed, words)}: no account is under the {intent.threshold:.0%} threshold; "
+                                            threshold_of(intent) * 100):
+            why = (f"{_label(best, observed, words)}: no account is under the {threshold_of(intent):.0%} threshold; "
                    "staying while it serves")
         elif best.id == active:
             why = f"{_label(best, observed, words)} has the most headroom" + room
@@ -478,7 +328,33 @@ def decide_import(observed: ObservedState, intent: Import) -> DesiredState:
                    add_accounts=[new_id])
 
 
+def _settle(observed: ObservedState, done: DesiredState, after: Pool, *, gone: str = "",
+            what: str = "", rule: Reconcile | None = None) -> DesiredState:
+    """A command's own change (`done`), then, in the same run, what a reconcile on the cached
+    readings (no network) does with the pool as the command leaves it (`after`; `gone`: the account
+    it removes), so no change is left pending (issue 16: every command converges). The command's
+    choice stands when the reconcile lands on the same credential, or names none (no account or key)
+    (nothing known about the rest). `what`: the command's change in words, when `done.reason`
+    also names its choice of credential. A hand-made choice (`switch NAME`, `import`) never comes
+    here."""
+    accounts = {aid: obs for aid, obs in observed.accounts.items() if aid != gone}
+    then = decide_reconcile(observed.model_copy(update={"pool": after, "accounts": accounts}), rule or Reconcile())
+
+    def held(d: DesiredState) -> tuple[str, str]:
+        return (d.mode, d.current_key if d.mode == "apikey" else d.current)
+
+    if held(then) == held(done) or not held(then)[1]:
+        return done
+    then.adopt = [a for a in then.adopt if a != gone]
+    then.add_accounts, then.remove_accounts = list(done.add_accounts), list(done.remove_accounts)
+    then.add_keys, then.remove_keys = list(done.add_keys), list(done.remove_keys)
+    then.reason = f"{what or done.reason}; {then.reason}"
+    return then
+
+
 def decide_add_key(observed: ObservedState, intent: AddKey) -> DesiredState:
+    from claude_pool.schema.pool import ApiKey
+
     b = _Builder(observed)
     pool = observed.pool
     if pool.account(intent.key_id) is not None:
@@ -486,14 +362,18 @@ def decide_add_key(observed: ObservedState, intent: AddKey) -> DesiredState:
     if pool.key(intent.key_id) is not None:
         desired = b.keep(f"replaced API key {intent.key_id}")   # the Go tool's `key add --id`
         desired.add_keys = [intent.key_id]
-        return desired
+        return _settle(observed, desired, pool, rule=intent.then)
+    # the pool as the command leaves it: the new key last (its value is not the policy's business;
+    # a placeholder, so the key order counts it)
+    after = pool.model_copy(update={"api_keys": [*pool.api_keys, ApiKey(id=intent.key_id, key="new")]})
     usable = [a for a in pool.accounts if not a.needs_relogin]
     if not usable and pool.mode == "account":
-        return b.build("apikey", active_id(pool, observed.store.account), intent.key_id,
-                       "no usable account: using API keys", add_keys=[intent.key_id])
+        return _settle(observed, b.build("apikey", active_id(pool, observed.store.account), intent.key_id,
+                                         "no usable account: using API keys", add_keys=[intent.key_id]), after,
+                       rule=intent.then)
     desired = b.keep(f"added API key {intent.key_id}")
     desired.add_keys = [intent.key_id]
-    return desired
+    return _settle(observed, desired, after, rule=intent.then)
 
 
 def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
@@ -503,20 +383,22 @@ def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
     active = active_id(pool, observed.store.account)
     if pool.account(target) is not None:
         rest = [observed.accounts[a.id] for a in pool.accounts if a.id != target and not a.needs_relogin]
+        what = f"removed account {target}"
         if target != active:
-            d = b.keep(f"removed account {target}")
+            d = b.keep(what)
         else:
+            what = f"removed the active account {target}"
             best = _best(rest, observed, "") or (rest[0] if rest else None)
             if best is not None:
-                d = b.build(pool.mode, best.id, pool.current_key, f"removed the active account {target}; "
-                            f"now on {best.id}")
+                d = b.build(pool.mode, best.id, pool.current_key, f"{what}; now on {best.id}")
             elif pool.api_keys:
                 d = b.build("apikey", "", _first_key(pool), f"removed the last account {target}: using API keys")
             else:
                 d = b.build("account", "", "", f"removed the last account {target}", touch_store=False)
         d.remove_accounts = [target]
         d.adopt = [a for a in d.adopt if a != target]
-        return d
+        after = pool.model_copy(update={"accounts": [a for a in pool.accounts if a.id != target]})
+        return _settle(observed, d, after, gone=target, what=what, rule=intent.then)
     if pool.key(target) is not None:
         others = [k for k in pool.api_keys if k.id != target]
         if pool.mode == "apikey" and not others:
@@ -527,7 +409,13 @@ def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
             d = b.keep(f"removed API key {target}")
             d.current_key = "" if pool.current_key == target else pool.current_key
         d.remove_keys = [target]
-        return d
+        # the pool as the command leaves it: the key's place kept blank (the rotation goes on where
+        # it was, as apply's remove_key does); no key left: account mode
+        keys = [k.model_copy(update={"key": ""}) if k.id == target else k for k in pool.api_keys] if others else []
+        after = pool.model_copy(update={
+            "api_keys": keys, "current_key": "" if pool.current_key == target else pool.current_key,
+            "mode": pool.mode if others else "account"})
+        return _settle(observed, d, after, what=f"removed API key {target}", rule=intent.then)
     raise UserError(f"no account or key named {target!r} (see `claude-pool list`)")
 
 

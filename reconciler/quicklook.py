@@ -3,11 +3,13 @@ time, with the standard library and cryptography only (no pydantic, httpx or str
 
 It answers "stay" when nothing needs to change: the pool is in account mode, Claude Code holds
 exactly the pool's login of the active account (no fresher token to adopt, none expired), no
-apiKeyHelper is in settings.json, no 429 block is on the account, and a live reading (saved into
-the pool) shows the windows that bind the model in use under the threshold. Anything else is
-"change" (the full engine decides, and its HTTP calls get what is left of the time budget), or
-"offline" when the usage call failed and the cached reading does not allow staying (the full
-engine then decides on cached data, without the network).
+apiKeyHelper is in settings.json, and, with the live reading of the active account (saved into
+the pool) and the others' cached readings, the policy's own stay rule keeps the active account
+without a wider look (`stays` below asks reconciler/decision.py, the very functions the full
+engine's policy asks; tests/test_decision.py holds them together on thousands of random pools).
+Anything else is "change" (the full engine decides, and its HTTP calls get what is left of the
+time budget), or "offline" when the usage call failed and the cached readings do not allow
+staying (the full engine then decides on cached data, without the network).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from typing import Any
 from claude_pool.providers import credstore, crypto, paths, poolcodec, sidecars
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
-from claude_pool.schema.limits import families, parse_windows, scope_applies
+from claude_pool.schema.limits import families, parse_windows
 from claude_pool.schema.timefmt import format_optional, parse_time
 
+from . import decision
+from .decision import DEFAULT_THRESHOLD  # noqa: F401 (tests: one constant for the default)
+from .lightconfig import read_config
 from .status import duration
 
-DEFAULT_THRESHOLD = 0.95         # kept equal to schema/config.py's PolicyConfig default
-DEFAULT_API_BASE = "https://api.anthropic.com"
-DEFAULT_HTTP_TIMEOUT = 5.0
 EXPIRY_MARGIN_MS = 5 * 60 * 1000
 OAUTH_BETA = "oauth-2025-04-20"
 
@@ -48,57 +50,24 @@ class Look:
         return f"Look({self.verdict!r}, {self.why!r})"
 
 
-def read_config() -> dict[str, Any]:
-    """The parts of config.toml this path needs (tomllib; a bad file: the full engine says why)."""
-    try:
-        with open(paths.config_file(), "rb") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        text = None
-    except OSError:
-        return {"invalid": True}
-    data: dict = {}
-    if text is not None:
-        import tomllib   # only when there is a file: the parser's imports cost more than the rest
-
-        try:
-            data = tomllib.loads(text.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return {"invalid": True}
-    policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
-    http = data.get("http") if isinstance(data.get("http"), dict) else {}
-    endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
-    store = data.get("store") if isinstance(data.get("store"), dict) else {}
-    threshold = policy.get("threshold", DEFAULT_THRESHOLD)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        return {"invalid": True}
-    kind = store.get("credential_store", "auto")
-    if not isinstance(kind, str):
-        return {"invalid": True}
-    timeout = http.get("timeout_seconds", DEFAULT_HTTP_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        return {"invalid": True}
-    return {"threshold": float(threshold), "timeout": float(timeout),
-            "api_base": os.environ.get("CLAUDE_POOL_API_BASE_URL") or endpoints.get("api_base") or DEFAULT_API_BASE,
-            "store": kind or "auto"}   # the environment is credstore's to read
-
-
-def binding(usage: dict, words: frozenset[str] | None) -> tuple[float, bool]:
-    """(binding percent for this model, at risk: model unknown and some model's window at 100%)."""
-    pcts = []
-    for name in ("five_hour", "seven_day"):
-        w = usage.get(name)
-        if isinstance(w, dict) and isinstance(w.get("pct"), (int, float)):
-            pcts.append(float(w["pct"]))
-    risk = False
-    for s in usage.get("scoped") or []:
-        if not isinstance(s, dict) or not isinstance(s.get("pct"), (int, float)):
-            continue
-        if scope_applies(str(s.get("name", "")), words):
-            pcts.append(float(s["pct"]))
-        elif words is None and s["pct"] >= 100:
-            risk = True
-    return (max(pcts) if pcts else 100.0), risk
+def stays(accounts: list[dict], active: str, reading: dict | None, now: datetime,
+          words: frozenset[str] | None, threshold: float) -> bool:
+    """The policy's "no change" for `reconcile --if-needed`, asked of the pool file's raw JSON:
+    the active account read live (`reading`, the pool's JSON form of a usage; None: the look
+    failed and its cached reading stands in, as the full engine does offline), the others as
+    cached. False when the engine would read another account first (a reset its reading
+    reported has passed) or its stay rule would look wider."""
+    accs = {str(a.get("id", "")): decision.light_account(a) for a in accounts}
+    mine = accs.get(active)
+    if mine is None:
+        return False
+    live = decision.light_usage(reading) if reading is not None else None
+    if live is not None:
+        accs[active] = mine = decision.LightAccount(mine.id, live, now, mine.block, mine.needs_relogin)
+    if decision.others_due(accs.values(), active, now, words):
+        return False
+    observed = {aid: decision.light_obs(a, live if aid == active else None) for aid, a in accs.items()}
+    return not decision.must_look_wider(observed, accs, active, now, words, threshold)
 
 
 def _login(raw: str | None) -> dict | None:
@@ -304,11 +273,6 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
         return Look("change", "the login Claude Code holds is not the pool's active one")
     if acc.get("needs_relogin"):
         return Look("change", "the active account needs re-login")
-    block = acc.get("block")
-    if isinstance(block, dict):
-        until = parse_time(block.get("until"))
-        if until is not None and until > now:
-            return Look("change", "a 429 block is on the active account")
     try:
         with open(paths.settings_file(), encoding="utf-8") as fh:
             settings = json.load(fh)
@@ -322,7 +286,7 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
     if isinstance(expires, (int, float)) and expires and now.timestamp() * 1000 >= expires - EXPIRY_MARGIN_MS:
         return Look("change", "the access token needs a refresh")
     words = families(model)
-    threshold = config["threshold"] * 100
+    threshold = config["threshold"]
     timeout = min(config["timeout"], deadline - time.monotonic())
     error = ""
     if timeout <= 0.05:
@@ -343,27 +307,20 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
             else:
                 usage = _pool_usage(found)
                 _save_reading(pool_path, key, str(acc["id"]), usage, now)
-                pct, risk = binding(usage, words)
-                if pct < threshold and not risk:
+                pct = decision.binding(decision.light_usage(usage), words, now)
+                if stays(accounts, str(acc["id"]), usage, now, words, threshold):
                     return Look("stay", f"{acc['id']} at {pct:.0f}%", polled=True)
-                return Look("change", f"{acc['id']} at {pct:.0f}%" + (" (a model's window is full)" if risk else ""),
-                            polled=True)
+                return Look("change", f"{acc['id']} at {pct:.0f}%: the policy looks wider", polled=True)
     # the look failed: decide on what is cached, and say so
     cached = acc.get("usage") if isinstance(acc.get("usage"), dict) else None
     at = parse_time(acc.get("usage_at"))
     if cached is None or at is None:
         # errors are not exhaustion: with nothing else known, the session stays where it is
         sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}) and there is no cached "
-                         "reading; staying on it\n")
-        return Look("stay", error)
-    sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); using the cached reading "
-                     f"from {duration((now - at).total_seconds())} ago\n")
-    pct, risk = binding(cached, words)
-    for name in ("five_hour", "seven_day"):  # a window that reset since the reading is not at that level
-        w = cached.get(name)
-        reset = parse_time(w.get("resets_at")) if isinstance(w, dict) else None
-        if reset is not None and at < reset <= now:
-            return Look("offline", error)
-    if pct < threshold and not risk:
-        return Look("stay", f"{acc['id']} at {pct:.0f}% (cached)")
+                         "reading\n")
+    else:
+        sys.stderr.write(f"claude-pool: the usage check of {acc['id']} failed ({error}); using the cached reading "
+                         f"from {duration((now - at).total_seconds())} ago\n")
+    if stays(accounts, str(acc["id"]), None, now, words, threshold):
+        return Look("stay", f"{acc['id']} (cached)")
     return Look("offline", error)

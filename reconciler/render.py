@@ -9,6 +9,7 @@ from claude_pool.schema.listing import Listing
 from claude_pool.schema.plan import Plan
 from claude_pool.schema.pool import Block, Usage, UsageWindow
 
+from .deadlines import ends_text, expired_text
 from .status import duration
 
 
@@ -70,6 +71,12 @@ def block_text(b: Block | None, now: datetime) -> str:
     return f"blocked{scope} {duration((b.until - now).total_seconds())} (429{said}; reset from {b.source})"
 
 
+def throttle_text(until: datetime, usage_at: datetime | None, now: datetime) -> str:
+    """`(usage endpoint throttled, next look in 52m; reading from 8m ago)`."""
+    age = f"; reading from {duration((now - usage_at).total_seconds())} ago" if usage_at is not None else ""
+    return f"(usage endpoint throttled, next look in {duration((until - now).total_seconds())}{age})"
+
+
 def list_text(view: Listing) -> str:
     now = view.now or datetime.now(timezone.utc)
     lines: list[str] = [f"mode: {'API keys' if view.mode == 'apikey' else 'accounts'}"]
@@ -81,7 +88,10 @@ def list_text(view: Listing) -> str:
     id_w = max([len(a.id) for a in view.accounts] + [2])
     em_w = max([len(a.email) for a in view.accounts] + [2])
     for acc in view.accounts:
-        if acc.needs_relogin:
+        ended = acc.login_ends is not None and acc.login_ends <= now
+        if acc.needs_relogin and ended:
+            usage = expired_text(acc.login_ends.timestamp(), acc.email or acc.id)  # type: ignore[union-attr]
+        elif acc.needs_relogin:
             usage = "needs re-login (/login in Claude Code, then `claude-pool import`)"
         elif acc.usage_at is None:
             usage = "usage unknown"
@@ -92,6 +102,11 @@ def list_text(view: Listing) -> str:
             usage += "  " + blocked
         if acc.error:
             usage += f"  (poll failed: {acc.error})"
+        elif acc.usage_throttled_until is not None and not acc.needs_relogin:
+            usage += "  " + throttle_text(acc.usage_throttled_until, acc.usage_at, now)
+        if acc.login_ends is not None and not acc.needs_relogin:   # shown whenever known
+            usage += "  " + (expired_text(acc.login_ends.timestamp(), acc.email or acc.id) if ended
+                             else ends_text(acc.login_ends.timestamp(), now.timestamp()))
         lines.append(f" {'*' if acc.active else ' '} {acc.id.ljust(id_w)}  {acc.email.ljust(em_w)}  {usage}")
     if view.api_keys:
         lines.append("API keys:")

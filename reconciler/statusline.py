@@ -4,7 +4,8 @@ Reads Claude Code's statusLine JSON on stdin. Its `rate_limits` (present on a su
 are free usage data for the active account: they are recorded in `usage-feed.json` beside the
 pool (plaintext, no secret) and the next reconcile uses them instead of polling that account.
 Prints a short badge: the account's name, or, on API keys, the key's name in a warning colour
-with the time until an account is back.
+with the time until an account is back; and, while an account's login ends within 3 days, which
+one and when (`pool: alice · bob: login ends in 1d23h`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from claude_pool.providers import sidecars
 
+from .deadlines import due, ends_text
 from .hooks import read_payload
 from .status import current, duration
 
@@ -51,8 +53,31 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
         when = data.get("resets_at_epoch") if isinstance(data.get("resets_at_epoch"), (int, float)) else None
         if when is not None:
             text += f" · accounts back in {duration(when - now)}"
-        return f"{YELLOW}{text}{RESET}" if color else text
-    return f"pool: {data.get('name', '')}"
+        return (f"{YELLOW}{text}{RESET}" if color else text) + deadline_marker(data, now, color)
+    return f"pool: {data.get('name', '')}" + deadline_marker(data, now, color)
+
+
+def deadline_marker(data: dict, now: float, color: bool = True) -> str:
+    """` · bob: login ends in 1d23h` (or `login expired`; `+N` more) while an account's login ends
+    within 3 days or has ended (status.json's `logins_end`, reconciler/deadlines.py); else ''."""
+    soon = due(data, now)
+    if not soon:
+        return ""
+    aid, _, at = soon[0]
+    text = f" · {aid}: {ends_text(at, now)}" + (f" +{len(soon) - 1}" if len(soon) > 1 else "")
+    return f"{YELLOW}{text}{RESET}" if color else text
+
+
+def _nudge(payload: dict) -> None:
+    """The statusline runs after each response with fresh rate limits: a turn nearing the wall
+    asks for a reconcile now, so the next request of the turn can go out on another account
+    (reconciler/hooks.py `nudge`: at most once per 15 s per session; the policy decides)."""
+    from .hooks import nudge
+
+    try:
+        nudge(payload.get("session_id"), "statusline")
+    except Exception:  # noqa: BLE001 - the badge is printed whatever happens
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -66,5 +91,7 @@ def main(argv: list[str]) -> int:
                 sidecars.write_feed(feed)  # type: ignore[arg-type]
             except OSError:
                 pass
+            else:
+                _nudge(payload)
     sys.stdout.write(badge(data, now, color="--no-color" not in argv) + "\n")
     return 0

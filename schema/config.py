@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_API_BASE = "https://api.anthropic.com"
+from claude_pool.reconciler.lightconfig import DEFAULT_API_BASE, DEFAULT_HTTP_TIMEOUT  # noqa: E402 (one constant each)
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 # The five-hour line of the ranking (docs/ARCHITECTURE.md §6 rules 3 and 4): an account whose
 # five-hour window is at this fraction or above is left for one under it; `reconcile --if-needed`
 # (what the hooks run) stays while the active account is under it. 0.95, not higher: the prompt
 # hook's reconcile runs detached and sessions share the account (§6, after the rules). The one
-# default: config.toml's [policy] threshold overrides it, --threshold both.
-DEFAULT_THRESHOLD = 0.95
+# default lives in reconciler/decision.py: config.toml's [policy] threshold overrides it, --threshold both.
+from claude_pool.reconciler.decision import DEFAULT_THRESHOLD, DEFAULT_TTL_SECONDS  # noqa: E402
 
 
 class _Strict(BaseModel):
@@ -27,13 +27,13 @@ class Endpoints(_Strict):
 
 class PolicyConfig(_Strict):
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="--if-needed: stay while the current account is under this")
-    usage_ttl_seconds: int = Field(60, ge=0, description="a cached usage younger than this is reused, not re-polled")
+    usage_ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, ge=0, description="a cached usage younger than this is reused, not re-polled")
     overage: Literal["after_keys", "before_keys"] = Field(
         "after_keys", description="when every account is at 100%: API keys first, or accounts' paid extra usage first")
 
 
 class HttpConfig(_Strict):
-    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    timeout_seconds: float = Field(DEFAULT_HTTP_TIMEOUT, gt=0, le=60)
     max_connections: int = Field(64, ge=1, le=256)
 
 

@@ -1,7 +1,9 @@
 """Claude Code's credential blob (docs/ARCHITECTURE.md §3.2), kept verbatim.
 
 The blob is the exact JSON string Claude Code stores. We parse it to read it, and only a token
-refresh changes it: four fields of `claudeAiOauth`, nothing else.
+refresh changes it: four fields of `claudeAiOauth`, plus the login's deadline
+(`refreshTokenExpiresAt`) when the blob had none and the server stated one
+(reconciler/deadlines.py `after_refresh`, the one rule); nothing else.
 """
 
 from __future__ import annotations
@@ -122,16 +124,22 @@ def try_oauth(raw: str | None) -> OAuth | None:
 
 
 def refreshed_blob(raw: str, *, access_token: str, refresh_token: str, expires_in: int,
-                   scope: str | None, now_ms: int) -> str:
-    """The blob after a refresh: the four fields a refresh changes, every other field kept."""
+                   scope: str | None, now_ms: int, refresh_token_expires_in: object = None) -> str:
+    """The blob after a refresh: the four fields a refresh changes, every other field kept; the
+    login's deadline is never dropped nor extended, and set from `refresh_token_expires_in` only
+    when the blob had none (reconciler/deadlines.py)."""
+    from claude_pool.reconciler.deadlines import after_refresh  # stdlib-only: the rule lives there once
+
     data = _load_object(raw)
-    inner = dict(data.get("claudeAiOauth") or {})
+    before = data.get("claudeAiOauth") if isinstance(data.get("claudeAiOauth"), dict) else {}
+    inner = dict(before)
     inner["accessToken"] = access_token
     if refresh_token:
         inner["refreshToken"] = refresh_token
     inner["expiresAt"] = now_ms + int(expires_in) * 1000
     if scope:
         inner["scopes"] = scope.split()
+    after_refresh(before, inner, refresh_token_expires_in, now_ms)
     data["claudeAiOauth"] = inner
     return json.dumps(data, separators=(",", ":"))
 

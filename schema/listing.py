@@ -21,6 +21,9 @@ class AccountView(BaseModel):
     blocked: Block | None = None        # a 429 block that still lasts
     poll: str = "skipped"               # this run: ok | cached | error | skipped | dead
     error: str = ""                     # why the poll failed (shown, not used to decide)
+    usage_throttled_until: OptTime = None   # the usage endpoint's backoff (a 429): no look before this
+    login_ends: OptTime = None          # the login's deadline (refreshTokenExpiresAt); null: unknown
+    relogin_reason: str = ""            # why it needs re-login ("login expired on DATE: ..." past the deadline)
 
 
 class KeyView(BaseModel):
@@ -49,8 +52,10 @@ def mask_key(key: str) -> str:
 
 def build(pool, observed, now: datetime, pending: int = 0) -> Listing:  # type: ignore[no-untyped-def]
     """The listing of `pool` as this run observed it (`observed`: schema/state.py ObservedState)."""
+    from claude_pool.reconciler.deadlines import blob_deadline_ms
+
     from .credentials import fingerprint
-    from .pool import live_block
+    from .pool import live_block, usage_throttled
 
     accounts = []
     for acc in pool.accounts:
@@ -59,8 +64,17 @@ def build(pool, observed, now: datetime, pending: int = 0) -> Listing:  # type: 
             id=acc.id, email=acc.email, active=pool.mode == "account" and acc.id == pool.current,
             needs_relogin=acc.needs_relogin, usage=acc.usage, usage_at=acc.usage_at,
             blocked=live_block(acc, now, strict=False), poll=obs.poll if obs is not None else "skipped",
-            error=obs.error if obs is not None and obs.poll == "error" else ""))
+            error=obs.error if obs is not None and obs.poll == "error" else "",
+            usage_throttled_until=usage_throttled(acc, now),
+            login_ends=_epoch_ms(blob_deadline_ms(acc.blob)),
+            relogin_reason=acc.relogin_reason if acc.needs_relogin else ""))
     keys = [KeyView(id=k.id, active=pool.mode == "apikey" and k.id == pool.current_key, masked=mask_key(k.key),
                     fingerprint=fingerprint(k.key)) for k in pool.api_keys]
     return Listing(mode=pool.mode, current=pool.current, current_key=pool.current_key, now=now,
                    accounts=accounts, api_keys=keys, pending_changes=pending)
+
+
+def _epoch_ms(ms: int | None) -> datetime | None:
+    from datetime import timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None

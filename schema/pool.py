@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from .limits import scope_applies
 from .timefmt import format_optional, format_time, is_never, parse_time
 
 
@@ -76,29 +75,26 @@ class Usage(_Keep):
     def _null_scoped(cls, v: object) -> object:
         return [] if v is None else v
 
-    def binding(self, model_words: frozenset[str] | None = None) -> float:
-        """The utilization that binds a request of that model (its words, see schema/limits.py):
-        the largest of five_hour, seven_day and the model's own weekly windows, in percent."""
-        from .limits import scope_applies
+    # The rules over a reading live in reconciler/decision.py (stdlib only, shared with the light
+    # paths); these methods ask it.
+    def binding(self, model_words: frozenset[str] | None = None, now: datetime | None = None) -> float:
+        """The utilization that binds a request of that model, in percent (decision.binding)."""
+        from claude_pool.reconciler.decision import binding
 
-        pcts = [self.five_hour.pct, self.seven_day.pct]
-        pcts += [s.pct for s in self.scoped if s.pct is not None and scope_applies(s.name, model_words)]
-        return max(pcts)
+        return binding(self, model_words, now)
 
-    def binding_window(self, model_words: frozenset[str] | None = None) -> tuple[str, UsageWindow | ScopedWindow]:
+    def binding_window(self, model_words: frozenset[str] | None = None,
+                       now: datetime | None = None) -> tuple[str, UsageWindow | ScopedWindow]:
         """(label, window) of the window that binds: "5h", "7d" or a model's name."""
-        from .limits import scope_applies
+        from claude_pool.reconciler.decision import binding_window
 
-        best: tuple[str, UsageWindow | ScopedWindow] = (
-            ("5h", self.five_hour) if self.five_hour.pct >= self.seven_day.pct else ("7d", self.seven_day))
-        for s in self.scoped:
-            if s.pct is not None and scope_applies(s.name, model_words) and s.pct > best[1].pct:  # type: ignore[operator]
-                best = (s.name, s)
-        return best
+        return binding_window(self, model_words, now)
 
-    def full_scoped(self) -> list[ScopedWindow]:
+    def full_scoped(self, now: datetime | None = None) -> list[ScopedWindow]:
         """Per-model windows at 100% (whatever the model)."""
-        return [s for s in self.scoped if s.pct is not None and s.pct >= 100.0]
+        from claude_pool.reconciler.decision import full_scoped
+
+        return full_scoped(self, now)
 
 
 class Block(_Keep):
@@ -119,14 +115,32 @@ class Account(_Keep):
     usage: Usage = Field(default_factory=Usage)
     usage_at: GoTime = None
     # Added by this implementation (the Go tool ignores unknown keys):
+    usage_source: str = ""         # "feed": the reading came from the statusline, not the usage API
     needs_relogin: bool = False
     relogin_reason: str = ""
     block: Block | None = None     # a 429's evidence; a write by the Go tool drops it
+    # The usage endpoint's own limit (schema/backoff.py has the shapes and the rules):
+    usage_backoff: dict[str, Any] | None = None   # {until, delay, at, retry_after} after its 429
+    usage_calls: list[float] = Field(default_factory=list)   # epoch seconds of the last hour's calls
 
     @field_validator("usage", mode="before")
     @classmethod
     def _null_usage(cls, v: object) -> object:
         return {} if v is None else v
+
+    @field_validator("usage_backoff", mode="before")
+    @classmethod
+    def _clean_backoff(cls, v: object) -> object:
+        from .backoff import clean_backoff
+
+        return clean_backoff(v)
+
+    @field_validator("usage_calls", mode="before")
+    @classmethod
+    def _clean_calls(cls, v: object) -> object:
+        from .backoff import clean_calls
+
+        return clean_calls(v)
 
     @field_validator("blob")
     @classmethod
@@ -134,6 +148,15 @@ class Account(_Keep):
         from .credentials import normalized_blob
 
         return normalized_blob(v)
+
+
+class Held(_Keep):
+    """A change of what Claude Code's requests go out with (the stop-failure hook asks which
+    account a refused request used): account ids, "" for API keys."""
+
+    at: OptTime = None
+    before: str = ""
+    after: str = ""
 
 
 class ApiKey(_Keep):
@@ -149,6 +172,8 @@ class Pool(_Keep):
     saved_api_key_helper: str = ""
     # Added by this implementation: when mode/current last changed (the statusline feed needs it).
     switched_at: OptTime = None
+    # Added by this implementation: the last changes of the held account, newest last (bounded).
+    switches: list[Held] = Field(default_factory=list)
     accounts: list[Account] = Field(default_factory=list)
     api_keys: list[ApiKey] = Field(default_factory=list)
 
@@ -157,7 +182,7 @@ class Pool(_Keep):
     def _mode_default(cls, v: object) -> object:
         return "account" if v in (None, "") else v
 
-    @field_validator("accounts", "api_keys", mode="before")
+    @field_validator("accounts", "api_keys", "switches", mode="before")
     @classmethod
     def _null_list(cls, v: object) -> object:
         return [] if v is None else v
@@ -172,11 +197,11 @@ class Pool(_Keep):
     # helper serves api_keys[(key_cursor + 1) % n].
 
     def key_order(self, skip: str = "") -> list[str]:
-        """Key ids in the order the helper would serve them from now on."""
-        n = len(self.api_keys)
-        start = self.key_cursor + 1 if n else 0
-        order = [self.api_keys[(start + i) % n] for i in range(n)]
-        return [k.id for k in order if k.id != skip and k.key]
+        """Key ids in the order the helper would serve them from now on (decision.key_order)."""
+        from claude_pool.reconciler.decision import key_order
+
+        order = key_order([bool(k.key) for k in self.api_keys], self.key_cursor)
+        return [self.api_keys[i].id for i in order if self.api_keys[i].id != skip]
 
     def next_key_id(self, skip: str = "") -> str:
         """The key the next helper call serves (what entering API-key mode announces)."""
@@ -201,35 +226,13 @@ class Pool(_Keep):
         return found
 
 
-def live_block(acc: Account | None, now: datetime, words: frozenset[str] | None = None, *,
-               strict: bool = True) -> Block | None:
-    """The account's 429 block, while it lasts and applies to the model (an expired block is
-    forgotten). A block for one model's own limit applies to that model; with the model unknown
-    it applies only when `strict` is False (it then ranks the account last instead)."""
-    block = acc.block if acc is not None else None
-    if block is None or block.until is None or block.until <= now:
-        return None
-    if block.model:
-        if words is None:
-            return None if strict else block
-        if block.model not in words:
-            return None
-    return block
+# The one definition of both lives with the rest of the decision (reconciler/decision.py).
+from claude_pool.reconciler.decision import exhausted_until, live_block  # noqa: E402,F401
 
 
-def exhausted_until(acc: Account, now: datetime, words: frozenset[str] | None = None) -> datetime | None:
-    """The time the account is back, when its cached usage (the windows that bind `words`' model)
-    or a 429 block proves it refuses requests until then. The one definition: the policy, the
-    wake and `status` all ask this."""
-    resets: list[datetime] = []
-    if acc.usage_at:
-        u = acc.usage
-        resets += [w.resets_at for w in (u.five_hour, u.seven_day)
-                   if w.pct >= 100.0 and w.resets_at is not None and w.resets_at > now]
-        resets += [s.resets_at for s in u.scoped
-                   if s.pct is not None and s.pct >= 100.0 and s.resets_at is not None and s.resets_at > now
-                   and scope_applies(s.name, words)]
-    block = live_block(acc, now, words)
-    if block is not None and block.until is not None:
-        resets.append(block.until)
-    return max(resets) if resets else None
+def usage_throttled(acc: Account | None, now: datetime) -> datetime | None:
+    """While the usage endpoint's backoff on this account lasts (a 429 said wait): its end; else
+    None (schema/backoff.py `throttled_until`)."""
+    from .backoff import throttled_until
+
+    return throttled_until(acc.usage_backoff, now) if acc is not None else None

@@ -51,10 +51,20 @@ class FakeAccount(demoapi.FakeAccount):
     # no unified headers).
     refuse: dict = field(default_factory=dict)
     messages: int = 0
+    # Seconds every /v1/messages answer on this account waits before it goes out (a 429 too): a
+    # request in flight while the pool moves.
+    messages_delay: float = 0.0
+    # A long turn: answer with a tool call (a read-only tool Claude Code runs without asking)
+    # until the turn has had this many tool rounds, then the final text.
+    tool_turns: int = 0
+    # Each request this account answers (not a 429) raises its five_hour by this many points
+    # (capped at 100): a turn that crosses a limit while it runs.
+    messages_step: float = 0.0
 
     def summary(self) -> dict:
         return {**super().summary(), "refuse": {k: dict(v) for k, v in self.refuse.items()},
-                "messages": self.messages}
+                "messages": self.messages, "messages_delay": self.messages_delay,
+                "tool_turns": self.tool_turns, "messages_step": self.messages_step}
 
 
 @dataclass
@@ -84,11 +94,38 @@ def _refusal_for(acct: FakeAccount, model: str) -> tuple[str | None, float] | No
     return None
 
 
+# Read-only tools Claude Code runs without a permission prompt, with a harmless input.
+_HARMLESS_TOOLS = (("Glob", {"pattern": "*.txt"}), ("Grep", {"pattern": "claude-pool-fake"}),
+                   ("LS", {"path": "."}))
+
+
+def _tool_rounds(messages: Any) -> int:
+    """How many tool rounds (an assistant tool_use answered by the user's tool_result) end the
+    conversation: the current turn's so far."""
+    def has(message: Any, kind: str) -> bool:
+        content = message.get("content") if isinstance(message, dict) else None
+        return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == kind for b in content)
+
+    rounds, i = 0, len(messages) - 1 if isinstance(messages, list) else -1
+    while i >= 1 and has(messages[i], "tool_result") and has(messages[i - 1], "tool_use"):
+        rounds, i = rounds + 1, i - 2
+    return rounds
+
+
+def _tool_call(body: Any, turns: int) -> tuple[str, dict] | None:
+    """(tool name, input) when this request should be answered with a tool call: the account's
+    `tool_turns` rounds are not done yet and the request offers a harmless tool."""
+    if turns <= 0 or not isinstance(body, dict) or _tool_rounds(body.get("messages")) >= turns:
+        return None
+    offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+    return next(((name, dict(args)) for name, args in _HARMLESS_TOOLS if name in offered), None)
+
+
 class FakeAnthropic(demoapi.FakeAnthropic):
     """The demo's fake plus the Messages API, API keys and the control channel."""
 
     account_class = FakeAccount
-    settable = demoapi.FakeAnthropic.settable | {"refuse"}
+    settable = demoapi.FakeAnthropic.settable | {"refuse", "messages_delay", "tool_turns", "messages_step"}
 
     def __init__(self, **kw: Any) -> None:
         self._api_keys: dict[str, _ApiKey] = {}
@@ -164,7 +201,8 @@ class FakeAnthropic(demoapi.FakeAnthropic):
             if op == "add_account":
                 kw = {k: cmd[k] for k in ("five_hour", "seven_day", "usage_mode", "five_hour_resets_at",
                                           "seven_day_resets_at", "revoked", "scoped", "extra_usage",
-                                          "refuse") if k in cmd}
+                                          "refuse", "login_deadline", "messages_delay", "tool_turns",
+                                          "messages_step", *demoapi.USAGE_SETTABLE) if k in cmd}
                 self.add_account(cmd["email"], **kw)
                 return 200, self.credential_blob(cmd["email"], expires_at_ms=cmd.get("expires_at_ms"))
             if op == "credential_blob":
@@ -217,6 +255,13 @@ class _Handler(demoapi.Handler):
         fake = self.server.fake
         with fake.lock:
             acct = fake._account_by_access_locked(token)
+            delay = acct.messages_delay if acct is not None else 0.0
+        if delay > 0:
+            fake._stopping.wait(delay)
+        if self._rec is not None:
+            self._rec["answered"] = time.time()   # when the answer was decided (after the delay)
+        with fake.lock:
+            acct = fake._account_by_access_locked(token)
             key = fake._api_keys.get(token) if token and acct is None else None
             if acct is not None:
                 acct.messages += 1
@@ -225,9 +270,13 @@ class _Handler(demoapi.Handler):
                 five_reset, seven_reset = acct.five_hour_resets_at, acct.seven_day_resets_at
                 requested = str(body.get("model") or DEFAULT_MODEL) if isinstance(body, dict) else DEFAULT_MODEL
                 refusal = _refusal_for(acct, requested)
+                tool = _tool_call(body, acct.tool_turns)
+                if refusal is None and not exhausted and acct.messages_step:
+                    acct.five_hour = min(100.0, acct.five_hour + acct.messages_step)
             elif key is not None:
                 key.messages += 1
                 label, exhausted = _key_id(key.key), key.exhausted
+                tool = None
         if acct is None and key is None:
             message = "Invalid bearer token" if kind == "bearer" else "invalid x-api-key"
             self._send(401, _error("authentication_error", message))
@@ -283,19 +332,37 @@ class _Handler(demoapi.Handler):
         usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
+        stop_reason = "end_turn"
+        content: list[dict] = [{"type": "text", "text": text}]
+        if tool is not None:
+            stop_reason = "tool_use"
+            content = [{"type": "tool_use", "id": "toolu_fake" + secrets.token_hex(8), "name": tool[0],
+                        "input": tool[1]}]
+
         if body.get("stream"):
+            if tool is None:
+                blocks = [
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "text", "text": ""}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta", "text": text}}),
+                ]
+            else:
+                blocks = [
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {**content[0], "input": {}}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                        "type": "input_json_delta", "partial_json": json.dumps(tool[1])}}),
+                ]
             events = [
                 ("message_start", {"type": "message_start", "message": {
                     "id": msg_id, "type": "message", "role": "assistant", "model": model,
                     "content": [], "stop_reason": None, "stop_sequence": None,
                     "usage": {**usage, "output_tokens": 1}}}),
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": text}}),
+                *blocks,
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 ("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                    "usage": {"output_tokens": output_tokens}}),
                 ("message_stop", {"type": "message_stop"}),
             ]
@@ -309,8 +376,8 @@ class _Handler(demoapi.Handler):
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
         }, headers=headers)

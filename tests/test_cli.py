@@ -445,7 +445,7 @@ def test_every_command_as_a_real_process(sandbox, fake):
     sandbox.ok("reconcile", "--if-needed")
     sandbox.ok("auto")
     assert sandbox.pool()["current"] == "alice"
-    for event in ("session-start", "prompt-submit", "stop-failure"):
+    for event in ("session-start", "prompt-submit", "stop-failure", "post-tool-use"):
         proc = sandbox.run("hook", event, input="{}")
         assert (proc.returncode, proc.stdout) == (0, ""), (event, proc.stderr)
     proc = sandbox.run("helper")                      # not in API-key mode: nothing on stdout, exit 1

@@ -142,6 +142,7 @@ def go_apikey_pool(sandbox, **extra) -> dict:  # type: ignore[no-untyped-def]
             "api_keys": [{"id": k, "key": v} for k, v in KEYS.items()], **extra}
     go_save(sandbox, pool)
     sandbox.write_creds(pool["accounts"][0]["blob"])
+    sandbox.write_settings({"apiKeyHelper": "/usr/local/bin/claude-pool helper"})   # as the Go tool leaves it
     return pool
 
 

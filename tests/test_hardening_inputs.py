@@ -107,7 +107,13 @@ def cache(sandbox, account_id: str, five: float, seven: float = 0, at: str | Non
 
 
 def usage_cache(sandbox) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return {a["id"]: (a.get("usage"), a.get("usage_at")) for a in sandbox.pool()["accounts"]}
+    """Each account's cached reading, by value (a run that saves the pool, say to count a usage
+    call, writes the same reading in its own JSON form)."""
+    from claude_pool.schema.pool import Usage
+    from claude_pool.schema.timefmt import parse_time
+
+    return {a["id"]: (Usage.model_validate(a.get("usage") or {}).model_dump(mode="json"), parse_time(a.get("usage_at")))
+            for a in sandbox.pool()["accounts"]}
 
 
 def changes(before: dict, after: dict) -> list[str]:
@@ -167,7 +173,7 @@ HOOK_STDINS: dict[str, bytes] = {
     "300 KB of random noise": NOISE_300K,
     "2 MB of random noise": NOISE_2M,
 }
-HOOK_EVENTS = ("session-start", "prompt-submit", "stop-failure")
+HOOK_EVENTS = ("session-start", "prompt-submit", "stop-failure", "post-tool-use")
 
 
 def valid_payload(event: str, home: Path) -> bytes:
@@ -394,11 +400,17 @@ def test_a_failing_usage_api_changes_nothing(reaper, fake):
             if args == ("list",):
                 lines = {who: next(line for line in proc.stdout.splitlines() if f" {who} " in line)
                          for who in ("alice", "bob")}
-                assert "poll failed" in lines["alice"] and "poll failed" in lines["bob"], proc.stdout
+                said = "usage endpoint throttled" if mode == "429" else "poll failed"   # a 429: no look for a while
+                assert said in lines["alice"] and said in lines["bob"], proc.stdout
                 assert "30%" in lines["alice"] and "5%" in lines["bob"]     # the old readings, shown as old
         assert time.monotonic() - started < 15, mode
         if mode != "timeout":
             assert fake.account(ALICE).usage_calls + fake.account(BOB).usage_calls >= calls + 2, mode
+        if mode == "429":   # the backoff it set (the fake's retry-after: 60 s) passes
+            pool = sandbox.pool()
+            for acc in pool["accounts"]:
+                acc["usage_backoff"] = None
+            sandbox.write_pool(pool)
     assert sandbox.pool()["mode"] == "account" and not sandbox.settings_path.exists()
     fake.set_usage(BOB, usage_mode="ok")                 # the check can fail: a good answer moves
     sandbox.ok("reconcile")

@@ -599,8 +599,9 @@ def test_plugin_manifest_and_hooks() -> None:
     assert [(p["name"], p["source"]) for p in market["plugins"]] == [("claude-pool", "./")]
 
     hooks = json.loads((PLUGIN / "hooks" / "hooks.json").read_text())["hooks"]
-    assert set(hooks) == {"SessionStart", "UserPromptSubmit", "StopFailure"}
-    wanted = {"SessionStart": "session-start", "UserPromptSubmit": "prompt-submit", "StopFailure": "stop-failure"}
+    assert set(hooks) == {"SessionStart", "UserPromptSubmit", "StopFailure", "PostToolUse"}
+    wanted = {"SessionStart": "session-start", "UserPromptSubmit": "prompt-submit", "StopFailure": "stop-failure",
+              "PostToolUse": "post-tool-use"}
     for event, arg in wanted.items():
         entries = hooks[event]
         assert len(entries) == 1

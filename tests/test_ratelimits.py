@@ -96,7 +96,9 @@ def test_a_429_with_no_reset_falls_back_to_the_window_then_a_cooldown(sandbox, f
     sandbox.ok("list")       # caches alice's windows
     sandbox.run("hook", "stop-failure", input=stop_failure("You've hit your session limit"))
     assert sandbox.pool_account("alice")["block"]["source"] == "window"
-    # bob, now held, hits a limit with nothing to go on (no reset said, none cached): a bounded cooldown
+    # bob, now held, takes the next prompt and hits a limit with nothing to go on (no reset said,
+    # none cached): a bounded cooldown
+    sandbox.run("hook", "prompt-submit", input=json.dumps({"session_id": "s-1", "prompt": "next"}))
     sandbox.run("hook", "stop-failure", input=stop_failure("You've hit your session limit"))
     assert sandbox.pool_account("bob")["block"]["source"] == "cooldown"
 

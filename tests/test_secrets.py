@@ -82,7 +82,11 @@ def test_no_secret_reaches_any_output_log_or_plan(sandbox, fake, tmp_path):
     fake.revoke(ALICE)
     sandbox.run("reconcile", env={"CLAUDE_POOL_LOG_LEVEL": "debug"})
 
-    # recovery
+    # recovery, once the usage endpoint's backoff on bob (its 429's retry-after: a minute) has passed
+    pool = sandbox.pool()
+    for acc in pool["accounts"]:
+        acc["usage_backoff"] = None
+    sandbox.write_pool(pool)
     fake.set_usage(BOB, usage_mode="ok", five_hour=10, five_hour_resets_at=time.time() + 3600)
     sandbox.ok("apply")
     assert sandbox.pool()["mode"] == "account"

@@ -9,14 +9,14 @@ reconciler/engine.py's `run` (accounts_to_poll -> poll -> needs_wider_poll -> po
 
 The hook moments run what reconciler/hooks.py runs, with the session's model (the engine's
 `with_context` learns it from the hook payload or the transcript) and config.toml's threshold:
-    SessionStart      reconciler/quicklook.py's light look: a live reading of the active account;
-                      "stay" while no 429 block is on it and the windows that bind the model are
-                      under the threshold (a model's full window with the model unknown: change);
-                      else reconcile --if-needed (the look's reading saved, so not --live)
+    SessionStart      reconciler/quicklook.py's light look: a live reading of the active account,
+                      then quicklook.stays (the production function, on the pool's JSON) decides;
+                      "change": reconcile --if-needed (the look's reading saved, so not --live)
     UserPromptSubmit  reconcile --if-needed
-    StopFailure       reconcile --live with the Refusal (the 429's message and model): learn.py's
-                      take_refusal blocks the account until the reset the message names
-                      (learn.refusal_block, the production function)
+    StopFailure       reconcile --if-needed --live with the Refusal (the 429's message and model):
+                      learn.py's take_refusal blocks the account that sent it until the reset the
+                      message names (learn.refusal_block, the production function; in the
+                      simulator no move races a request, so the sender is the account held)
     apiKeyHelper      next key round robin, then reconcile
     wake              reconcile (scheduled at the earliest reset + 30 s, one sleeper)
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from claude_pool.reconciler import policy
+from claude_pool.reconciler import policy, quicklook
 from claude_pool.reconciler.intents import Intent, Reconcile, Refusal
 from claude_pool.reconciler.learn import refusal_block
 from claude_pool.reconciler.observe import unpolled
@@ -59,6 +59,7 @@ class Ours:
     # -- hook moments
     def _reconcile(self, model: str | None, **kw: object) -> Reconcile:
         self.model = model
+        kw.setdefault("threshold", self.config.threshold)   # engine.with_context: config.toml's threshold
         return Reconcile(model=model, overage=self.config.overage, **kw)  # type: ignore[arg-type]
 
     def session_start(self, now: float, session: Session) -> None:
@@ -71,7 +72,8 @@ class Ours:
 
     def stop_failure(self, now: float, session: Session, evidence: Evidence) -> None:
         refusal = Refusal(message=evidence.message, model=session.model)
-        self.run(now, self._reconcile(session.model, live=True, refusal=refusal))
+        self.run(now, self._reconcile(session.model, if_needed=True, live=True, threshold=self.config.threshold,
+                                      refusal=refusal))
 
     def quick_look(self, now: float, model: str | None) -> bool:
         """reconciler/quicklook.py's verdict "stay" (True) or "change"; its reading is saved."""
@@ -79,13 +81,10 @@ class Ours:
         acc = pool.account(self.world.held)
         if pool.mode != "account" or acc is None or acc.id != pool.current:
             return False
-        words = families(model)
-        if policy.live_block(acc, when, None, strict=False) is not None:
-            return False
         acc.usage, acc.usage_at = parse_usage(self.world.poll(acc.id, now)), when
-        u = acc.usage
-        risky = words is None and bool(u.full_scoped())
-        return u.binding(words) < self.config.threshold * 100 and not risky
+        raw = pool.model_dump(mode="json")["accounts"]
+        return quicklook.stays(raw, acc.id, acc.usage.model_dump(mode="json"), when, families(model),
+                               self.config.threshold)
 
     def helper(self, now: float) -> None:
         if self.pool.api_keys:   # reconciler/helper.py next_key: one step of the cursor per call

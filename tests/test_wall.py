@@ -1,0 +1,74 @@
+"""Never send a prompt into a wall the pool already knows about (issue 16): when status.json's
+facts (the held account's reading or block, the statusline's feed) say the held account cannot
+take the request, the prompt hook waits (up to 1 s) for the move; otherwise it detaches at once
+and never loads the decision module. Mid-turn, the statusline and PostToolUse ask for a
+reconcile near a limit, at most once per 15 s per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from claude_pool.providers import turns
+from test_ratelimits import ALICE, BOB
+
+
+def _creds_email(sandbox, fake) -> str:
+    token = sandbox.creds()["claudeAiOauth"]["accessToken"]
+    return next(a.email for a in fake.accounts() if a.access_token == token)
+
+
+def test_the_prompt_hook_moves_before_the_prompt_when_the_held_account_is_known_out(sandbox, fake) -> None:
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB)
+    sandbox.ok("list")                                   # the pool now knows alice is at 100 %
+    assert sandbox.pool()["current"] == "alice"
+    # the budget (1 s) is the product's; a loaded test machine may need longer to start Python
+    proc = sandbox.run("hook", "prompt-submit", input=json.dumps({"session_id": "s-9", "prompt": "hi"}),
+                       env={"CLAUDE_POOL_WALL_BUDGET": "30"})
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    # the moment the hook returns, the prompt goes out: it must go out on bob
+    assert _creds_email(sandbox, fake) == BOB
+    assert sandbox.pool()["current"] == "bob"
+
+
+def _probe(sandbox, code: str) -> str:
+    env = sandbox.full_env({"PYTHONPATH": os.getcwd()})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_with_nothing_near_a_wall_the_hooks_stay_light(sandbox, fake) -> None:
+    fake.add_account(ALICE, five_hour=30)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB)
+    sandbox.ok("list")
+    code = ("import sys; from claude_pool.reconciler import hooks; w = hooks.known_wall(); "
+            "n = hooks.known_wall(near=True); print(w, n, 'claude_pool.reconciler.decision' in sys.modules)")
+    assert _probe(sandbox, code) == "False False False"
+
+
+def test_near_a_limit_the_statusline_asks_for_a_look_once_per_interval(sandbox, fake, tmp_path) -> None:
+    fake.add_account(ALICE, five_hour=88, five_hour_resets_at=time.time() + 3600)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB)
+    sandbox.ok("list")
+    code = ("from claude_pool.reconciler import hooks; hooks.spawn.detached = lambda *a, **k: 0; "
+            "print(hooks.nudge('s-1', 't'), hooks.nudge('s-1', 't'), hooks.nudge('s-2', 't'))")
+    assert _probe(sandbox, code) == "True False True"
+
+
+def test_turn_marks_and_intervals(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CLAUDE_POOL_STATE_DIR", str(tmp_path))
+    assert turns.started("s-1") is None
+    turns.mark("s-1", now=1000.0)
+    assert turns.started("s-1") == 1000.0
+    turns.mark("../etc/passwd")                           # not a session id: ignored
+    assert not (tmp_path / "etc").exists() and sorted(os.listdir(tmp_path / "turns")) == ["s-1"]
+    assert turns.due("s-1", 15, now=2000.0) and not turns.due("s-1", 15, now=2010.0) and turns.due("s-1", 15, now=2016.0)
+
