@@ -196,12 +196,26 @@ def write_credential(ap: Applier, a: WriteCredential) -> None:
     acc = ap.account(a.target)
     store = ap.world.store
     with store.hold():   # Claude Code's refresh lock (a recording store holds none: plan never blocks it)
-        now = store.observe()
-        if oauth_fingerprint(now) != oauth_fingerprint(ap.rt.store_raw):
-            raise ProviderError("Claude Code's login changed during this run (it refreshed or someone ran "
-                                "/login); nothing was overwritten, run again")
+        now = _store_unchanged(ap)
         store.write(with_oauth_of(now, acc.blob))
         ap.rt.store_raw = store.observe()
+
+
+def _store_unchanged(ap: Applier) -> str:
+    """Claude Code's login as it is now, which must be the one this run observed."""
+    now = ap.world.store.observe()
+    if oauth_fingerprint(now) != oauth_fingerprint(ap.rt.store_raw):
+        raise ProviderError("Claude Code's login changed during this run (it refreshed or someone ran "
+                            "/login); nothing was overwritten, run again")
+    return now
+
+
+def precheck(ap: Applier, a: Any) -> None:
+    """The checks of a credential write that a pool save made before it must not wait for (a move
+    between accounts saves the pool first): the account is there, Claude Code's login has not moved."""
+    if isinstance(a, WriteCredential):
+        ap.account(a.target)
+        _store_unchanged(ap)
 
 
 def recording(world: World, rt: Runtime) -> tuple[World, Runtime]:
@@ -221,13 +235,20 @@ def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) 
     is logged per action (nothing happened); a failing check raises the same UserError."""
     applier = Applier(world, rt)
     done: list[Action] = []
-    for action in plan.actions:
+    for i, action in enumerate(plan.actions):
         timer = Timer()
         try:
             handler = HANDLERS[type(action)]
         except KeyError:   # tests/test_apply.py makes this unreachable
             raise UserError(f"no handler for plan action {action.type!r}") from None
+        nxt = plan.actions[i + 1] if i + 1 < len(plan.actions) else None
         try:
+            if isinstance(action, SavePoolState) and isinstance(nxt, WriteCredential):
+                try:
+                    precheck(applier, nxt)
+                except (ProviderError, OSError):
+                    action = nxt   # the credential write is what cannot be done: say so, save nothing
+                    raise
             handler(applier, action)
         except (ProviderError, claude_lock.ClaudeLockTimeout, OSError) as exc:
             message = str(exc) if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)
@@ -236,16 +257,20 @@ def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) 
                             before=action.before, after=action.after, result="failed", error=message,
                             duration_ms=timer.ms())   # audit only: the UserError below is the one line on stderr
             rolled = ""
-            if isinstance(action, WriteSettings) and done and isinstance(done[-1], SavePoolState):
+            if isinstance(action, (WriteSettings, WriteCredential)) and done and isinstance(done[-1], SavePoolState):
                 applier.rollback()
                 rolled = "; the pool was rolled back"
                 if not dry_run:
                     log().warning("rollback", action="save_pool_state", target="pool", result="ok",
-                                  reason="the settings write failed")
+                                  reason=f"the {'settings' if isinstance(action, WriteSettings) else 'credential'} "
+                                         "write failed")
             raise UserError(f"{action.done()} failed: {message}{rolled}") from None
         if not dry_run:
+            # a move between accounts: the pool is saved first, and the credential write that
+            # follows says it for both (if that write fails, the pool is rolled back: one line)
+            quiet = isinstance(action, SavePoolState) and isinstance(nxt, WriteCredential)
             log().info("apply", action=action.type, target=action.target, reason=action.reason,
                        before=action.before, after=action.after, result="ok", duration_ms=timer.ms(),
-                       say=action.done())
+                       **({} if quiet else {"say": action.done()}))
         done.append(action)
     return done

@@ -330,6 +330,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
 def cmd_list(a: argparse.Namespace) -> int:
     """Text and --json render one model (schema/listing.py). The text view polls (a live look,
     readings kept, nothing else changed); --json shows the pool as last read: no network."""
+    from claude_pool.schema.backoff import clean_calls
     from claude_pool.schema.listing import build
 
     from . import engine
@@ -340,10 +341,15 @@ def cmd_list(a: argparse.Namespace) -> int:
     if rt.usage_dirty:
         with world.pool.hold():
             fresh = world.pool.observe()
-            for acc in fresh.accounts:  # keep the readings, change nothing else
+            for acc in fresh.accounts:  # keep the readings and what the usage endpoint said, change nothing else
                 mine = rt.pool.account(acc.id)
-                if mine is not None and mine.usage_at and (acc.usage_at is None or mine.usage_at > acc.usage_at):
-                    acc.usage, acc.usage_at = mine.usage, mine.usage_at
+                if mine is None:
+                    continue
+                if mine.usage_at and (acc.usage_at is None or mine.usage_at > acc.usage_at):
+                    acc.usage, acc.usage_at, acc.usage_source = mine.usage, mine.usage_at, mine.usage_source
+                if max(mine.usage_calls, default=0) > max(acc.usage_calls, default=0):
+                    acc.usage_backoff = mine.usage_backoff   # this run asked last: its answer stands
+                acc.usage_calls = clean_calls(sorted(set(acc.usage_calls) | set(mine.usage_calls)))
             world.pool.write(fresh)
     view = build(rt.pool, outcome.observed, outcome.observed.now, len(outcome.plan.actions))
     _out(view.model_dump_json(indent=2) if a.json else list_text(view))

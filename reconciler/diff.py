@@ -96,6 +96,11 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     if pool.mode == "account" and desired.mode == "apikey":
         # Entering API-key mode: the pool says apikey before settings.json names the helper.
         ordered = membership + state + settings + credential + removals
+    elif pool.mode == "account" and desired.mode == "account":
+        # A move between accounts: the pool names the new account before Claude Code's store holds
+        # it, so a pool that cannot be written means no move (and a store write that fails rolls
+        # the pool back): the pool and `status` never say a while Claude Code is on b.
+        ordered = membership + settings + state + credential + removals
     else:
         # Leaving (or staying): settings first, then the credential, then the pool's own state.
         ordered = membership + settings + credential + state + removals

@@ -26,6 +26,7 @@ from typing import Any
 from claude_pool.providers import credstore, crypto, paths, poolcodec, sidecars
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
+from claude_pool.schema import backoff
 from claude_pool.schema.limits import families, parse_windows
 from claude_pool.schema.timefmt import format_optional, parse_time
 
@@ -113,7 +114,7 @@ def _dechunk(body: bytes) -> bytes:
         i = end + 2 + size + 2
 
 
-def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
+def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any, str | None]:
     """GET /api/oauth/usage over one short HTTP/1.1 connection: (HTTP status, parsed JSON or
     None). Raises OSError on any failure. Plain http only to a loopback host (as the full
     engine); https verifies the certificate with the system's trust store."""
@@ -164,24 +165,30 @@ def _usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
     else:
         length = _content_length(head)
         body = body[:length] if length is not None else body
+    retry_after = _header(head, b"retry-after")
     try:
-        return status, json.loads(body)
+        return status, json.loads(body), retry_after
     except (ValueError, RecursionError):
-        return status, None
+        return status, None, retry_after
 
 
-def _content_length(head: bytes) -> int | None:
+def _header(head: bytes, wanted: bytes) -> str | None:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            try:
-                return int(value.strip())
-            except ValueError:
-                return None
+        if name.strip().lower() == wanted:
+            return value.strip().decode("latin-1")
     return None
 
 
-def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any]:
+def _content_length(head: bytes) -> int | None:
+    value = _header(head, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, Any, str | None]:
     """The call, given up after `timeout` seconds whatever the network does (a server that
     trickles bytes keeps a socket timeout from ever firing): it runs in a daemon thread."""
     result: dict[str, Any] = {}
@@ -202,8 +209,11 @@ def bounded_usage_call(api_base: str, token: str, timeout: float) -> tuple[int, 
     raise OSError(result.get("error") or f"no answer within {timeout:.1f}s")
 
 
-def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: datetime) -> None:
-    """Keep the live reading in the pool (a short wait for the lock; busy: skip, it is a cache)."""
+def _save_reading(path: Path, key: bytes, account_id: str, usage: dict | None, now: datetime,
+                  after: tuple[Any, Any]) -> None:
+    """Keep the live reading (None: the call brought none) and what the call taught about the
+    usage endpoint's own limit (`after`: schema/backoff.py's backoff and call times) in the pool
+    (a short wait for the lock; busy: skip, it is a cache)."""
     try:
         with HotLock(Path(paths.pool_lock_file()), wait=0.3):
             found = poolcodec.read_with_identity(path)
@@ -214,8 +224,11 @@ def _save_reading(path: Path, key: bytes, account_id: str, usage: dict, now: dat
             acc = next((a for a in pool.get("accounts") or [] if isinstance(a, dict) and a.get("id") == account_id), None)
             if acc is None:
                 return
-            acc["usage"] = usage
-            acc["usage_at"] = format_optional(now)
+            if usage is not None:
+                acc["usage"] = usage
+                acc["usage_at"] = format_optional(now)
+                acc.pop("usage_source", None)
+            acc["usage_backoff"], acc["usage_calls"] = after
             written = poolcodec.write(path, pool, key)
             sidecars.carry_status(read_from, written)
     except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
@@ -289,24 +302,32 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
     threshold = config["threshold"]
     timeout = min(config["timeout"], deadline - time.monotonic())
     error = ""
-    if timeout <= 0.05:
+    waiting = backoff.throttled_until(acc.get("usage_backoff"), now)
+    if waiting is not None:
+        error = f"the usage endpoint asked to wait until {waiting:%H:%M} UTC"   # its own limit: no call
+    elif timeout <= 0.05:
         error = "no time left"
     else:
+        retry_after = None
         try:
-            status, body = bounded_usage_call(config["api_base"], str(held["accessToken"]), timeout)
+            status, body, retry_after = bounded_usage_call(config["api_base"], str(held["accessToken"]), timeout)
         except OSError as exc:
             status, body, error = 0, None, str(exc)
+        found = parse_windows(body) if status == 200 else None
+        after = backoff.after_call(acc.get("usage_backoff"), acc.get("usage_calls"), now, status=status or None,
+                                   retry_after=backoff.parse_retry_after(retry_after, now), reading=found is not None)
         if status in (401, 403):
             return Look("change", "the access token was refused")
         if status and status != 200:
             error = f"HTTP {status}"
+            _save_reading(pool_path, key, str(acc["id"]), None, now, after)
         elif status == 200:
-            found = parse_windows(body)
             if found is None:
                 error = "the answer has no usage window"
+                _save_reading(pool_path, key, str(acc["id"]), None, now, after)
             else:
                 usage = _pool_usage(found)
-                _save_reading(pool_path, key, str(acc["id"]), usage, now)
+                _save_reading(pool_path, key, str(acc["id"]), usage, now, after)
                 pct = decision.binding(decision.light_usage(usage), words, now)
                 if stays(accounts, str(acc["id"]), usage, now, words, threshold):
                     return Look("stay", f"{acc['id']} at {pct:.0f}%", polled=True)

@@ -66,7 +66,9 @@ def parse_windows(body: Any) -> dict[str, Any] | None:
 
     Result: {"five_hour": {"pct", "resets_at"}, "seven_day": {...}, "scoped": [{"name", "source",
     "pct" (None: unknown), "resets_at", "active", "severity"}], "extra_usage": {...} or absent}.
-    `resets_at` values are aware datetimes or None.
+    `resets_at` values are aware datetimes or None. A five_hour window that has not started
+    (absent, null, no number, or no `session` entry in limits[]) is left out: the caller reads
+    it as "not open, 0 %" (tests/test_usage_shapes.py has every shape).
     """
     if not isinstance(body, dict):
         return None

@@ -2,7 +2,8 @@
 
 The parsing itself is in schema/limits.py (standard library only, shared with the session-start
 hook's light path). A 200 with no recognizable five_hour or seven_day window is an error, never
-"0% used".
+"0% used". One of the two missing is a window that has not started (the account idle since its
+last reset, or a plan without it): `Usage` keeps it at 0 % with no reset, "not open".
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ class FakeAccount(demoapi.FakeAccount):
     # Seconds every /v1/messages answer on this account waits before it goes out (a 429 too): a
     # request in flight while the pool moves.
     messages_delay: float = 0.0
-    # A long turn: answer with a tool call (a read-only tool Claude Code runs without asking)
-    # until the turn has had this many tool rounds, then the final text.
+    # A long turn: answer with a tool call (Bash `echo ...`, when the request offers Bash) until
+    # the turn has had this many tool rounds, then the final text.
     tool_turns: int = 0
     # Each request this account answers (not a 429) raises its five_hour by this many points
     # (capped at 100): a turn that crosses a limit while it runs.
@@ -94,9 +94,8 @@ def _refusal_for(acct: FakeAccount, model: str) -> tuple[str | None, float] | No
     return None
 
 
-# Read-only tools Claude Code runs without a permission prompt, with a harmless input.
-_HARMLESS_TOOLS = (("Glob", {"pattern": "*.txt"}), ("Grep", {"pattern": "claude-pool-fake"}),
-                   ("LS", {"path": "."}))
+# A harmless tool call: `echo` (allow it in the session's permissions: "Bash(echo:*)").
+_HARMLESS_TOOLS = (("Bash", {"command": "echo fake tool round", "description": "Print a line"}),)
 
 
 def _tool_rounds(messages: Any) -> int:

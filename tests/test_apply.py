@@ -299,7 +299,7 @@ def test_plan_fails_with_the_line_apply_would_print_when_claude_codes_login_move
     sandbox.seed(ALICE, BOB)                        # alice active, at 95%: the policy moves to bob
     first = sandbox.run("plan", "--json", "--detailed-exitcode", subprocess=False)
     assert first.returncode == 2, first.stderr
-    assert [a["type"] for a in json.loads(first.stdout)["actions"]] == ["write_credential", "save_pool_state"]
+    assert [a["type"] for a in json.loads(first.stdout)["actions"]] == ["save_pool_state", "write_credential"]
 
     real_make_plan = engine.make_plan
 

@@ -59,7 +59,7 @@ def test_import_then_selection_by_binding_utilization_then_convergence(sandbox, 
     plan = sandbox.run("plan", "--json", "--detailed-exitcode")
     assert plan.returncode == 2, plan.stderr
     actions = json.loads(plan.stdout)["actions"]
-    assert [(a["type"], a["target"]) for a in actions] == [("write_credential", "bob"), ("save_pool_state", "pool")]
+    assert [(a["type"], a["target"]) for a in actions] == [("save_pool_state", "pool"), ("write_credential", "bob")]
     # plan changes nothing: not the pool's decisions, not Claude Code's files
     assert (sandbox.pool()["mode"], sandbox.pool()["current"]) == ("account", "alice")
     assert sandbox.creds_bytes() == before["creds"]
@@ -134,8 +134,8 @@ def test_a_saved_plan_is_applied_unless_the_world_moved(sandbox, fake, tmp_path)
     fake.set_usage(ALICE, five_hour=10)
     sandbox.ok("plan", "--out", str(fresh))
     saved = json.loads(fresh.read_text())
-    assert [(a["type"], a["target"]) for a in saved["actions"]] == [("write_credential", "alice"),
-                                                                     ("save_pool_state", "pool")]
+    assert [(a["type"], a["target"]) for a in saved["actions"]] == [("save_pool_state", "pool"),
+                                                                     ("write_credential", "alice")]
     sandbox.ok("apply", str(fresh))
     assert holds(sandbox, ALICE)
     assert sandbox.pool()["current"] == "alice"

@@ -134,7 +134,7 @@ def test_light_usage_call_against_the_fake(fake) -> None:  # type: ignore[no-unt
     from claude_pool.reconciler.quicklook import bounded_usage_call
 
     acct = fake.add_account("a@example.com", five_hour=33, scoped=[{"name": "Opus", "pct": 100, "resets_at": None}])
-    status, body = bounded_usage_call(fake.base_url, acct.access_token, 2.0)
+    status, body, _ = bounded_usage_call(fake.base_url, acct.access_token, 2.0)
     assert status == 200
     found = parse_windows(body)
     assert found is not None and found["five_hour"]["pct"] == 33.0

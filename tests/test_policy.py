@@ -159,7 +159,7 @@ def test_reconcile_selects_the_account_with_most_headroom(accounts, current, cho
     if chosen == current:
         assert plan.actions == []
     else:
-        assert types(plan) == ["write_credential", "save_pool_state"]
+        assert types(plan) == ["save_pool_state", "write_credential"]
         assert action(plan, "write_credential").target == chosen
         assert action(plan, "save_pool_state").current == chosen
         assert action(plan, "write_credential").before == observed.store.fingerprint

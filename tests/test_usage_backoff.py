@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from world import START, Memory
+from world import Memory
 
 from claude_pool.providers.anthropic import AnthropicApi, ApiUrls, Throttled, TransientError
 from claude_pool.reconciler.audit import configure
@@ -238,7 +238,8 @@ def test_in_memory_a_throttled_active_account_is_decided_on_its_cached_reading(m
 
 # ---- the installed command against the real local fake API ----------------------------------------
 
-def cache(sandbox, account_id: str, five: float, *, minutes_ago: float = 5, resets_in_h: float = 2) -> None:  # type: ignore[no-untyped-def]
+def cache(sandbox, account_id: str, five: float, *, minutes_ago: float = 5,  # type: ignore[no-untyped-def]
+          resets_in_h: float = 2) -> None:
     """Give a pool account a cached reading, as an earlier poll would have left it."""
     now = datetime.now(timezone.utc)
     pool = sandbox.pool()
@@ -332,3 +333,25 @@ def test_the_fake_answers_429_with_the_retry_after_it_is_given(fake) -> None:
         assert r.status_code == 429 and r.headers.get("retry-after") == header
     fake.set_usage(BOB, usage_retry_after="0")
     assert fake.account(BOB).summary()["usage_retry_after"] == "0"
+
+
+def test_the_session_start_light_path_keeps_the_backoff_too(sandbox, fake) -> None:
+    """reconciler/quicklook.py makes its own usage call: a 429 there is saved, and the next
+    session start asks nothing inside the backoff (it decides on the cached reading)."""
+    fake.add_account(ALICE, five_hour=40, usage_mode="429", usage_retry_after="3600")
+    fake.add_account(BOB, five_hour=10)
+    sandbox.seed(ALICE, BOB, current="alice")
+    cache(sandbox, "alice", 40)
+    cache(sandbox, "bob", 10)
+    start = json.dumps({"session_id": "s-1", "hook_event_name": "SessionStart", "source": "startup"})
+    first = sandbox.run("hook", "session-start", input=start)
+    assert first.returncode == 0 and first.stdout == "", first.stderr
+    assert fake.account(ALICE).usage_calls == 1
+    wait = sandbox.pool_account("alice")["usage_backoff"]
+    assert wait["retry_after"] == 3600 and sandbox.pool_account("alice")["usage_calls"]
+    for _ in range(3):
+        again = sandbox.run("hook", "session-start", input=start)
+        assert again.returncode == 0 and again.stdout == "", again.stderr
+        assert "asked to wait until" in again.stderr, again.stderr
+    assert fake.account(ALICE).usage_calls == 1, "the light path asked inside the backoff"
+    assert sandbox.pool()["current"] == "alice", "40% cached: the session stays"

@@ -10,7 +10,7 @@ reported that way; then the same shapes from the real local fake API through the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from claude_pool.reconciler import policy
 from claude_pool.reconciler.audit import configure
 from claude_pool.reconciler.intents import Reconcile
 from claude_pool.schema.limits import parse_windows
-from claude_pool.schema.pool import Account, Usage, exhausted_until
+from claude_pool.schema.pool import Account, exhausted_until
 from claude_pool.schema.state import AccountObs
 from claude_pool.schema.usage import UsageFormatError, parse_usage
 

@@ -104,7 +104,7 @@ def test_a_rotated_refresh_token_is_saved_before_anything_else_even_by_plan(mem:
     old = refresh_token(a)
 
     out = mem.run(LIVE, execute=False)           # `plan`
-    assert [x.type for x in out.plan.actions] == ["write_credential", "save_pool_state"]
+    assert [x.type for x in out.plan.actions] == ["save_pool_state", "write_credential"]
     i = mem.journal.index(("api.refresh", ALICE))
     after = mem.journal[i + 1:i + 3]
     assert [k for k, _ in after] == ["pool.write", "store.write"], mem.journal.kinds()
