@@ -33,6 +33,26 @@ class ClaudeLockTimeout(Exception):
     pass
 
 
+class ClaudeLockUnavailable(ClaudeLockTimeout):
+    """The lock cannot be taken at all (Claude Code's folder is not writable, the disk is full):
+    treated like a busy lock (the login Claude Code holds is not refreshed or written this run),
+    so a command that only reads goes on."""
+
+
+def _unavailable(path: Path, exc: OSError) -> ClaudeLockUnavailable:
+    import errno
+
+    from .fsutil import explain
+
+    folder = os.path.dirname(os.fspath(path))
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{exc.strerror}; make {folder} writable by you (Claude Code needs that too)"
+    else:
+        why = explain(exc)
+    return ClaudeLockUnavailable(f"cannot take Claude Code's refresh lock {path}: {why}; until then the login "
+                                 "Claude Code holds is neither refreshed nor replaced")
+
+
 def _try_take(path: Path) -> bool:
     try:
         os.mkdir(path)
@@ -48,6 +68,8 @@ def _try_take(path: Path) -> bool:
             except OSError:
                 pass
         return False
+    except OSError as exc:  # not writable, full, read-only: no amount of waiting helps
+        raise _unavailable(path, exc) from None
 
 
 @contextlib.contextmanager
@@ -65,7 +87,10 @@ def hold(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
             with _guard:
                 _held[key] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unavailable(path, exc) from None
     deadline = time.monotonic() + wait
     while not _try_take(path):
         if time.monotonic() >= deadline:

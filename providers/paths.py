@@ -12,11 +12,27 @@ import sys
 join = os.path.join
 
 
+class HomeNotSet(OSError):
+    """HOME is empty or unset: every default path hangs off it, and guessing (`/`, the password
+    database's entry) would put the pool and Claude Code's files somewhere the user never meant."""
+
+    def __init__(self) -> None:
+        super().__init__(22, "HOME is not set (or is empty): set it to your home folder, e.g. "
+                             "`export HOME=/home/$(id -un)`, and run again")   # 22: EINVAL
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def home(platform: str | None = None) -> str:
-    """Windows: %USERPROFILE% (where Claude Code looks); elsewhere $HOME."""
+    """Windows: %USERPROFILE% (where Claude Code looks); elsewhere $HOME, which must be set
+    (HomeNotSet, one line, when it is empty or unset)."""
     if (platform or sys.platform) == "win32":
         return os.environ.get("USERPROFILE") or os.path.expanduser("~")
-    return os.environ.get("HOME") or os.path.expanduser("~")
+    found = os.environ.get("HOME", "")
+    if not found.strip():
+        raise HomeNotSet()
+    return found
 
 
 def pool_dir() -> str:

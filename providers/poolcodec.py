@@ -7,12 +7,11 @@ the dict directly (unknown fields survive either way).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from . import crypto
 from .base import ProviderError
-from .fsutil import atomic_write, ensure_private_dir
+from .fsutil import atomic_write, ensure_private_dir, explain, read_regular_stat
 from .sidecars import identity
 
 
@@ -28,12 +27,10 @@ def read_bytes(path: Path) -> bytes | None:
 def read_with_identity(path: Path) -> tuple[bytes, list[int]] | None:
     """The pool's bytes and the identity of the very file they came from."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(), identity(os.fstat(fh.fileno()))
-    except FileNotFoundError:
-        return None
+        found = read_regular_stat(path)   # a FIFO or a device in its place: one line, never a hang
     except OSError as exc:
-        raise PoolError(f"cannot read the pool file {path}: {exc.strerror or type(exc).__name__}") from None
+        raise PoolError(f"cannot read the pool file {path}: {explain(exc, 'read')}") from None
+    return None if found is None else (found[0], identity(found[1]))
 
 
 def decode(data: bytes, key: bytes, path: Path) -> dict:
@@ -67,7 +64,10 @@ def encode(data: dict, key: bytes) -> bytes:
 def write(path: Path, data: dict, key: bytes) -> list[int]:
     """Write the pool; returns the identity of the file written. `key_cursor` 0 is left out, as
     the Go tool leaves it out."""
-    if not data.get("key_cursor"):
-        data = {k: v for k, v in data.items() if k != "key_cursor"}
     ensure_private_dir(path.parent)
-    return identity(atomic_write(path, encode(data, key), mode=0o600, follow_symlink=False))
+    return identity(atomic_write(path, encode(go_shape(data), key), mode=0o600, follow_symlink=False))
+
+
+def go_shape(data: dict) -> dict:
+    """`key_cursor` 0 is left out, as the Go tool leaves it out."""
+    return data if data.get("key_cursor") else {k: v for k, v in data.items() if k != "key_cursor"}

@@ -1,7 +1,9 @@
 """Claude Code's settings.json: only `apiKeyHelper` is ours to change.
 
 Every other key is kept in order, a symlink stays a symlink (its target is replaced), the file's
-permissions are kept, and a file that is not a JSON object is never rewritten.
+permissions are kept, and a file that is not a JSON object is never rewritten. A file the user
+made read-only, or one that is not theirs (a dotfiles manager's link into a store), is not
+replaced either: the error says which `"apiKeyHelper": ...` line to add by hand instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pydantic import BaseModel
 
 from . import paths
 from .base import ProviderError
-from .fsutil import atomic_write
+from .fsutil import WriteRefused, atomic_write, describe, read_regular
 
 
 class SettingsError(ProviderError):
@@ -38,11 +40,16 @@ class SettingsFile:
 
     def _load(self) -> dict[str, Any] | None:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            raw = read_regular(self.path)   # a FIFO in its place: one line, never a hang
+        except OSError as exc:
+            raise SettingsError(describe(exc, "read", self.path)) from None
+        if raw is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"cannot read {self.path}: {type(exc).__name__}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SettingsError(f"{self.path} is not UTF-8 text; fix it by hand, claude-pool will not rewrite it") \
+                from None
         if not text.strip():
             return {}
         try:
@@ -82,6 +89,21 @@ class SettingsFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             mode = None if self.path.exists() else 0o644
-            atomic_write(self.path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode=mode)
+            atomic_write(self.path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode=mode,
+                         respect=True)
+        except WriteRefused as exc:
+            raise SettingsError(f"cannot write {exc.where()}: it {exc.strerror}, so claude-pool left it as it is; "
+                                f"{by_hand(value)}") from None
         except OSError as exc:
-            raise SettingsError(f"cannot write {self.path}: {exc.strerror or type(exc).__name__}") from None
+            raise SettingsError(describe(exc, "write", self.path)) from None
+
+
+def by_hand(value: str | None) -> str:
+    """What to do when settings.json cannot be written for the user: the exact line."""
+    where = "by hand (or to the dotfiles source it comes from), then run claude-pool again"
+    if value is None:
+        return f'remove its "apiKeyHelper" line {where.replace("to the", "from the")}'
+    if "claude-pool" in value and value.rstrip().endswith("helper"):
+        return f"add {json.dumps({'apiKeyHelper': value}, ensure_ascii=False)[1:-1]} to it {where}"
+    # the user's own helper being put back: it may hold a secret, so it is not printed
+    return f'set its "apiKeyHelper" back to the command you had before claude-pool {where}'

@@ -54,10 +54,17 @@ else:
     Status = FeedWindow = Feed = dict
 
 
+#: status.json and usage-feed.json are a few KB; anything much larger is not ours
+SIDECAR_LIMIT = 1 << 20
+
+
 def _read_json(path: str) -> dict | None:
+    """The file's JSON object, or None: missing, unreadable, not JSON, or not a regular file (a
+    FIFO is never opened for a blocking read: providers/fsutil.py `read_text`)."""
+    from .fsutil import read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(read_text(path, SIDECAR_LIMIT))
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:   # the models are only named here: building a world needs none of them
     from claude_pool.schema.config import Config
@@ -34,7 +34,11 @@ class PoolStore(Protocol):
 
     def observe(self) -> "Pool": ...
 
-    def write(self, value: "Pool") -> None: ...
+    def write(self, value: "Pool", into: Any = None) -> None:
+        """Save the pool; `into`: a reservation `reserve` made (the rotated login's own spot)."""
+
+    def reserve(self) -> contextlib.AbstractContextManager[Any]:
+        """Proof that a write can be made, before a token refresh (poolfile.PoolUnwritable if not)."""
 
     def hold(self, timeout: float = ...) -> contextlib.AbstractContextManager[None]:
         """The pool lock for one run; raises PoolBusy when another run keeps it too long."""

@@ -7,9 +7,11 @@ Anthropic token, with a marker. Nothing reaches stderr or the audit log without 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import sys
 import time
 import uuid
@@ -68,6 +70,7 @@ class _Sink:
         self.stderr_level = _LEVELS[stderr_level]
         self.max_bytes = max_bytes
         self.keep = keep
+        self.reported = False   # a failed write is said once per run
 
     def _rotate(self) -> None:
         try:
@@ -84,16 +87,34 @@ class _Sink:
                 os.replace(src, self.log_path.with_name(f"{self.log_path.name}.{i}"))
 
     def _append(self, event: dict[str, Any]) -> None:
+        """One whole line per event, or nothing: a write cut short (a full disk) is taken back, and
+        a partial line some other writer left (killed mid-write) is ended before ours. A failure is
+        said once per run on stderr; it never breaks the run."""
+        line = (json.dumps(event, default=str, sort_keys=False) + "\n").encode("utf-8")
         try:
             ensure_private_dir(self.log_path.parent)
             self._rotate()
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
-                os.write(fd, (json.dumps(event, default=str, sort_keys=False) + "\n").encode("utf-8"))
+                append_line(fd, line, str(self.log_path))
             finally:
                 os.close(fd)
-        except OSError:
-            pass  # the audit log must never break a run
+        except OSError as exc:
+            self._failed(exc)   # the audit log must never break a run
+
+    def _failed(self, exc: OSError) -> None:
+        if self.reported:
+            return
+        self.reported = True
+        from claude_pool.providers.fsutil import explain
+
+        try:
+            sys.stderr.write(f"claude-pool: warning: cannot write the audit log {self.log_path}: "
+                             f"{' '.join(explain(exc).split())}; this run's events are not recorded\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def __call__(self, _logger: Any, method: str, event: dict[str, Any]) -> Any:
         self._append(event)
@@ -102,6 +123,100 @@ class _Sink:
             sys.stderr.write(prefix + str(event["say"]) + "\n")
             sys.stderr.flush()
         raise structlog.DropEvent
+
+
+def _lock(fd: int) -> bool:
+    """An exclusive lock on the log while a line is appended or repaired (flock; none on Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    deadline = time.monotonic() + 1.0   # bounded: a stuck writer never holds a run up
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        except OSError:
+            return False
+
+
+def _unlock(fd: int) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
+
+
+def append_line(fd: int, line: bytes, name: str = "the audit log") -> None:
+    """Append `line` (ending in a newline) to the file open on `fd` (O_APPEND) whole, or not at all.
+
+    os.write may write less than asked (a full disk writes what fits): the rest is written in a
+    loop, and a write that fails part-way is taken back (the file is cut to where the line began).
+    A file that does not end in a newline (a writer killed mid-line, a cut that failed) is first cut
+    back to its last whole line, so the next event never lands on a broken one. Every writer of the
+    log takes the same flock around this, so a repair never cuts another writer's line."""
+    from claude_pool.providers.fsutil import NotRegularFile
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):   # a FIFO or a device in its place: never written to
+        raise NotRegularFile(name, st.st_mode)
+    locked = _lock(fd)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        if locked and start and os.pread(fd, 1, start - 1) != b"\n":
+            start = _cut_partial(fd, start)
+        elif start and os.pread(fd, 1, start - 1) != b"\n":
+            line = b"\n" + line   # no lock, no cut: at least the broken line stays apart from ours
+        done = 0
+        try:
+            while done < len(line):
+                wrote = os.write(fd, line[done:])
+                if wrote <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+                done += wrote
+        except OSError:
+            if done:
+                try:
+                    os.ftruncate(fd, start)   # under the lock: nobody appended after us
+                except OSError:
+                    pass
+            raise
+    finally:
+        if locked:
+            _unlock(fd)
+
+
+def _cut_partial(fd: int, end: int) -> int:
+    """Cut the file back to just after its last newline (at most the last 1 MiB is searched; a
+    longer broken tail is ended with a newline instead). Returns where the next line starts."""
+    size = min(end, 1 << 20)
+    tail = os.pread(fd, size, end - size)
+    cut = tail.rfind(b"\n")
+    if cut < 0 and size < end:
+        os.write(fd, b"\n")
+        return end + 1
+    keep = end - size + cut + 1
+    os.ftruncate(fd, keep)
+    return keep
+
+
+class _Quiet:
+    """Before `configure` (an error on the way to it): nothing on stdout, where structlog's own
+    default prints (a hook's stdout reaches the model), and no traceback; the command's own
+    handler prints its one line."""
+
+    def __call__(self, _logger: Any, _method: str, _event: dict[str, Any]) -> Any:
+        raise structlog.DropEvent
+
+
+if not structlog.is_configured():
+    structlog.configure(processors=[_Quiet()], cache_logger_on_first_use=False)
 
 
 def configure(trigger: str, *, stderr_level: str = "info", max_bytes: int = 1_048_576, keep: int = 3,

@@ -19,6 +19,46 @@ LIGHT = {
 }
 
 
+def error_line(command: "str | list[str]", exc: BaseException, redact: "object" = None) -> str:
+    """The one stderr line for an error no handler knew (newline included, never a traceback).
+
+    An OSError on a file (ours, or one we share with Claude Code) names the command, the file, what
+    failed and what to do: `claude-pool list: cannot write /x/pool.json.lock: Permission denied;
+    make it and its folder /x writable by you ...`; HOME unset is its own line; anything else is an
+    internal error. `redact`: a function applied to the text (the audit log's redactor)."""
+    if isinstance(command, list):   # argv: the command and, for `key add` or `config init`, its verb
+        words = command[:2] if command[:1] in (["key"], ["config"], ["hook"]) else command[:1]
+        command = " ".join(w for w in words if w.isidentifier() or w.replace("-", "").isalnum())
+    prefix = f"claude-pool {command}".rstrip()
+    if isinstance(exc, OSError):
+        from claude_pool.providers import fsutil, paths
+
+        if isinstance(exc, paths.HomeNotSet) or not exc.filename:
+            text = str(exc) if isinstance(exc, paths.HomeNotSet) else f"{exc.strerror or type(exc).__name__}"
+        else:
+            text = fsutil.describe(exc, _verb(exc))
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc}"
+    text = " ".join(text.split())   # one line, whatever the message held
+    if callable(redact):
+        text = redact(text)
+    return f"{prefix}: {text}\n"
+
+
+def _verb(exc: OSError) -> str:
+    """Was it a read or a write that failed? The errno says so for a full or read-only disk; a
+    file that is not there was being created; one we cannot read was being read."""
+    import errno
+    import os
+
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EROFS, errno.EFBIG, errno.EEXIST):
+        return "write"
+    path = os.fspath(exc.filename)
+    if not os.path.lexists(path):
+        return "write"
+    return "read" if not os.access(path, os.R_OK) else "write"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in LIGHT:

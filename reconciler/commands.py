@@ -526,5 +526,6 @@ def _main(argv: list[str]) -> int:
             log().exception("internal_error", error=type(exc).__name__)
         except Exception:
             pass
-        sys.stderr.write(f"claude-pool: internal error: {type(exc).__name__}: {REDACTOR.text(str(exc))}\n")
+        from .cli import error_line   # an OSError names its file and the fix; else "internal error"
+        sys.stderr.write(error_line(argv, exc, REDACTOR.text))
         return 1

@@ -22,6 +22,7 @@ from datetime import datetime
 from claude_pool.providers import claude_lock
 from claude_pool.providers.anthropic import InvalidGrant, TransientError, Unauthorized
 from claude_pool.providers.base import ProviderError
+from claude_pool.providers.poolcodec import PoolError
 from claude_pool.providers.world import World
 from claude_pool.schema.credentials import (
     blob_secrets, normalized_blob, oauth_fingerprint, refreshed_blob, same_login, try_oauth, with_oauth_of,
@@ -64,6 +65,8 @@ def harvest(world: World, rt: Runtime, ids: list[str], store: StoreObs, reason: 
 def _one(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: str) -> Exception | None:
     try:
         refresh(world, rt, acc, store, reason)
+    except PoolError:
+        raise    # a login that cannot be kept (or was not refreshed for that reason) fails the run
     except InvalidGrant as exc:
         mark_dead(world, rt, acc, str(exc))
         return exc
@@ -97,26 +100,36 @@ def refresh(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: st
         oauth = try_oauth(blob)
         if oauth is None or not oauth.refreshToken:
             raise InvalidGrant("no refresh token stored for this account")
-        grant = world.api.refresh(oauth.refreshToken)
-        new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
-                                  expires_in=grant.expires_in, scope=grant.scope,
-                                  now_ms=int(world.clock().timestamp() * 1000),
-                                  refresh_token_expires_in=grant.refresh_token_expires_in)
-        REDACTOR.add(*blob_secrets(new_blob))
-        _save_now(world, rt, acc, new_blob)
-        if held:
-            world.store.write(with_oauth_of(world.store.observe(), new_blob))
-            rt.store_raw = world.store.observe()
+        # The server invalidates the old refresh token the moment it answers: prove first that the
+        # new one can be kept (PoolUnwritable: no refresh, the run fails in one line).
+        with world.pool.reserve() as spot:
+            grant = world.api.refresh(oauth.refreshToken)
+            new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
+                                      expires_in=grant.expires_in, scope=grant.scope,
+                                      now_ms=int(world.clock().timestamp() * 1000),
+                                      refresh_token_expires_in=grant.refresh_token_expires_in)
+            REDACTOR.add(*blob_secrets(new_blob))
+            try:
+                _save_now(world, rt, acc, new_blob, spot)
+            finally:
+                # the login Claude Code holds goes to its store even when the pool save failed
+                # (the reservation then keeps it for the pool's next run)
+                if held:
+                    world.store.write(with_oauth_of(world.store.observe(), new_blob))
+                    rt.store_raw = world.store.observe()
         log().info("token_refreshed", action="refresh", target=acc.id, result="ok",
                    before=oauth_fingerprint(blob), after=oauth_fingerprint(new_blob), duration_ms=timer.ms(),
                    reason=reason)
         return new_blob
 
 
-def _save_now(world: World, rt: Runtime, acc: Account, blob: str) -> None:
+def _save_now(world: World, rt: Runtime, acc: Account, blob: str, spot: object = None) -> None:
     with rt.save_lock:
         acc.blob = normalized_blob(blob)
-        world.pool.write(rt.pool)
+        if spot is None:
+            world.pool.write(rt.pool)
+        else:
+            world.pool.write(rt.pool, into=spot)
 
 
 def mark_dead(world: World, rt: Runtime, acc: Account, reason: str) -> None:

@@ -19,11 +19,10 @@ DEFAULT_HTTP_TIMEOUT = 5.0
 
 def read_config() -> dict[str, Any]:
     """The parts of config.toml this path needs (tomllib; a bad file: the full engine says why)."""
+    from claude_pool.providers.fsutil import read_regular
+
     try:
-        with open(paths.config_file(), "rb") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        text = None
+        text = read_regular(paths.config_file())   # None when missing; a FIFO: an error, never a hang
     except OSError:
         return {"invalid": True}
     data: dict = {}

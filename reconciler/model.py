@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from claude_pool.providers import paths, sidecars
+from claude_pool.providers import fsutil, paths, sidecars
 from claude_pool.schema.limits import model_of
 
 ENV = "CLAUDE_POOL_MODEL"          # how a hook hands the model it learned to the full engine
@@ -23,8 +23,7 @@ TRANSCRIPT_TAIL = 256 * 1024
 
 def from_settings(path: str | None = None) -> str | None:
     try:
-        with open(path or paths.settings_file(), encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(fsutil.read_text(path or paths.settings_file()))   # a FIFO: None, never a hang
     except (OSError, ValueError, RecursionError):
         return None
     return model_of(data.get("model")) if isinstance(data, dict) else None

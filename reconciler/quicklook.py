@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from claude_pool.providers import credstore, crypto, paths, poolcodec, sidecars
+from claude_pool.providers import credstore, crypto, fsutil, paths, poolcodec, sidecars
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.hotlock import HotLock, LockTimeout
 from claude_pool.schema import backoff
@@ -268,8 +268,7 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
         return Look("change", "API-key mode")
     accounts = [a for a in pool.get("accounts") or [] if isinstance(a, dict)]
     try:
-        with open(paths.credentials_file(), encoding="utf-8") as fh:
-            raw = fh.read()
+        raw = fsutil.read_text(paths.credentials_file())   # a FIFO in its place: an error, never a hang
     except (OSError, UnicodeDecodeError):
         return Look("change", "Claude Code holds no readable login")
     held = _login(raw)
@@ -287,8 +286,7 @@ def look(model: str | None, deadline: float, now: datetime | None = None) -> Loo
     if acc.get("needs_relogin"):
         return Look("change", "the active account needs re-login")
     try:
-        with open(paths.settings_file(), encoding="utf-8") as fh:
-            settings = json.load(fh)
+        settings = json.loads(fsutil.read_text(paths.settings_file()))
     except FileNotFoundError:
         settings = {}
     except (OSError, ValueError, RecursionError):

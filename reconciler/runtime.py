@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from claude_pool.providers import paths
+from claude_pool.providers import fsutil, paths
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.world import PoolStore, World, real_world
 from claude_pool.schema.config import Config
@@ -30,7 +30,7 @@ from .errors import UserError
 def load_config(path: Path | None = None) -> Config:
     path = path or Path(paths.config_file())
     try:
-        text = path.read_text(encoding="utf-8")
+        text = fsutil.read_text(path)   # a FIFO in its place: one line, never a hang
     except FileNotFoundError:
         return Config()
     except OSError as exc:

@@ -43,8 +43,11 @@ def _slow_summary() -> dict[str, object]:
     try:
         if pool_file.exists():
             pool_file.write_status(pool)
-    except OSError:
-        pass
+    except OSError as exc:
+        from claude_pool.providers.fsutil import NotRegularFile
+
+        if isinstance(exc, NotRegularFile):   # never replaced, so every call comes this slow way: say why
+            sys.stderr.write(f"claude-pool: cannot write {exc.filename}: {exc.strerror}\n")
     return data
 
 

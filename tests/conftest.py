@@ -130,6 +130,19 @@ class Sandbox:
         self._key: bytes | None = None
         #: the processes `start` started
         self.popen: list[subprocess.Popen] = []
+        #: a command prefix that runs the command as another user (`nonroot_sandbox`), and that user
+        self.runas: list[str] = []
+        self.uid: int | None = None
+
+    def give_home(self) -> None:
+        """Files the test wrote (as root) belong to the user the commands run as."""
+        if self.uid is None:
+            return
+        for root, dirs, files in os.walk(self.home):
+            for name in [*dirs, *files]:
+                with contextlib.suppress(OSError):
+                    os.lchown(os.path.join(root, name), self.uid, self.uid)
+        os.lchown(self.home, self.uid, self.uid)
 
     def full_env(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
         """The sandbox's environment with `extra` on top (a None value unsets the variable)."""
@@ -149,10 +162,12 @@ class Sandbox:
         as_process = self.subprocess if subprocess is None else subprocess
         # these replace the process (exec): only a real one can
         as_process = as_process or "--launch" in args or (bool(args) and args[0] == "wake")
+        as_process = as_process or bool(self.runas)
         if as_process:
             import subprocess as sp
 
-            proc = sp.run([self.exe, *args], env=full_env, input=input if input is not None else "",
+            self.give_home()
+            proc = sp.run([*self.runas, self.exe, *args], env=full_env, input=input if input is not None else "",
                           capture_output=True, text=True, timeout=timeout, cwd=self.home)
         else:
             proc = run_in_process(self.exe, list(args), full_env, input or "", str(self.home))
@@ -424,6 +439,43 @@ def sandbox(tmp_path: Path, fake: FakeAnthropic, pycache_dir: Path):
         yield box
     finally:
         box.cleanup()  # before the fake stops (fixture teardown order)
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nonroot_sandbox(fake: FakeAnthropic):
+    """A sandbox whose commands run as an ordinary user, as the permission faults need (root
+    writes through a read-only folder). Run as root: its HOME is a folder in /var/tmp owned by
+    `nobody` and every command runs under `setpriv` as that user (real processes); run as anyone
+    else: as that user, in place."""
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        home = Path(tempfile.mkdtemp(prefix="cp-user-"))
+        box = Sandbox(home, fake)
+    else:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot run the command as an ordinary user")
+        try:
+            user = pwd.getpwuid(NOBODY).pw_name
+        except KeyError:
+            pytest.skip("running as root and there is no uid 65534 to run the command as")
+        home = Path(tempfile.mkdtemp(prefix="cp-nobody-", dir="/var/tmp"))
+        os.chmod(home, 0o755)
+        box = Sandbox(home, fake)
+        box.runas = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+        box.uid = NOBODY
+        box.env["USER"] = box.env["LOGNAME"] = user
+        box._key = crypto.derive_key(user=user)
+    try:
+        yield box
+    finally:
+        box.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

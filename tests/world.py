@@ -84,10 +84,22 @@ class MemPool:
         self.journal.add("pool.observe")
         return Pool.model_validate_json(self.text)
 
-    def write(self, value: Pool) -> None:
+    def write(self, value: Pool, into: object = None) -> None:
         self.text = value.model_dump_json()
         self.writes += 1
         self.journal.add("pool.write", Pool.model_validate_json(self.text))
+
+    #: a test sets a reason: the pool cannot take a write (providers/poolfile.py `Reservation`)
+    unwritable = ""
+
+    @contextlib.contextmanager
+    def reserve(self) -> Iterator[object]:
+        from claude_pool.providers.poolfile import PoolUnwritable
+
+        if self.unwritable:
+            raise PoolUnwritable(f"cannot save a refreshed login in memory: {self.unwritable}")
+        self.journal.add("pool.reserve")
+        yield object()
 
     @property
     def pool(self) -> Pool:

@@ -1,0 +1,88 @@
+"""No refresh we cannot keep (issue 17). The token endpoint invalidates the old refresh token the
+moment it answers, so a rotated login that cannot be saved is a lost login. Before a refresh the
+pool's folder must take the write (providers/poolfile.py `Reservation`); if it does not, nothing
+is refreshed and the run fails in one line naming the folder. If the last rename fails anyway, the
+reservation keeps the rotated login and the next run reads it back first."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from test_ratelimits import ALICE, BOB
+from test_world import mem  # noqa: F401 (fixture)
+
+
+def _expired_pool(sandbox, fake) -> None:
+    past = int((time.time() - 3600) * 1000)
+    accounts = [sandbox.account_entry(e, expires_at_ms=past) for e in (ALICE, BOB)]
+    sandbox.write_pool({"mode": "account", "current": "alice", "accounts": accounts, "api_keys": []})
+    sandbox.write_creds(accounts[0]["blob"])
+
+
+def test_an_unwritable_pool_folder_refreshes_nothing_and_loses_nothing(nonroot_sandbox, fake) -> None:
+    """As an ordinary user (conftest `nonroot_sandbox`: `nobody` under setpriv when run as root)."""
+    sandbox = nonroot_sandbox
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=20)
+    _expired_pool(sandbox, fake)
+    sandbox.ok("list", "--json")            # runs before: the lock file exists, as on any machine in use
+    os.chmod(sandbox.pool_dir, 0o500)
+    try:
+        for args in (("reconcile", "--live"), ("list",), ("plan",)):
+            proc = sandbox.run(*args)
+            assert proc.returncode == 1, (args, proc.stderr)
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert any(str(sandbox.pool_dir) in line and "no token was refreshed" in line for line in lines), proc.stderr
+            assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+        hook = sandbox.run("hook", "session-start", input=json.dumps({"session_id": "s", "source": "startup"}))
+        assert hook.returncode in (0, 1) and hook.stdout == "", hook.stderr
+        assert sum(fake.account(e).refreshes for e in (ALICE, BOB)) == 0, "a token was refreshed that could not be kept"
+    finally:
+        os.chmod(sandbox.pool_dir, 0o700)
+    sandbox.ok("reconcile", "--live")
+    sandbox.ok("list")
+    assert sum(fake.account(e).invalid_grants for e in (ALICE, BOB)) == 0
+    assert not [e for e in sandbox.audit() if e.get("event") == "needs_relogin"]
+    assert all(not a.get("needs_relogin") for a in sandbox.pool()["accounts"])
+
+
+def test_a_rename_that_fails_after_the_refresh_keeps_the_login_for_the_next_run(sandbox, fake, monkeypatch) -> None:
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=20)
+    _expired_pool(sandbox, fake)
+    real_replace = os.replace
+
+    def failing_replace(src, dst, *a, **kw):  # type: ignore[no-untyped-def]
+        if os.fspath(dst) == str(sandbox.pool_path) and ".claude-pool-pending-" in os.fspath(src):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    proc = sandbox.run("reconcile", "--live", subprocess=False)
+    assert proc.returncode == 1 and "read back by the next run" in proc.stderr, proc.stderr
+    assert sum(fake.account(e).refreshes for e in (ALICE, BOB)) >= 1
+    monkeypatch.setattr(os, "replace", real_replace)
+    # alice's login, held by Claude Code, went to its store too
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == fake.account(ALICE).access_token
+    sandbox.ok("reconcile", "--live")
+    assert sum(fake.account(e).invalid_grants for e in (ALICE, BOB)) == 0, "a rotated login was lost"
+    for email, aid in ((ALICE, "alice"), (BOB, "bob")):
+        assert sandbox.pool_oauth(aid)["refreshToken"] == fake.account(email).refresh_token
+    assert not [p for p in os.listdir(sandbox.pool_dir) if p.startswith(".claude-pool-pending-")]
+
+
+def test_the_memory_world_does_not_refresh_when_the_pool_cannot_be_written(mem) -> None:
+    from claude_pool.reconciler.errors import UserError
+    from claude_pool.reconciler.intents import Reconcile
+    from claude_pool.providers.poolfile import PoolUnwritable
+
+    acct = mem.api.add(ALICE, five_hour=10, expired=True)
+    mem.seed({"alice": acct}, current="alice")
+    mem.pool.unwritable = "read-only file system"
+    with pytest.raises((PoolUnwritable, UserError), match="no token was refreshed|read-only"):
+        mem.run(Reconcile(live=True))
+    assert not [e for e in mem.journal.kinds() if e == "api.refresh"]
