@@ -27,74 +27,8 @@ from .poolcodec import PoolError
 LOCK_WAIT_SECONDS = 60.0
 
 
-# A pool write prepared before a token refresh (`PoolFile.reserve`): the temp file that will take
-# the rotated login. If the final rename fails, it stays, and the next run reads it back first.
-PENDING_MARK = ".claude-pool-pending-"
-PENDING_SLACK = 64 * 1024   # room the refreshed pool may take beyond the current one (new fields, longer tokens)
-
-
-class PoolUnwritable(PoolError):
-    """A rotated login could not be kept: no refresh is made (the old token still works)."""
-
-
-class Reservation:
-    """Proof, made before a refresh, that the rotated login can be saved: a temp file created in
-    the pool's own folder, written to the size the pool will take and fsynced. `commit` writes the
-    new pool into it and renames it over the pool file."""
-
-    def __init__(self, pool: "PoolFile") -> None:
-        import os
-
-        self.pool = pool
-        directory = pool.path.parent
-        self.path = directory / f"{PENDING_MARK}{os.getpid()}-{os.urandom(4).hex()}-{pool.path.name}"
-        self.fd: int | None = None
-        try:
-            ensure_private_dir(directory)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            try:
-                size = pool.path.stat().st_size
-            except OSError:
-                size = 0
-            _write_all(self.fd, b"\0" * (size + PENDING_SLACK))
-            os.fsync(self.fd)
-        except OSError as exc:
-            self.abandon()
-            raise PoolUnwritable(
-                f"cannot save a refreshed login in {directory}: {exc.strerror or type(exc).__name__}; no token was "
-                "refreshed (the current ones still work). Make the folder writable (or free some space), then run "
-                "again") from None
-
-    def commit(self, data: bytes) -> list[int]:
-        import os
-
-        assert self.fd is not None
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        _write_all(self.fd, data)
-        os.ftruncate(self.fd, len(data))
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = None
-        os.replace(self.path, self.pool.path)
-        return poolcodec.identity(os.stat(self.pool.path))
-
-    def abandon(self) -> None:
-        import os
-
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    import os
-
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+PoolUnwritable = poolcodec.PoolUnwritable
+Reservation = poolcodec.Reservation
 
 
 class PoolBusy(ProviderError):
@@ -185,15 +119,11 @@ class PoolFile:
         return self.path.exists()
 
     def observe(self) -> Pool:
-        found = poolcodec.read_with_identity(self.path)
-        rescued = self._rescued(found[1] if found is not None else None)
-        if rescued is not None:
-            data, self.identity = rescued, None   # the next write replaces the pool with it
-        elif found is None:
+        found = poolcodec.read_with_identity(self.path)   # a rescued refresh first (poolcodec.Reservation)
+        if found is None:
             self.identity = None
             return Pool()
-        else:
-            data, self.identity = found
+        data, self.identity = found
         raw = poolcodec.decode(data, self.key, self.path)
         try:
             return Pool.model_validate(raw)
@@ -205,48 +135,11 @@ class PoolFile:
                 f"the pool file {self.path} is corrupt ({where}: {first.get('msg', 'invalid')}); it was left untouched"
             ) from None
 
-    def _rescued(self, identity: list[int] | None) -> bytes | None:
-        """A pool a refresh could not rename into place (`Reservation`), newer than the pool file:
-        it holds a rotated login the server no longer accepts the old one for, so it is read first."""
-        import os
-
-        best: tuple[float, bytes] | None = None
-        try:
-            entries = [e for e in os.scandir(self.path.parent) if e.name.startswith(PENDING_MARK)]
-        except OSError:
-            return None
-        pool_mtime = identity[1] / 1e9 if identity else 0.0
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-                if st.st_mtime <= pool_mtime or st.st_size == 0:
-                    continue
-                data = poolcodec.read_bytes(Path(entry.path))
-                if not data or data.strip(b"\0") == b"":
-                    continue     # a reservation that never got its pool: nothing to rescue
-                poolcodec.decode(data, self.key, Path(entry.path))
-            except (OSError, ProviderError):
-                continue
-            if best is None or st.st_mtime > best[0]:
-                best = (st.st_mtime, data)
-        return best[1] if best is not None else None
-
-    def _forget_rescues(self) -> None:
-        """Once the pool file is written, the pending files before it are history (under the pool
-        lock no other run holds a reservation; this run's own open ones are kept)."""
-        import os
-
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.path.parent):
-                if entry.name.startswith(PENDING_MARK) and entry.path not in self.reserved:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-
     @contextlib.contextmanager
     def reserve(self) -> Iterator[Reservation]:
         """A write of the pool proven possible before a token refresh (PoolUnwritable: it is not,
         so do not refresh). Unused, it is abandoned; a failed commit leaves it for the next run."""
-        spot = Reservation(self)
+        spot = Reservation(self.path)
         self.reserved.add(str(spot.path))
         try:
             yield spot
@@ -261,17 +154,13 @@ class PoolFile:
         stopped taking new files; if even that fails, the reservation stays for the next run."""
         ensure_private_dir(self.path.parent)
         clean_stale_temps(self.path.parent)
-        data = value.model_dump(mode="json")
         try:
-            if into is not None and into.fd is not None:
-                self.identity = into.commit(poolcodec.encode(poolcodec.go_shape(data), self.key))
-            else:
-                self.identity = poolcodec.write(self.path, data, self.key)
+            self.identity = poolcodec.save(self.path, value.model_dump(mode="json"), self.key, into=into,
+                                           keep=self.reserved)
         except OSError as exc:
             kept = f"; the refreshed login was kept in {into.path} and is read back by the next run" if into else ""
             raise PoolError(f"cannot write the pool file {self.path}: {exc.strerror or type(exc).__name__}{kept}") \
                 from None
-        self._forget_rescues()
         with contextlib.suppress(OSError):
             self.write_status(value)
 

@@ -7,6 +7,7 @@ Anthropic token, with a marker. Nothing reaches stderr or the audit log without 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -94,7 +95,14 @@ class _Sink:
         try:
             ensure_private_dir(self.log_path.parent)
             self._rotate()
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(self.log_path)
+                if not stat.S_ISREG(st.st_mode):   # a FIFO would take the write, or block it
+                    from claude_pool.providers.fsutil import NotRegularFile
+
+                    raise NotRegularFile(self.log_path, st.st_mode)
+            # read-write: the last byte is read to see whether the file ends with a whole line
+            fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
                          | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
                 append_line(fd, line, str(self.log_path))
@@ -169,9 +177,10 @@ def append_line(fd: int, line: bytes, name: str = "the audit log") -> None:
     locked = _lock(fd)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
-        if locked and start and os.pread(fd, 1, start - 1) != b"\n":
+        broken = start > 0 and hasattr(os, "pread") and os.pread(fd, 1, start - 1) != b"\n"
+        if broken and locked:
             start = _cut_partial(fd, start)
-        elif start and os.pread(fd, 1, start - 1) != b"\n":
+        elif broken:
             line = b"\n" + line   # no lock, no cut: at least the broken line stays apart from ours
         done = 0
         try:

@@ -77,20 +77,49 @@ def serve() -> str | None:
                 return None
             if (_cursor(pool), pool.get("current_key")) != before:
                 # one key: nothing moved, nothing to write (status.json stays true)
-                written = poolcodec.write(path, pool, key)
-                sidecars.carry_status(read_from, written, name=served[0])
+                try:
+                    written = poolcodec.write(path, pool, key)
+                    sidecars.carry_status(read_from, written, name=served[0])
+                except (OSError, ProviderError) as exc:
+                    # rotation is best effort: Claude Code gets its key whatever the disk says
+                    _unsaved(f"the key rotation could not be saved ({_why(exc)}); served {served[0]} anyway")
         return served[1]
     except LockTimeout:
         # A long run holds the pool (say, one waiting for Claude Code's refresh lock). Claude Code
-        # without a key fails its request, so serve the key at the cursor without advancing it: the
-        # pool is only ever replaced by an atomic rename, so an unlocked read sees a whole file.
-        data = poolcodec.read_bytes(path)
-        if data is None:
-            return None
-        served = next_key(poolcodec.decode(data, crypto.derive_key(), path))
+        # without a key fails its request, so serve the key at the cursor without advancing it.
+        served = _unrotated(path)
         if served is not None:
             sys.stderr.write("claude-pool helper: the pool is busy; serving the current key without rotating\n")
         return served[1] if served else None
+    except OSError as exc:
+        # the lock cannot even be taken (the pool's folder is not writable): serve without rotating
+        served = _unrotated(path)
+        if served is not None:
+            _unsaved(f"the pool lock could not be taken ({_why(exc)}); served {served[0]} without rotating")
+        return served[1] if served else None
+
+
+def _unrotated(path: Path) -> tuple[str, str] | None:
+    """The key at the cursor, read without the lock (the pool is only ever replaced by a rename,
+    so an unlocked read sees a whole file), not advanced."""
+    data = poolcodec.read_bytes(path)
+    return next_key(poolcodec.decode(data, crypto.derive_key(), path)) if data is not None else None
+
+
+def _why(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _unsaved(reason: str) -> None:
+    """One line on stderr and an audit event (the audit module is loaded only on this rare path)."""
+    sys.stderr.write(f"claude-pool helper: {reason}\n")
+    try:
+        from .audit import configure, log
+
+        configure(os.environ.get("CLAUDE_POOL_TRIGGER", "helper"), stderr_level="critical")
+        log().warning("helper", action="rotate", target="pool", result="failed", reason=reason)
+    except Exception:  # noqa: BLE001 - the key is served whatever the audit log says
+        pass
 
 
 def main(argv: list[str]) -> int:

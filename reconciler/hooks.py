@@ -283,7 +283,9 @@ def main(argv: list[str]) -> int:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             return 0
         text = re.sub(r"sk-ant-\S+", "[redacted]", str(exc))[:300]
-        sys.stderr.write(f"claude-pool hook {event}: {type(exc).__name__}: {text}\n")
+        from .cli import error_line   # an OSError: the file and the fix; HOME unset: its own line
+        sys.stderr.write(error_line(f"hook {event}", exc, lambda s: re.sub(r"sk-ant-\S+", "[redacted]", s)[:300])
+                         if isinstance(exc, OSError) else f"claude-pool hook {event}: {type(exc).__name__}: {text}\n")
         return 1
     finally:
         sys.stdout = real_stdout

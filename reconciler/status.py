@@ -54,7 +54,11 @@ def _slow_summary() -> dict[str, object]:
 def current() -> dict[str, object] | None:
     """The summary, rebuilt from the pool when status.json is missing or older than the pool (a pool
     the Go tool wrote); None, with one line on stderr, when even the pool cannot be read."""
-    data = summary()
+    try:
+        data = summary()
+    except OSError as exc:   # HOME unset (providers/paths.py HomeNotSet): one line
+        sys.stderr.write(f"claude-pool: {exc}\n")
+        return None
     if data is None:
         try:
             data = _slow_summary()

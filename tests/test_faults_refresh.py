@@ -86,3 +86,48 @@ def test_the_memory_world_does_not_refresh_when_the_pool_cannot_be_written(mem) 
     with pytest.raises((PoolUnwritable, UserError), match="no token was refreshed|read-only"):
         mem.run(Reconcile(live=True))
     assert not [e for e in mem.journal.kinds() if e == "api.refresh"]
+
+
+def test_the_helper_serves_a_key_when_the_pool_cannot_be_written(nonroot_sandbox, fake) -> None:
+    """Rotation is best effort: Claude Code gets its key, exit 0, and the audit log says why."""
+    sandbox = nonroot_sandbox
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+    keys = {"k1": "sk-ant-api03-helper-fault-k1-0123456789abcdef", "k2": "sk-ant-api03-helper-fault-k2-0123456789ab"}
+    sandbox.seed(ALICE, mode="apikey", keys=keys, current_key="k1")
+    env = {"CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}
+    first = sandbox.run("helper", env=env)                    # the lock file exists from now on
+    assert first.returncode == 0 and first.stdout.strip() in keys.values(), first.stderr
+    for lock in (True, False):                                # the lock file there, or not creatable
+        if not lock:
+            (sandbox.pool_dir / "pool.json.lock").unlink()
+        os.chmod(sandbox.pool_dir, 0o500)
+        try:
+            proc = sandbox.run("helper", env=env)
+        finally:
+            os.chmod(sandbox.pool_dir, 0o700)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() in keys.values() and proc.stdout.count("\n") == 1
+        assert "could not be saved" in proc.stderr or "could not be taken" in proc.stderr, proc.stderr
+        assert not any(k in proc.stderr for k in keys.values())
+    events = [e for e in sandbox.audit() if e.get("event") == "helper"]
+    assert events and events[-1]["result"] == "failed", events
+
+
+def test_every_reader_takes_a_rescued_refresh_first_and_the_next_save_puts_it_in_place(sandbox, fake) -> None:
+    """A rescue (a reservation whose rename failed) is newer than the pool: the helper, a light
+    writer, reads it (not the older pool) and its save puts the rotated login in place."""
+    from claude_pool.providers import crypto
+
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
+    keys = {"k1": "sk-ant-api03-rescue-k1-0123456789abcdef", "k2": "sk-ant-api03-rescue-k2-0123456789abcdef"}
+    pool = sandbox.seed(ALICE, mode="apikey", keys=keys, current_key="k1")
+    rotated = dict(pool, accounts=[dict(pool["accounts"][0], blob=json.dumps({"claudeAiOauth": {
+        "accessToken": "sk-ant-oat01-rescued-access-0123456789", "refreshToken": "sk-ant-ort01-rescued-refresh-0123456789",
+        "expiresAt": int((time.time() + 3600) * 1000), "scopes": ["user:inference"]}}))])
+    rescue = sandbox.pool_dir / ".claude-pool-pending-1-abcd1234-pool.json"
+    rescue.write_bytes(crypto.encrypt(json.dumps(rotated).encode(), sandbox.key))
+    os.utime(rescue, (time.time() + 5, time.time() + 5))
+    served = sandbox.ok("helper", env={"CLAUDE_POOL_HELPER_NO_RECONCILE": "1"}).stdout.strip()
+    assert served in keys.values()
+    assert sandbox.pool_oauth("alice")["refreshToken"] == "sk-ant-ort01-rescued-refresh-0123456789"
+    assert not rescue.exists(), "the save that put it in place removes the rescue"
