@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,6 +25,7 @@ from claude_pool.schema.config import Config
 from claude_pool.schema.pool import Usage
 from claude_pool.schema.usage import UsageFormatError, parse_usage
 
+T = TypeVar("T")
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 OAUTH_BETA = "oauth-2025-04-20"
 
@@ -224,16 +225,44 @@ class LazyApi:
             return self._api
 
     def usage(self, access_token: str) -> Usage:
-        return self.client().usage(access_token)
+        return self._bounded(lambda: self.client().usage(access_token), "usage")
 
     def profile_email(self, access_token: str) -> str:
-        return self.client().profile_email(access_token)
+        return self._bounded(lambda: self.client().profile_email(access_token), "profile")
 
     def refresh(self, refresh_token: str) -> TokenGrant:
-        return self.client().refresh(refresh_token)
+        return self._bounded(lambda: self.client().refresh(refresh_token), "token refresh")
+
+    def _bounded(self, call: Callable[[], "T"], what: str) -> "T":
+        """The call, given up after its whole budget (the configured timeout, cut to a hook's
+        deadline) whatever the server does: httpx's timeout is per read, and a server that
+        trickles a byte a second never trips it. The call runs in a daemon thread; one that is
+        given up is left to die with the process (its connection is never reused: `close` then
+        drops the client without waiting on it), so no lock we hold waits on it."""
+        budget = self._timeout(self.config.http.timeout_seconds)
+        box: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                box["ok"] = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"claude-pool {what}", daemon=True)
+        worker.start()
+        worker.join(budget + 0.05)
+        if worker.is_alive():
+            self.stalled = True
+            raise TransientError(f"{what}: no complete answer within {budget:.1f}s")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["ok"]  # type: ignore[return-value]
+
+    #: a call was given up on: its thread may still hold a connection of the client
+    stalled = False
 
     def close(self) -> None:
         with self._lock:
-            if self._api is not None:
+            if self._api is not None and not self.stalled:
                 self._api.close()
-                self._api = None
+            self._api = None

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from . import paths
 from .base import ProviderError
-from .fsutil import WriteRefused, atomic_write, describe, read_regular
+from .fsutil import WriteRefused, atomic_write, check_respected, describe, read_regular
 
 
 class SettingsError(ProviderError):
@@ -92,10 +92,32 @@ class SettingsFile:
             atomic_write(self.path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode=mode,
                          respect=True)
         except WriteRefused as exc:
-            raise SettingsError(f"cannot write {exc.where()}: it {exc.strerror}, so claude-pool left it as it is; "
-                                f"{by_hand(value)}") from None
+            raise SettingsError(refused(exc, value)) from None
         except OSError as exc:
             raise SettingsError(describe(exc, "write", self.path)) from None
+
+    def check_write(self, value: str | None) -> None:
+        """The SettingsError a write of `value` would fail with because the user made the file
+        read-only, not theirs, or its folder unwritable: asked before a pool save that only makes
+        sense if this write follows (entering API-key mode), so a refusal changes nothing."""
+        try:
+            check_respected(self.path)
+        except WriteRefused as exc:
+            raise SettingsError(refused(exc, value)) from None
+        except OSError:
+            pass   # anything else: the write itself says what
+
+
+def check_write(settings: object, value: str | None) -> None:
+    """`SettingsFile.check_write` for the world's settings provider (a recording one's inner file;
+    another kind, in memory, has nothing to check)."""
+    inner = getattr(settings, "inner", settings)
+    if isinstance(inner, SettingsFile):
+        inner.check_write(value)
+
+
+def refused(exc: WriteRefused, value: str | None) -> str:
+    return f"cannot write {exc.where()}: it {exc.strerror}, so claude-pool left it as it is; {by_hand(value)}"
 
 
 def by_hand(value: str | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 
 from claude_pool.providers import claude_lock
 from claude_pool.providers.base import ProviderError, Recorder
+from claude_pool.providers.settings import check_write as check_settings
 from claude_pool.providers.world import World
 from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import (
@@ -216,6 +217,8 @@ def precheck(ap: Applier, a: Any) -> None:
     if isinstance(a, WriteCredential):
         ap.account(a.target)
         _store_unchanged(ap)
+    if isinstance(a, WriteSettings) and a.value is HelperValue.OURS:   # entering API-key mode: a
+        check_settings(ap.world.settings, ap.rt.helper)                # settings.json left read-only
 
 
 def recording(world: World, rt: Runtime) -> tuple[World, Runtime]:
@@ -243,7 +246,7 @@ def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) 
             raise UserError(f"no handler for plan action {action.type!r}") from None
         nxt = plan.actions[i + 1] if i + 1 < len(plan.actions) else None
         try:
-            if isinstance(action, SavePoolState) and isinstance(nxt, WriteCredential):
+            if isinstance(action, SavePoolState) and isinstance(nxt, (WriteCredential, WriteSettings)):
                 try:
                     precheck(applier, nxt)
                 except (ProviderError, OSError):

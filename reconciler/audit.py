@@ -190,11 +190,11 @@ def append_line(fd: int, line: bytes, name: str = "the audit log") -> None:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
                 done += wrote
         except OSError:
-            if done:
-                try:
-                    os.ftruncate(fd, start)   # under the lock: nobody appended after us
-                except OSError:
-                    pass
+            try:   # take back what part of it was written (under the lock: nobody appended after us)
+                if locked and os.fstat(fd).st_size > start:
+                    os.ftruncate(fd, start)
+            except OSError:
+                pass
             raise
     finally:
         if locked:

@@ -25,7 +25,7 @@ from .diff import make_plan
 from .errors import StalePlan, UserError
 from .harvest import due, harvest
 from .intents import Intent, Reconcile
-from .runtime import Runtime
+from .runtime import Runtime, lock_wait
 
 
 @dataclass
@@ -142,7 +142,7 @@ def run(world: World, rt: Runtime, intent: Intent, *, execute: bool, saved: Plan
     timer = Timer()
     intent = with_context(rt, intent)
     try:
-        with world.pool.hold():
+        with world.pool.hold(**lock_wait()):
             return _locked(world, rt, intent, timer, execute=execute, saved=saved, network=network)
     except PoolBusy as exc:
         raise UserError(str(exc)) from None

@@ -112,22 +112,28 @@ def session_start(payload: dict | None = None) -> int:
             env["CLAUDE_POOL_NO_NETWORK"] = "1"   # the API did not answer: decide on cached data
         elif not found.polled:
             argv.append("--live")                 # the look never reached the API: the engine's is live
-        return _change(argv, trigger, env)
+        return _change(argv, trigger, env, start)
     # An empty pool: the login Claude Code holds starts it. With one account and no key there is
     # nothing to move to, so no reconcile follows (its profile call gets a shorter budget: the
     # interpreter still has the full engine to load).
     env["CLAUDE_POOL_DEADLINE"] = repr(time.time() + EMPTY_POOL_BUDGET)
-    return _change(["import"], trigger, env)
+    return _change(["import"], trigger, env, start)
 
 
-def _change(argv: list[str], trigger: str, env: dict[str, str]) -> int:
+# Whatever happens (the network, a held lock, a stalled token call), the session-start hook is
+# done within this many seconds of its own time.
+SESSION_START_LIMIT = 3.0
+
+
+def _change(argv: list[str], trigger: str, env: dict[str, str], start: float | None = None) -> int:
     from claude_pool.providers import paths
 
+    start = time.monotonic() if start is None else start
     settings = os.path.realpath(paths.settings_file())
     before = _mtime(settings)
     code = _full(argv, trigger, env)
     if _mtime(settings) != before:
-        time.sleep(SETTINGS_SETTLE)
+        time.sleep(max(0.0, min(SETTINGS_SETTLE, SESSION_START_LIMIT - (time.monotonic() - start))))
     return code
 
 

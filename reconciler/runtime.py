@@ -94,6 +94,20 @@ def call_timeout(configured: float) -> float:
     return max(0.05, min(configured, deadline - time.time()))
 
 
+def lock_wait() -> dict[str, float]:
+    """How long a run waits for the pool lock (as `hold`'s keyword): the store's own default, or
+    what is left of a hook's time budget (`CLAUDE_POOL_DEADLINE`): the session-start hook must
+    not wait a minute behind a run stuck on a slow server."""
+    import os
+    import time
+
+    try:
+        deadline = float(os.environ.get("CLAUDE_POOL_DEADLINE", ""))
+    except ValueError:
+        return {}
+    return {"timeout": max(0.0, deadline - time.time())}
+
+
 @dataclass
 class Runtime:
     """What one run works on, in memory: the pool being changed, Claude Code's blob as read, a key
