@@ -170,9 +170,7 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
     `cannot_serve`); with `near`, that it is close enough to a limit to look again."""
     from claude_pool.providers import sidecars
 
-    from .status import current
-
-    data = current()
+    data = sidecars.read_status()   # as it is: a summary to rebuild (another tool wrote the pool) is "nothing known"
     if not data or data.get("mode") != "account" or not isinstance(data.get("held"), dict):
         return False
     held = data["held"]
