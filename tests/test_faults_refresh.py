@@ -23,6 +23,7 @@ def _expired_pool(sandbox, fake) -> None:
     sandbox.write_creds(accounts[0]["blob"])
 
 
+@pytest.mark.slow
 def test_an_unwritable_pool_folder_refreshes_nothing_and_loses_nothing(nonroot_sandbox, fake) -> None:
     """As an ordinary user (conftest `nonroot_sandbox`: `nobody` under setpriv when run as root)."""
     sandbox = nonroot_sandbox
@@ -88,6 +89,7 @@ def test_the_memory_world_does_not_refresh_when_the_pool_cannot_be_written(mem) 
     assert not [e for e in mem.journal.kinds() if e == "api.refresh"]
 
 
+@pytest.mark.slow
 def test_the_helper_serves_a_key_when_the_pool_cannot_be_written(nonroot_sandbox, fake) -> None:
     """Rotation is best effort: Claude Code gets its key, exit 0, and the audit log says why."""
     sandbox = nonroot_sandbox

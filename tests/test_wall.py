@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from claude_pool.providers import turns
 from test_ratelimits import ALICE, BOB
 
@@ -21,6 +23,7 @@ def _creds_email(sandbox, fake) -> str:
     return next(a.email for a in fake.accounts() if a.access_token == token)
 
 
+@pytest.mark.slow
 def test_the_prompt_hook_moves_before_the_prompt_when_the_held_account_is_known_out(sandbox, fake) -> None:
     fake.add_account(ALICE, five_hour=100, five_hour_resets_at=time.time() + 3600)
     fake.add_account(BOB, five_hour=10)
