@@ -710,20 +710,32 @@ class Handler(BaseHTTPRequestHandler):
         with fake.lock:
             acct.profile_calls += 1
         local = acct.email.split("@", 1)[0]
+        # The fields Claude Code (2.1.197) reads from this answer into `oauthAccount` in its
+        # .claude.json: account.uuid/email/display_name/created_at, organization.uuid and the
+        # billing facts below (`email_address`: the same email under its older name).
         self._send(200, {
             "account": {
                 "uuid": acct.uuid,
+                "email": acct.email,
                 "email_address": acct.email,
                 "full_name": local.replace(".", " ").title(),
                 "display_name": local,
                 "has_claude_max": True,
                 "has_claude_pro": False,
+                "created_at": "2025-03-14T09:26:53.589793Z",
             },
             "organization": {
                 "uuid": acct.org_uuid,
                 "name": f"{acct.email}'s Organization",
                 "organization_type": "claude_max",
                 "rate_limit_tier": "default_claude_max_20x",
+                "billing_type": "stripe_subscription",
+                "has_extra_usage_enabled": bool(acct.extra_usage and acct.extra_usage.get("enabled")),
+                "subscription_created_at": "2025-06-01T17:02:11.104934Z",
+                "cc_onboarding_flags": {},
+                "claude_code_trial_ends_at": None,
+                "claude_code_trial_duration_days": None,
+                "seat_tier": None,
             },
         })
 

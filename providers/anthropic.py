@@ -102,6 +102,56 @@ class TokenGrant:
     refresh_token_expires_in: object = None  # the login's lifetime (s) as sent; reconciler/deadlines.py reads it
 
 
+@dataclass(frozen=True)
+class Profile:
+    """The profile endpoint's answer: the login's email, and `oauth_account`, the identity Claude
+    Code keeps as `oauthAccount` in its `.claude.json` and shows (banner, `/status`), built from
+    the answer exactly as Claude Code builds it (no secret in it; providers/claude_json.py)."""
+
+    email: str
+    oauth_account: dict
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_profile(body: object) -> "Profile | None":
+    """A profile answer as Claude Code reads it (2.1.197): `account.uuid`, `account.email`
+    (`email_address` in older answers), `account.display_name`, `account.created_at`,
+    `organization.uuid`, and the organization's billing facts. None without an email."""
+    account = body.get("account") if isinstance(body, dict) else None
+    if not isinstance(account, dict):
+        return None
+    email = _text(account.get("email")) or _text(account.get("email_address"))
+    if email is None:
+        return None
+    org = body.get("organization")  # type: ignore[union-attr]
+    org = org if isinstance(org, dict) else {}
+    shown: dict = {"accountUuid": _text(account.get("uuid")), "emailAddress": email,
+                   "organizationUuid": _text(org.get("uuid"))}
+    extra = org.get("has_extra_usage_enabled")
+    shown["hasExtraUsageEnabled"] = extra if isinstance(extra, bool) else False
+    for key, value in (("billingType", org.get("billing_type")), ("accountCreatedAt", account.get("created_at")),
+                       ("subscriptionCreatedAt", org.get("subscription_created_at"))):
+        if _text(value) is not None:      # Claude Code leaves these out when the answer has none
+            shown[key] = value
+    flags = org.get("cc_onboarding_flags")
+    shown["ccOnboardingFlags"] = flags if isinstance(flags, dict) else {}
+    for key, value in (("claudeCodeTrialEndsAt", org.get("claude_code_trial_ends_at")),
+                       ("claudeCodeTrialDurationDays", org.get("claude_code_trial_duration_days")),
+                       ("seatTier", org.get("seat_tier"))):
+        shown[key] = value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    name = _text(account.get("display_name"))
+    if name is not None:
+        shown["displayName"] = name
+    if _text(org.get("name")) is not None:
+        shown["organizationName"] = org["name"]
+    return Profile(email=email, oauth_account={k: v for k, v in shown.items()
+                                               if v is not None or k in ("claudeCodeTrialEndsAt",
+                                                                         "claudeCodeTrialDurationDays", "seatTier")})
+
+
 def _status_error(resp: httpx.Response, what: str) -> ApiError:
     exc: ApiError
     if resp.status_code in (401, 403):
@@ -164,14 +214,16 @@ class AnthropicApi:
         except UsageFormatError as exc:
             raise _answered(TransientError(f"usage: {exc}")) from None
 
-    def profile_email(self, access_token: str) -> str:
+    def profile(self, access_token: str) -> "Profile":
+        """Who this login is: its email and the identity Claude Code shows (`Profile`)."""
         body = self._get_json("/api/oauth/profile", access_token, "profile")
-        account = body.get("account") if isinstance(body, dict) else None
-        if isinstance(account, dict):
-            email = account.get("email_address") or account.get("email")
-            if isinstance(email, str) and email:
-                return email
-        raise TransientError("profile: the answer has no account email")
+        found = parse_profile(body)
+        if found is None:
+            raise TransientError("profile: the answer has no account email")
+        return found
+
+    def profile_email(self, access_token: str) -> str:
+        return self.profile(access_token).email
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         payload = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
@@ -227,8 +279,11 @@ class LazyApi:
     def usage(self, access_token: str) -> Usage:
         return self._bounded(lambda: self.client().usage(access_token), "usage")
 
+    def profile(self, access_token: str) -> "Profile":
+        return self._bounded(lambda: self.client().profile(access_token), "profile")
+
     def profile_email(self, access_token: str) -> str:
-        return self._bounded(lambda: self.client().profile_email(access_token), "profile")
+        return self.profile(access_token).email
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         return self._bounded(lambda: self.client().refresh(refresh_token), "token refresh")

@@ -191,6 +191,11 @@ def _refusal(target: str, st: "os.stat_result | None", directory: str) -> str:
             return f"belongs to another user (uid {st.st_uid})"
         if not st.st_mode & stat.S_IWUSR:
             return f"is read-only (mode {stat.S_IMODE(st.st_mode):04o})"
+    while not os.path.isdir(directory):   # a folder still to be made: the nearest one that exists
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"is in a folder you cannot write ({directory})"
     return ""

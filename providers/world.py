@@ -20,7 +20,8 @@ if TYPE_CHECKING:   # the models are only named here: building a world needs non
     from claude_pool.schema.config import Config
     from claude_pool.schema.pool import Pool, Usage
 
-    from .anthropic import TokenGrant
+    from .anthropic import Profile, TokenGrant
+    from .claude_json import ClaudeJsonView
     from .settings import SettingsView
 
 
@@ -74,6 +75,21 @@ class SettingsStore(Protocol):
 
 
 @runtime_checkable
+class ClaudeJson(Protocol):
+    """Claude Code's `.claude.json`, `oauthAccount` only: the account it shows (providers/claude_json.py).
+    `write` raises claude_json.LeftAlone when the file is left as it is (missing, not a JSON
+    object, kept changing under us)."""
+
+    name: str
+
+    def location(self) -> str: ...
+
+    def observe(self) -> "ClaudeJsonView": ...
+
+    def write(self, value: dict) -> None: ...
+
+
+@runtime_checkable
 class Feed(Protocol):
     """The statusline's reading of the active account (providers/sidecars.py); read only."""
 
@@ -85,6 +101,9 @@ class Api(Protocol):
     """Anthropic's usage, profile and token endpoints (providers/anthropic.py)."""
 
     def usage(self, access_token: str) -> "Usage": ...
+
+    def profile(self, access_token: str) -> "Profile":
+        """The login's email and the identity Claude Code shows for it."""
 
     def profile_email(self, access_token: str) -> str: ...
 
@@ -125,6 +144,7 @@ class World:
     wake: Wake
     sessions: Sessions
     temps: Temps
+    claude_json: ClaudeJson
 
 
 def utc_now() -> datetime:
@@ -136,6 +156,7 @@ def real_world(config: "Config", *, timeout: Callable[[float], float] | None = N
     raises EndpointError at the first API call (a run that makes none is not refused)."""
     from . import paths
     from .anthropic import LazyApi
+    from .claude_json import ClaudeJsonFile
     from .credstore import default_store
     from .fsutil import TempSweeper
     from .poolfile import PoolFile
@@ -146,10 +167,13 @@ def real_world(config: "Config", *, timeout: Callable[[float], float] | None = N
 
     store = default_store(config.store.credential_store)
     pool = PoolFile()
+    shown = ClaudeJsonFile()
     return World(
         pool=pool, store=store, settings=SettingsFile(),
         feed=FeedFile(str(pool.path.parent / os.path.basename(paths.feed_file()))),
         api=LazyApi(config, timeout), clock=utc_now,
         wake=ProcessWake(enabled=os.environ.get("CLAUDE_POOL_WAKE", "1") != "0"),
-        sessions=ClaudeSessions(), temps=TempSweeper(pool.path.parent, Path(paths.claude_dir())),
+        sessions=ClaudeSessions(),
+        temps=TempSweeper(pool.path.parent, Path(paths.claude_dir()), *shown.temp_dirs(Path(paths.claude_dir()))),
+        claude_json=shown,
     )

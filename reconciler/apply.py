@@ -23,9 +23,10 @@ from claude_pool.providers.world import World
 from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import (
     Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
-    SavePoolState, WriteCredential, WriteSettings,
+    SavePoolState, WriteCredential, WriteIdentity, WriteSettings,
 )
 from claude_pool.schema.pool import Account, ApiKey, Held, Usage
+from claude_pool.providers.claude_json import LeftAlone
 
 from .audit import Timer, log
 from .errors import UserError
@@ -106,10 +107,12 @@ def import_account(ap: Applier, a: ImportAccount) -> None:
     blob = normalized_blob(ap.store_blob())
     acc = ap.pool.account(a.target)
     if acc is None:
-        ap.pool.accounts.append(Account(id=a.target, email=a.email, blob=blob))
+        ap.pool.accounts.append(Account(id=a.target, email=a.email, blob=blob, oauth_account=a.identity))
     else:   # re-imported under its name: the login is replaced, the email too when known
         if a.email and a.email.lower() != acc.email.lower():
             acc.usage, acc.usage_at = Usage(), None       # readings of another account
+            acc.oauth_account = None                      # and how Claude Code showed it
+        acc.oauth_account = a.identity or acc.oauth_account
         acc.blob = blob
         acc.email = a.email or acc.email
         acc.needs_relogin, acc.relogin_reason = False, ""
@@ -202,6 +205,25 @@ def write_credential(ap: Applier, a: WriteCredential) -> None:
         ap.rt.store_raw = store.observe()
 
 
+class Skipped(Exception):
+    """An action left undone that must not fail the run (the account Claude Code shows is
+    cosmetic; the credential is what matters): apply logs it, `result: "skipped"` with the
+    reason, and goes on."""
+
+
+@handles(WriteIdentity)
+def write_identity(ap: Applier, a: WriteIdentity) -> None:
+    acc = ap.account(a.target)   # a plan naming an account gone from the pool fails alike in plan
+    if not acc.oauth_account:
+        raise Skipped(f"how Claude Code shows {a.target} is not known")
+    try:
+        ap.world.claude_json.write(dict(acc.oauth_account))
+    except LeftAlone as exc:
+        raise Skipped(str(exc)) from None
+    except (ProviderError, claude_lock.ClaudeLockTimeout, OSError) as exc:
+        raise Skipped(str(exc) if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)) from None
+
+
 def _store_unchanged(ap: Applier) -> str:
     """Claude Code's login as it is now, which must be the one this run observed."""
     now = ap.world.store.observe()
@@ -227,7 +249,7 @@ def recording(world: World, rt: Runtime) -> tuple[World, Runtime]:
     making them."""
     dry_world = dataclasses.replace(
         world, pool=Recorder(world.pool, echo=True), store=Recorder(world.store, echo=True),  # type: ignore[arg-type]
-        settings=Recorder(world.settings))  # type: ignore[arg-type]
+        settings=Recorder(world.settings), claude_json=Recorder(world.claude_json))  # type: ignore[arg-type]
     dry_rt = dataclasses.replace(rt, pool=rt.pool.model_copy(deep=True), new_secrets=dict(rt.new_secrets),
                                  save_lock=threading.Lock())
     return dry_world, dry_rt
@@ -253,6 +275,13 @@ def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) 
                     action = nxt   # the credential write is what cannot be done: say so, save nothing
                     raise
             handler(applier, action)
+        except Skipped as exc:
+            if not dry_run:
+                log().warning("apply", action=action.type, target=action.target, reason=action.reason,
+                              before=action.before, after=action.after, result="skipped", error=str(exc),
+                              duration_ms=timer.ms())
+            done.append(action)
+            continue
         except (ProviderError, claude_lock.ClaudeLockTimeout, OSError) as exc:
             message = str(exc) if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)
             if not dry_run:
@@ -271,7 +300,8 @@ def apply_plan(world: World, rt: Runtime, plan: Plan, *, dry_run: bool = False) 
         if not dry_run:
             # a move between accounts: the pool is saved first, and the credential write that
             # follows says it for both (if that write fails, the pool is rolled back: one line)
-            quiet = isinstance(action, SavePoolState) and isinstance(nxt, WriteCredential)
+            quiet = isinstance(action, SavePoolState) and isinstance(nxt, WriteCredential) \
+                or isinstance(action, WriteIdentity)   # cosmetic: the audit log has it
             log().info("apply", action=action.type, target=action.target, reason=action.reason,
                        before=action.before, after=action.after, result="ok", duration_ms=timer.ms(),
                        **({} if quiet else {"say": action.done()}))

@@ -9,9 +9,10 @@ from claude_pool import __version__
 from claude_pool.schema.credentials import fingerprint, oauth_fingerprint
 from claude_pool.schema.plan import (
     Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
-    SavePoolState, WriteCredential, WriteSettings,
+    SavePoolState, WriteCredential, WriteIdentity, WriteSettings,
 )
 from claude_pool.schema.state import DesiredState, ObservedState
+from claude_pool.providers.claude_json import same_identity
 
 
 def describe_helper(value: str | None, ours: str) -> str:
@@ -38,12 +39,13 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
         if known is None:
             membership.append(ImportAccount(change="create", target=acc_id,
                                             reason="the login Claude Code holds joins the pool", after=store_fp,
-                                            email=observed.store.email))
+                                            email=observed.store.email, identity=observed.store.identity))
         else:   # `import --id NAME` for an existing NAME: its login is replaced
             membership.append(ImportAccount(change="update", target=acc_id,
                                             reason="the login Claude Code holds replaces this account's",
                                             before=fps.get(acc_id, ""), after=store_fp,
-                                            email=observed.store.email, previous_email=known.email))
+                                            email=observed.store.email, previous_email=known.email,
+                                            identity=observed.store.identity))
         fps[acc_id] = store_fp
     for key_id in desired.add_keys:
         if pool.key(key_id) is None:
@@ -72,6 +74,7 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
             change="update" if observed.store.present else "create",
             target=desired.store_account, reason=desired.reason, before=store_fp,
             after=fps.get(desired.store_account, "")))
+    credential += _identity(observed, desired, moved=bool(credential))
 
     state: list[Action] = []
     before = (pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper)
@@ -107,6 +110,30 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     return Plan(tool_version=__version__, created_at=observed.now.isoformat(timespec="seconds"),
                 trigger=trigger, observed_digest=observed.digest(), reason=desired.reason,
                 actions=ordered, notes=list(desired.notes))
+
+
+def _identity(observed: ObservedState, desired: DesiredState, *, moved: bool) -> list[Action]:
+    """`write_identity` right after the credential: Claude Code should show the account whose
+    login it holds. Only in account mode, only for an account whose identity the pool knows (or
+    the import brings), and only into a `.claude.json` that is there and a JSON object; on API
+    keys it keeps showing the last account."""
+    target = desired.store_account if desired.mode == "account" else ""
+    store = observed.store
+    if not target or not store.shown_file:
+        return []
+    known = observed.pool.account(target)
+    wanted = known.oauth_account if known is not None else None
+    if target in desired.add_accounts:   # an import: the identity its handler stores
+        same_person = known is not None and (not store.email or store.email.lower() == known.email.lower())
+        wanted = store.identity or (wanted if same_person else None)
+    if not wanted or same_identity(store.shown, wanted):
+        return []
+    def email(account: dict | None) -> str:
+        value = (account or {}).get("emailAddress")
+        return value if isinstance(value, str) and value else "(none)"
+    return [WriteIdentity(change="update" if store.shown else "create", target=target,
+                          reason=desired.reason if moved else f"Claude Code holds {target}'s login but shows "
+                          f"{email(store.shown)}", before=email(store.shown), after=email(wanted))]
 
 
 def _state_label(mode: str, current: str, key: str) -> str:

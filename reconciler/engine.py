@@ -121,6 +121,7 @@ def look(world: World, rt: Runtime, intent: Intent, *, network: bool) -> Observe
         raise UserError(settings.error)
     store = observe.observe_store(world, rt, identify=network)
     learn.notice_relogin(rt, store)
+    learn.take_identity(rt, store)
     refusal = getattr(intent, "refusal", None)
     if refusal is not None:
         learn.take_refusal(rt, refusal, store.account or rt.pool.current, now)

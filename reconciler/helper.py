@@ -126,7 +126,8 @@ def main(argv: list[str]) -> int:
     try:
         secret = serve()
     except (ProviderError, LockTimeout, OSError) as exc:
-        sys.stderr.write(f"claude-pool helper: {exc}\n")
+        from .cli import error_line   # an OSError: the file and the fix
+        sys.stderr.write(error_line("helper", exc) if isinstance(exc, OSError) else f"claude-pool helper: {exc}\n")
         return 1
     if secret is None:
         sys.stderr.write("claude-pool helper: the pool is not in API-key mode; no key to give\n")

@@ -6,6 +6,7 @@ anything outside the run: what they learn from comes in as an argument.
 - the statusline's reading of the active account counts as a cached poll;
 - an account marked "needs re-login" whose new login Claude Code holds is usable again;
 - a refused request (the stop-failure hook) blocks the account that sent it until its reset;
+- an account with no identity yet takes the one Claude Code shows while it holds that account;
 - the usage readings observe made are kept;
 - every usage call is counted per account and hour, and a 429 from the usage endpoint backs
   that account's polls off (a good reading ends it).
@@ -20,6 +21,7 @@ from claude_pool.schema.pool import Account, Block, Pool, Usage, UsageWindow
 from claude_pool.schema.state import StoreObs
 from claude_pool.schema.timefmt import format_time
 from claude_pool.providers.anthropic import ApiError, Throttled
+from claude_pool.providers.claude_json import identity_key, same_identity
 from claude_pool.schema import backoff
 
 from . import decision
@@ -89,6 +91,22 @@ def notice_relogin(rt: Runtime, store: StoreObs) -> None:
     acc = rt.pool.account(store.account) if store.account else None
     if acc is not None and acc.needs_relogin and store.valid and store.fresher_than_pool:
         acc.needs_relogin, acc.relogin_reason = False, ""
+
+
+def take_identity(rt: Runtime, store: StoreObs) -> None:
+    """The account Claude Code shows is the one it holds: a pool account with no identity yet
+    (imported before claude-pool kept one) takes `.claude.json`'s `oauthAccount` while Claude Code
+    holds its login and shows its email, unless that identity is already another account's (one
+    email, two organizations)."""
+    acc = rt.pool.account(store.account) if store.account else None
+    shown = store.shown
+    key = identity_key(shown)
+    if acc is None or acc.oauth_account or key is None or not acc.email or key[0] != acc.email.lower():
+        return
+    if any(same_identity(other.oauth_account, shown) for other in rt.pool.accounts if other is not acc):
+        return
+    acc.oauth_account = dict(shown)  # type: ignore[arg-type]
+    rt.usage_dirty = True
 
 
 def take_readings(rt: Runtime, readings: dict[str, Usage], now: datetime) -> None:

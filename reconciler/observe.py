@@ -19,6 +19,7 @@ from datetime import datetime
 from claude_pool.providers import paths
 from claude_pool.providers.anthropic import ApiError, InvalidGrant
 from claude_pool.providers.base import ProviderError
+from claude_pool.providers.claude_json import same_identity
 from claude_pool.providers.poolfile import decision_digest
 from claude_pool.providers.world import World
 from claude_pool.schema.credentials import OAuth, oauth_fingerprint, same_login, try_oauth
@@ -48,9 +49,13 @@ def load(world: World, rt: Runtime) -> None:
 
 
 def observe_store(world: World, rt: Runtime, *, identify: bool) -> StoreObs:
-    """Which pool account (if any) the login in Claude Code's store belongs to."""
+    """Which pool account (if any) the login in Claude Code's store belongs to, and the account
+    Claude Code shows (`.claude.json`); an unknown login identified by the profile call gets its
+    identity too: the one `.claude.json` shows when that is this login, else the profile's."""
     raw = rt.store_raw
     obs = StoreObs(present=raw is not None, fingerprint=oauth_fingerprint(raw))
+    shown = world.claude_json.observe()
+    obs.shown_file, obs.shown = shown.present, shown.account
     oauth = try_oauth(raw)
     if raw is not None and (oauth is None or (oauth.accessToken and not oauth.valid())):
         obs.error = "Claude Code's credential store does not hold an OAuth login claude-pool can read"
@@ -64,10 +69,12 @@ def observe_store(world: World, rt: Runtime, *, identify: bool) -> StoreObs:
     if not identify:
         return obs
     try:
-        obs.email = world.api.profile_email(oauth.accessToken)
+        profile = world.api.profile(oauth.accessToken)
     except ApiError as exc:
         obs.error = f"the login Claude Code holds could not be identified ({exc})"
         return obs
+    obs.email = profile.email
+    obs.identity = obs.shown if same_identity(obs.shown, profile.oauth_account) else profile.oauth_account
     for acc in rt.pool.accounts:
         if acc.email and acc.email.lower() == obs.email.lower():
             obs.account = acc.id

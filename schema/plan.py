@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -73,6 +73,9 @@ class ImportAccount(_Action):
     type: Literal["import_account"] = "import_account"
     email: str = ""                      # the profile email of the login being imported
     previous_email: str = ""             # update: the email the account had
+    # the account as Claude Code shows it (its `oauthAccount`: ids, email, names; no secret),
+    # from `.claude.json` when it names this login, else from the profile call; None: unknown
+    identity: dict[str, Any] | None = None
 
     def done(self) -> str:
         return f"{'updated' if self.change == 'update' else 'imported'} {self.target}"
@@ -133,9 +136,20 @@ class WriteCredential(_Action):
         return f"Claude Code's login -> {self.target}"
 
 
+class WriteIdentity(_Action):
+    """Claude Code's `.claude.json` `oauthAccount` <- the identity of account `target` (what its
+    banner and `/status` show). Cosmetic: a file that cannot be written is left alone and the
+    run goes on (one audit line)."""
+
+    type: Literal["write_identity"] = "write_identity"
+
+    def done(self) -> str:
+        return f"the account Claude Code shows -> {self.target}"
+
+
 Action = Annotated[
     Union[AdoptCredential, ImportAccount, RemoveAccount, AddKey, RemoveKey, SavePoolState, WriteSettings,
-          WriteCredential],
+          WriteCredential, WriteIdentity],
     Field(discriminator="type"),
 ]
 

@@ -122,6 +122,9 @@ class Account(_Keep):
     # The usage endpoint's own limit (schema/backoff.py has the shapes and the rules):
     usage_backoff: dict[str, Any] | None = None   # {until, delay, at, retry_after} after its 429
     usage_calls: list[float] = Field(default_factory=list)   # epoch seconds of the last hour's calls
+    # The account as Claude Code shows it: its `.claude.json` `oauthAccount` for this login
+    # (accountUuid, emailAddress, organizationUuid, displayName...; no secret), None: unknown
+    oauth_account: dict[str, Any] | None = None
 
     @field_validator("usage", mode="before")
     @classmethod
@@ -134,6 +137,11 @@ class Account(_Keep):
         from .backoff import clean_backoff
 
         return clean_backoff(v)
+
+    @field_validator("oauth_account", mode="before")
+    @classmethod
+    def _only_an_object(cls, v: object) -> object:
+        return v if isinstance(v, dict) and v else None   # cosmetic: anything else is "unknown"
 
     @field_validator("usage_calls", mode="before")
     @classmethod

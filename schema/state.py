@@ -34,6 +34,10 @@ class StoreObs(BaseModel):
     fresher_than_pool: bool = False     # Claude Code refreshed this account's token itself
     email: str = ""                     # profile email, when an unknown credential was identified
     error: str = ""
+    # The account Claude Code shows (`.claude.json` `oauthAccount`; no secret):
+    shown_file: bool = False            # .claude.json is a JSON object claude-pool may rewrite
+    shown: dict | None = None           # its oauthAccount now (None: none)
+    identity: dict | None = None        # this login's oauthAccount, when an unknown login was identified
 
 
 class SettingsObs(BaseModel):

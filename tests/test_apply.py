@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 from world import memory_world
 
+from claude_pool.providers.claude_json import ClaudeJsonFile
 from claude_pool.providers.credstore_file import FileCredentialStore
 from claude_pool.providers.poolfile import PoolFile
 from claude_pool.providers.settings import SettingsFile
@@ -30,7 +31,7 @@ from claude_pool.schema.config import Config
 from claude_pool.schema.credentials import oauth_fingerprint
 from claude_pool.schema.plan import (
     ACTION_MODELS, PLAN_FORMAT_VERSION, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, PlanFormatError,
-    RemoveAccount, RemoveKey, SavedHelper, SavePoolState, WriteCredential, WriteSettings, load_plan,
+    RemoveAccount, RemoveKey, SavedHelper, SavePoolState, WriteCredential, WriteIdentity, WriteSettings, load_plan,
 )
 from claude_pool.schema.pool import Account, ApiKey, Pool
 
@@ -51,7 +52,7 @@ def blob(name: str, generation: int = 0) -> str:
 # ---- the union and its handlers ---------------------------------------------------------------
 
 def test_every_action_model_has_exactly_one_handler_and_every_handler_a_model():
-    assert len(ACTION_MODELS) == 8
+    assert len(ACTION_MODELS) == 9
     missing = [m.__name__ for m in ACTION_MODELS if m not in HANDLERS]
     assert not missing, f"action types without a handler: {missing}"
     orphans = [m for m in HANDLERS if m not in ACTION_MODELS]
@@ -113,19 +114,25 @@ class World:
         self.pool_file = PoolFile(root / "pool" / "pool.json", key=b"k" * 32)
         self.store = FileCredentialStore(root / "claude" / ".credentials.json")
         self.settings = SettingsFile(root / "claude" / "settings.json")
+        self.claude_json = ClaudeJsonFile(root / "home" / ".claude.json")
         configure("test", stderr_level="error", log_path=root / "audit.jsonl")
 
-    def setup(self, pool: Pool, creds: str | None = None, settings: str | None = None) -> None:
+    def setup(self, pool: Pool, creds: str | None = None, settings: str | None = None,
+              claude_json: dict | None = None) -> None:
         self.pool_file.write(pool)
         if creds is not None:
             self.store.write(creds)
         if settings is not None:
             self.settings.path.write_text(settings, encoding="utf-8")
+        if claude_json is not None:
+            self.claude_json.path.parent.mkdir(parents=True, exist_ok=True)
+            self.claude_json.path.write_text(json.dumps(claude_json, indent=2), encoding="utf-8")
 
     def runtime(self) -> tuple[RunWorld, Runtime]:
         """The world on these files, and what observe leaves behind: the pool and the store's blob
         as read now."""
-        world = memory_world(pool=self.pool_file, store=self.store, settings=self.settings, clock=lambda: NOW)
+        world = memory_world(pool=self.pool_file, store=self.store, settings=self.settings, clock=lambda: NOW,
+                             claude_json=self.claude_json)
         rt = Runtime(config=Config(), trigger="test", helper=HELPER)
         rt.pool = self.pool_file.observe()
         rt.store_raw = self.store.observe()
@@ -134,7 +141,7 @@ class World:
 
     def files(self) -> dict[str, bytes | None]:
         return {p.name: (p.read_bytes() if p.exists() else None)
-                for p in (self.pool_file.path, self.store.path, self.settings.path)}
+                for p in (self.pool_file.path, self.store.path, self.settings.path, self.claude_json.path)}
 
 
 def two_accounts(**kw: object) -> Pool:
@@ -142,6 +149,21 @@ def two_accounts(**kw: object) -> Pool:
                                                         Account(id="b", email="b@x.io", blob=blob("b"))],
                 api_keys=[ApiKey(id="k1", key="sk-ant-api03-PLANTED-K1-0123456789abcdef")], **kw)
 
+
+def shown(email: str) -> dict:
+    """An account's identity as Claude Code keeps it in .claude.json (`oauthAccount`)."""
+    n = sum(map(ord, email))
+    return {"accountUuid": f"00000000-0000-4000-8000-{n:012d}", "emailAddress": email,
+            "organizationUuid": f"00000000-0000-4000-9000-{n:012d}", "displayName": email.split("@")[0]}
+
+
+def with_identities(pool: Pool) -> Pool:
+    for acc in pool.accounts:
+        acc.oauth_account = shown(acc.email)
+    return pool
+
+
+CLAUDE_JSON = {"numStartups": 7, "projects": {"/w": {"allowedTools": []}}, "oauthAccount": shown("a@x.io")}
 
 Scenario = tuple[Callable[[World], None], list]   # (set the files up, the plan's actions)
 
@@ -170,6 +192,9 @@ FAILING: dict[type, tuple[Scenario, str]] = {
     WriteCredential: ((lambda w: w.setup(two_accounts(), blob("a")),
                        [WriteCredential(change="update", target="b", reason="r")]),
                       "Claude Code's login changed during this run"),
+    WriteIdentity: ((lambda w: w.setup(with_identities(two_accounts()), blob("a"), claude_json=CLAUDE_JSON),
+                     [WriteIdentity(change="update", target="ghost", reason="r")]),
+                    "account ghost is no longer in the pool"),
 }
 
 # ... and one where it succeeds.
@@ -189,6 +214,8 @@ SUCCEEDING: dict[type, Scenario] = {
                     [WriteSettings(change="create", target="settings.json", reason="r", value=HelperValue.OURS)]),
     WriteCredential: (lambda w: w.setup(two_accounts(), blob("a")),
                       [WriteCredential(change="update", target="b", reason="r")]),
+    WriteIdentity: (lambda w: w.setup(with_identities(two_accounts()), blob("b"), claude_json=CLAUDE_JSON),
+                    [WriteIdentity(change="update", target="b", reason="r")]),
 }
 
 
@@ -216,7 +243,7 @@ def dry_and_real(world: World, actions: list, *, before_apply: Callable[[World],
     except UserError as exc:
         real_result = str(exc)
     dry = SimpleNamespace(pool=dry_rt.pool, store_raw=dry_rt.store_raw, pool_file=dry_world.pool,
-                          store=dry_world.store, settings=dry_world.settings)
+                          store=dry_world.store, settings=dry_world.settings, claude_json=dry_world.claude_json)
     return dry, dry_result, rt, real_result, untouched
 
 
@@ -245,7 +272,7 @@ def test_a_dry_run_records_exactly_what_apply_then_writes(tmp_path, model):
     assert dry_result == real_result == actions
     # the pool the handlers built in memory is the pool apply saved
     assert dry.pool == world.pool_file.observe() == rt.pool
-    recorded = {p.name: p.writes for p in (dry.pool_file, dry.store, dry.settings)}  # type: ignore[attr-defined]
+    recorded = {p.name: p.writes for p in (dry.pool_file, dry.store, dry.settings, dry.claude_json)}  # type: ignore[attr-defined]
     assert bool(recorded["pool"]) == (untouched["pool.json"] != world.files()["pool.json"])
     if recorded["credentials"]:
         assert world.store.observe() == recorded["credentials"][-1]
@@ -255,6 +282,12 @@ def test_a_dry_run_records_exactly_what_apply_then_writes(tmp_path, model):
         assert world.settings.observe().api_key_helper == recorded["settings.json"][-1]
     else:
         assert world.files()["settings.json"] == untouched["settings.json"]
+    if recorded[".claude.json"]:
+        assert world.claude_json.observe().account == recorded[".claude.json"][-1]
+        assert json.loads(world.files()[".claude.json"]) == {**CLAUDE_JSON, "oauthAccount": recorded[".claude.json"][-1]}
+    else:
+        assert world.files()[".claude.json"] == untouched[".claude.json"]
+    assert (model is WriteIdentity) == bool(recorded[".claude.json"])
 
 
 def test_entering_api_key_mode_the_rollback_runs_in_the_dry_run_too(tmp_path):

@@ -30,6 +30,7 @@ from typing import Callable
 
 import pytest
 
+from fakeapi import USAGE_PATH
 from test_claude_e2e import (ALICE, BOB, CLAUDE, PLUGIN, REPO, Sandbox, Tmux, _answer, _assert_answered,
                              _new_api_key, _wait_until, fake, sandbox)  # noqa: F401 - fixtures
 
@@ -80,11 +81,16 @@ class _Session:
 
     def __enter__(self) -> "_Session":
         _warm(self.box)
+        looks = self.box.fake.count(USAGE_PATH)
         self.term.start(f"exec timeout --foreground 120 {shlex.quote(CLAUDE)} --plugin-dir {shlex.quote(str(PLUGIN))}")
         try:
             _wait_until("the prompt", lambda: "? for shortcuts" in self.term.screen() or "❯" in self.term.screen(),
                         45, self.context)
-            self.box.wait_quiet()      # the session-start hook's work is done
+            # The prompt shows before the session-start hook is done: it looks at the active
+            # account (one usage call), then ends.
+            _wait_until("the session-start hook's look", lambda: self.box.fake.count(USAGE_PATH) > looks, 30,
+                        self.context)
+            self.box.wait_quiet()
         except BaseException:
             self.term.kill()
             raise
@@ -158,12 +164,18 @@ def test_a_prompt_into_a_wall_the_pool_knows_goes_out_on_another_account(sandbox
     fake.add_account(BOB, five_hour=20)
     fake.add_account(ALICE, five_hour=10)
     sandbox.import_accounts(BOB, ALICE)                     # Claude Code holds alice's login
+    # The prompt hook waits up to 1 s for the move (its reconcile takes ~0.5 s here when idle,
+    # ~0.9 s with the suite's 3 workers on 2 CPUs): the test checks that it waits, with room.
+    sandbox.env["CLAUDE_POOL_WALL_BUDGET"] = "10"
 
     with _Session(sandbox) as s:
         fake.set_usage(ALICE, five_hour=100, five_hour_resets_at=time.time() + HOUR)
         assert "100%" in sandbox.cp("list").stdout          # the pool knows: alice is out
         seen = len(fake.messages_requests())
         s.term.type("after the list")
+        first = _wait_until("the prompt's first answer", lambda: [m for m in fake.messages_requests()[seen:]
+                                                                  if m["status"]], 30, s.context)
+        assert all(m["email"] == BOB for m in first), "the prompt went out on alice, known to be out\n" + s.context()
         _wait_until("bob's answer", s.answered(BOB, seen), 30, s.context)
         sent = fake.messages_requests()[seen:]
         assert all(m["email"] == BOB and m["status"] == 200 for m in sent), s.context()
@@ -224,21 +236,18 @@ def test_a_clock_two_days_ahead_and_back_bills_nothing_while_an_account_has_room
     week_end = time.time() + 3 * 86400                      # beyond the shifted clock too
     fake.add_account(BOB, five_hour=10, seven_day=100, seven_day_resets_at=week_end)
     fake.add_account(ALICE, five_hour=10, seven_day=100, seven_day_resets_at=week_end)
-    # No reading yet. The logins outlast the shifted clock: this test is about readings (two
-    # accounts refreshed in one run is another story).
-    for email in (BOB, ALICE):
-        sandbox.login(email, expires_at_ms=int((time.time() + 4 * 86400) * 1000))
-        sandbox.cp("import")
+    sandbox.import_accounts(BOB, ALICE)                     # no reading yet
     sandbox.cp("key", "add", "--id", "k1", input=key + "\n")
 
     def calls() -> int:
         return fake.account(ALICE).usage_calls + fake.account(BOB).usage_calls
 
-    # The command under a clock 2 days ahead (a laptop waking with a wrong time): it reads both
-    # accounts (every one out: API-key mode) and stamps the readings 2 days in the future.
+    # The command under a clock 2 days ahead (a laptop waking with a wrong time): both logins look
+    # expired (refreshed, in one run), both accounts are read (every one out: API-key mode), and
+    # the readings are stamped 2 days in the future.
     ahead = sandbox.run("reconcile", "--live", subprocess=True, env={"LD_PRELOAD": lib, "FAKETIME": "+2d"})
     assert ahead.returncode == 0, ahead.stderr
-    assert calls() >= 2, sandbox.report()
+    assert calls() >= 2 and fake.account(ALICE).refreshes and fake.account(BOB).refreshes, sandbox.report()
     assert min(_epoch(a["usage_at"]) for a in sandbox.pool()["accounts"]) > time.time() + 86400, \
         "the shifted clock did not reach the command"
     assert sandbox.status()["mode"] == "apikey", sandbox.report()

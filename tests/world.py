@@ -22,7 +22,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from claude_pool.providers.anthropic import InvalidGrant, TokenGrant, TransientError, Unauthorized
+from claude_pool.providers.anthropic import InvalidGrant, Profile, TokenGrant, TransientError, Unauthorized
 from claude_pool.providers.poolfile import PoolBusy
 from claude_pool.providers.settings import SettingsView
 from claude_pool.providers.world import World
@@ -171,6 +171,41 @@ class MemSettings:
         self.data = data
 
 
+class MemClaudeJson:
+    """Claude Code's `.claude.json`: `data` is the whole object (None: no file), `broken` a file
+    that is not a JSON object; `oauthAccount` is all a write changes."""
+
+    name = ".claude.json"
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.data: dict | None = None
+        self.broken = False
+
+    def location(self) -> str:
+        return "memory:.claude.json"
+
+    def observe(self) -> Any:
+        from claude_pool.providers.claude_json import ClaudeJsonView
+
+        if self.broken or self.data is None:
+            return ClaudeJsonView(error="memory:.claude.json is not there or not a JSON object")
+        shown = self.data.get("oauthAccount")
+        return ClaudeJsonView(present=True, account=dict(shown) if isinstance(shown, dict) else None)
+
+    def write(self, value: dict) -> None:
+        from claude_pool.providers.claude_json import LeftAlone
+
+        if self.broken or self.data is None:
+            raise LeftAlone("memory:.claude.json is not there or not a JSON object; left as it is")
+        self.data = {**self.data, "oauthAccount": dict(value)}
+        self.journal.add("claude_json.write", value.get("emailAddress"))
+
+    @property
+    def email(self) -> str | None:
+        return ((self.data or {}).get("oauthAccount") or {}).get("emailAddress")
+
+
 class MemFeed:
     def __init__(self) -> None:
         self.data: dict | None = None
@@ -188,6 +223,8 @@ class FakeAccount:
     usage: dict
     refresh_alive: bool = True
     usage_error: Exception | None = None
+    uuid: str = ""
+    org_uuid: str = ""
 
 
 class FakeApi:
@@ -209,7 +246,7 @@ class FakeApi:
         acc = FakeAccount(email=email, access=f"sk-ant-oat01-{n:04d}-access-{'x' * 24}",
                           refresh=f"sk-ant-ort01-{n:04d}-refresh-{'y' * 24}",
                           expires=self.clock() + (timedelta(minutes=-1) if expired else timedelta(seconds=self.expires_in)),
-                          usage={})
+                          usage={}, uuid=f"00000000-0000-4000-8000-{n:012d}", org_uuid=f"00000000-0000-4000-9000-{n:012d}")
         self.accounts[email] = acc
         self.set_usage(email, five_hour, seven_day, resets_in=resets_in)
         return self.blob(email)
@@ -248,11 +285,20 @@ class FakeApi:
                 raise acc.usage_error
             return parse_usage(acc.usage)
 
-    def profile_email(self, access_token: str) -> str:
+    def profile(self, access_token: str) -> Profile:
         with self.lock:
             acc = self._by_access(access_token, "profile")
             self.journal.add("api.profile", acc.email)
-            return acc.email
+            return Profile(email=acc.email, oauth_account=self.identity(acc.email))
+
+    def profile_email(self, access_token: str) -> str:
+        return self.profile(access_token).email
+
+    def identity(self, email: str) -> dict:
+        """The oauthAccount Claude Code would keep for this account."""
+        acc = self.accounts[email]
+        return {"accountUuid": acc.uuid, "emailAddress": acc.email, "organizationUuid": acc.org_uuid,
+                "displayName": acc.email.split("@")[0], "billingType": "stripe_subscription"}
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         with self.lock:
@@ -314,18 +360,23 @@ class Memory:
         self.wake = MemWake(self.journal)
         self.sessions = MemSessions()
         self.temps = MemTemps(self.journal)
+        self.claude_json = MemClaudeJson(self.journal)
 
     @property
     def world(self) -> World:
         return World(pool=self.pool, store=self.store, settings=self.settings, feed=self.feed, api=self.api,
-                     clock=self.clock, wake=self.wake, sessions=self.sessions, temps=self.temps)
+                     clock=self.clock, wake=self.wake, sessions=self.sessions, temps=self.temps,
+                     claude_json=self.claude_json)
 
     def seed(self, accounts: dict[str, str], *, current: str = "", keys: dict[str, str] | None = None,
-             mode: str = "account", held: str | None = None, **fields: Any) -> None:
-        """The pool (id -> blob), and Claude Code's store holding `held`'s blob (default: current's)."""
+             mode: str = "account", held: str | None = None, identities: bool = False, **fields: Any) -> None:
+        """The pool (id -> blob), and Claude Code's store holding `held`'s blob (default: current's).
+        `identities`: the pool knows how Claude Code shows each account (as after an import)."""
         emails = {aid: self._email_of(blob) for aid, blob in accounts.items()}
         pool = Pool(mode=mode, current=current,  # type: ignore[arg-type]
-                    accounts=[Account(id=aid, email=emails[aid], blob=blob) for aid, blob in accounts.items()],
+                    accounts=[Account(id=aid, email=emails[aid], blob=blob,
+                                      oauth_account=self.api.identity(emails[aid]) if identities else None)
+                              for aid, blob in accounts.items()],
                     api_keys=[ApiKey(id=k, key=v) for k, v in (keys or {}).items()], **fields)
         self.pool.text = pool.model_dump_json()
         held = current if held is None else held
