@@ -190,6 +190,7 @@ class FakeAnthropic:
         require_oauth_beta: bool = False,
     ) -> None:
         self.usage_delay = usage_delay
+        self.token_delay = 0.0   # seconds the token endpoint waits after rotating, before it answers
         self.expires_in = expires_in
         self.require_oauth_beta = require_oauth_beta
         self.timeout_mode_seconds = TIMEOUT_MODE_SECONDS
@@ -751,7 +752,11 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(refresh, str) or not refresh:
             self._send(400, {"error": "invalid_request", "error_description": "Missing refresh_token"})
             return
-        result = self.server.fake._refresh(refresh)
+        fake = self.server.fake
+        result = fake._refresh(refresh)
+        # a slow answer after the rotation (tests: the server already rotated when the client gives up)
+        if result is not None and fake.token_delay > 0 and fake._stopping.wait(fake.token_delay):
+            return
         if result is None:
             self._send(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
         else:

@@ -26,6 +26,7 @@ from claude_pool.schema.pool import Usage
 from claude_pool.schema.usage import UsageFormatError, parse_usage
 
 T = TypeVar("T")
+LATE_ANSWER_SECONDS = 60.0   # how long a token refresh's answer is still read after the run gave up on it
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 OAUTH_BETA = "oauth-2025-04-20"
 
@@ -49,6 +50,25 @@ class Throttled(TransientError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Stalled(TransientError):
+    """The call was given up on at its deadline; its answer may still come. `when_answered(f)`:
+    `f(result)` runs in the call's own thread if the answer does come (a token refresh the server
+    has already rotated must not be lost: reconciler/harvest.py keeps it as a rescue)."""
+
+    def __init__(self, message: str, box: dict) -> None:
+        super().__init__(message)
+        self._box = box
+
+    def when_answered(self, callback: Callable[[object], None]) -> None:
+        with self._box["lock"]:
+            if "ok" in self._box:          # it came in the meantime
+                late = self._box["ok"]
+            else:
+                self._box["late"] = callback
+                return
+        callback(late)
 
 
 class Unauthorized(ApiError):
@@ -176,6 +196,7 @@ class AnthropicApi:
 
     def __init__(self, endpoints: ApiUrls, *, timeout: float = 5.0, max_connections: int = 16) -> None:
         self.endpoints = endpoints
+        self.timeout = timeout
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -228,7 +249,11 @@ class AnthropicApi:
     def refresh(self, refresh_token: str) -> TokenGrant:
         payload = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
         try:
-            resp = self.client.post(self.endpoints.token_url, json=payload)
+            # The server rotates the moment it takes the request: a slow answer must still be read
+            # (LazyApi gives up on it at the run's deadline and keeps it if it comes), so the
+            # connection itself waits longer than any deadline.
+            resp = self.client.post(self.endpoints.token_url, json=payload,
+                                    timeout=httpx.Timeout(self.timeout, read=LATE_ANSWER_SECONDS))
         except httpx.TimeoutException:
             raise TransientError("token refresh: timed out") from None
         except (httpx.HTTPError, UnicodeEncodeError) as exc:
@@ -295,20 +320,29 @@ class LazyApi:
         given up is left to die with the process (its connection is never reused: `close` then
         drops the client without waiting on it), so no lock we hold waits on it."""
         budget = self._timeout(self.config.http.timeout_seconds)
-        box: dict[str, object] = {}
+        box: dict[str, object] = {"lock": threading.Lock()}
 
         def work() -> None:
             try:
-                box["ok"] = call()
+                result = call()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                 box["error"] = exc
+                return
+            with box["lock"]:  # type: ignore[attr-defined]
+                box["ok"] = result
+                late = box.get("late")
+            if late is not None:
+                try:
+                    late(result)  # type: ignore[operator]
+                except Exception:  # noqa: BLE001 - best effort, in a thread nobody waits on
+                    pass
 
         worker = threading.Thread(target=work, name=f"claude-pool {what}", daemon=True)
         worker.start()
         worker.join(budget + 0.05)
         if worker.is_alive():
             self.stalled = True
-            raise TransientError(f"{what}: no complete answer within {budget:.1f}s")
+            raise Stalled(f"{what}: no complete answer within {budget:.1f}s", box)
         if "error" in box:
             raise box["error"]  # type: ignore[misc]
         return box["ok"]  # type: ignore[return-value]

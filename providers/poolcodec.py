@@ -57,14 +57,23 @@ class Reservation:
                 "refreshed (the current ones still work). Make the folder writable (or free some space), then run "
                 "again") from None
 
-    def commit(self, data: bytes) -> list[int]:
-        assert self.fd is not None
+    #: a refresh given up at its deadline may still answer: the reservation is left to it
+    keep = False
+
+    def fill(self, data: bytes) -> None:
+        """Write the pool into the reservation and close it, without renaming it."""
+        if self.fd is None:
+            return
         os.lseek(self.fd, 0, os.SEEK_SET)
         _write_all(self.fd, data)
         os.ftruncate(self.fd, len(data))
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
+
+    def commit(self, data: bytes) -> list[int]:
+        assert self.fd is not None
+        self.fill(data)
         os.replace(self.path, self.pool_path)
         return identity(os.stat(self.pool_path))
 

@@ -144,9 +144,14 @@ class PoolFile:
         try:
             yield spot
         finally:
-            self.reserved.discard(str(spot.path))
-            if spot.fd is not None:   # never committed: nothing to keep
+            if spot.fd is not None and not spot.keep:   # never committed: nothing to keep
+                self.reserved.discard(str(spot.path))
                 spot.abandon()
+
+    def rescue(self, value: Pool, spot: Reservation) -> None:
+        """Write `value` into a reservation without renaming it (a late token answer): a rescue
+        that every reader takes first (poolcodec.read_with_identity)."""
+        spot.fill(poolcodec.encode(poolcodec.go_shape(value.model_dump(mode="json")), self.key))
 
     def write(self, value: Pool, into: Reservation | None = None) -> None:
         """The one save of the pool file by the engine (atomic, 0600; the status summary beside it).

@@ -41,6 +41,9 @@ class PoolStore(Protocol):
     def reserve(self) -> contextlib.AbstractContextManager[Any]:
         """Proof that a write can be made, before a token refresh (poolfile.PoolUnwritable if not)."""
 
+    def rescue(self, value: "Pool", spot: Any) -> None:
+        """Write `value` into a reservation without renaming it (a token answer after the deadline)."""
+
     def hold(self, timeout: float = ...) -> contextlib.AbstractContextManager[None]:
         """The pool lock for one run; raises PoolBusy when another run keeps it too long."""
 

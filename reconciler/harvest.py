@@ -20,7 +20,7 @@ import contextlib
 from datetime import datetime
 
 from claude_pool.providers import claude_lock
-from claude_pool.providers.anthropic import InvalidGrant, TransientError, Unauthorized
+from claude_pool.providers.anthropic import InvalidGrant, Stalled, TransientError, Unauthorized
 from claude_pool.providers.base import ProviderError
 from claude_pool.providers.poolcodec import PoolError
 from claude_pool.providers.world import World
@@ -103,7 +103,15 @@ def refresh(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: st
         # The server invalidates the old refresh token the moment it answers: prove first that the
         # new one can be kept (PoolUnwritable: no refresh, the run fails in one line).
         with world.pool.reserve() as spot:
-            grant = world.api.refresh(oauth.refreshToken)
+            try:
+                grant = world.api.refresh(oauth.refreshToken)
+            except Stalled as stalled:
+                # given up at its deadline, but the server may have rotated: if the answer comes
+                # while this process lives, the rotated login goes into the reservation, which
+                # the next run reads first (providers/poolcodec.py)
+                spot.keep = True
+                stalled.when_answered(lambda late: _rescue_late(world, rt, acc, blob, late, spot, held))
+                raise
             new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,
                                       expires_in=grant.expires_in, scope=grant.scope,
                                       now_ms=int(world.clock().timestamp() * 1000),
@@ -121,6 +129,27 @@ def refresh(world: World, rt: Runtime, acc: Account, store: StoreObs, reason: st
                    before=oauth_fingerprint(blob), after=oauth_fingerprint(new_blob), duration_ms=timer.ms(),
                    reason=reason)
         return new_blob
+
+
+def _rescue_late(world: World, rt: Runtime, acc: Account, blob: str, grant: object, spot: object,
+                 held: bool) -> None:
+    """A refresh answered after its deadline: keep the rotated login as a rescue (never renamed
+    into place here: the run may no longer hold the pool lock)."""
+    new_blob = refreshed_blob(blob, access_token=grant.access_token, refresh_token=grant.refresh_token,  # type: ignore[attr-defined]
+                              expires_in=grant.expires_in, scope=grant.scope,  # type: ignore[attr-defined]
+                              now_ms=int(world.clock().timestamp() * 1000),
+                              refresh_token_expires_in=grant.refresh_token_expires_in)  # type: ignore[attr-defined]
+    REDACTOR.add(*blob_secrets(new_blob))
+    with rt.save_lock:   # the run's later saves carry it too
+        acc.blob = normalized_blob(new_blob)
+        world.pool.rescue(rt.pool, spot)
+    if held:
+        with contextlib.suppress(*FAILURES, OSError):
+            with world.store.hold():
+                world.store.write(with_oauth_of(world.store.observe(), new_blob))
+    log().warning("token_refreshed", action="refresh", target=acc.id, result="late",
+                  reason="the token endpoint answered after the deadline: the rotated login is kept beside the "
+                         "pool and taken by the next run")
 
 
 def _save_now(world: World, rt: Runtime, acc: Account, blob: str, spot: object = None) -> None:

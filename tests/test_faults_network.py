@@ -99,3 +99,33 @@ def test_a_trickling_server_holds_nothing_past_the_deadlines(sandbox, fake, tric
     sandbox.ok("reconcile", "--live")
     assert sandbox.pool()["current"] == "alice"
     print("took", {k: round(v, 1) for k, v in took.items()})
+
+
+def test_a_refresh_answered_after_its_deadline_is_not_lost(sandbox, fake) -> None:
+    """The server rotated, then answered late: the run has given up (its deadline), but the
+    answer, when it comes while the process lives, is kept beside the pool and the next run
+    takes it: no invalid_grant."""
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=20)
+    past = int((time.time() - 3600) * 1000)
+    accounts = [sandbox.account_entry(ALICE), sandbox.account_entry(BOB, expires_at_ms=past)]
+    sandbox.write_pool({"mode": "account", "current": "alice", "accounts": accounts, "api_keys": []})
+    sandbox.write_creds(accounts[0]["blob"])
+    sandbox.write_config("[http]\ntimeout_seconds = 1.0\n")
+    fake.token_delay = 1.5          # answers 0.5 s after the 1 s deadline; the run's usage reads outlast it
+    proc = sandbox.run("list", subprocess=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert fake.account(BOB).refreshes == 1
+    deadline = time.monotonic() + 5
+
+    def rescued() -> bool:
+        return any(p.name.startswith(".claude-pool-pending-") and p.read_bytes()[:4] == b"CPL1"
+                   for p in sandbox.pool_dir.iterdir())
+
+    while time.monotonic() < deadline and not rescued():
+        time.sleep(0.05)              # the late answer lands in this (test) process's thread
+    assert rescued(), "the late answer was not kept beside the pool"
+    fake.token_delay = 0.0
+    sandbox.ok("reconcile", "--live")
+    assert fake.account(BOB).invalid_grants == 0, "the rotated login was lost"
+    assert sandbox.pool_oauth("bob")["refreshToken"] == fake.account(BOB).refresh_token

@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import json
 import threading
+import types
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
@@ -99,7 +100,10 @@ class MemPool:
         if self.unwritable:
             raise PoolUnwritable(f"cannot save a refreshed login in memory: {self.unwritable}")
         self.journal.add("pool.reserve")
-        yield object()
+        yield types.SimpleNamespace(keep=False)
+
+    def rescue(self, value: Pool, spot: object) -> None:
+        self.journal.add("pool.rescue", Pool.model_validate_json(value.model_dump_json()))
 
     @property
     def pool(self) -> Pool:
