@@ -167,6 +167,8 @@ class ClaudeJsonFile:
     def write(self, value: dict) -> None:
         """Make `oauthAccount` say `value` (an oauthAccount already naming the same account is
         kept: Claude Code's own copy is the fresher one). LeftAlone when the file is left as it is."""
+        if not os.path.lexists(self.path):   # before the lock, whose folder would be made
+            raise LeftAlone(f"{self.path} does not exist; not created")
         left = _deadline_left()
         budget = BUDGET if left is None else max(0.0, min(BUDGET, left - 0.3))
         until = time.monotonic() + budget

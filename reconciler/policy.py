@@ -35,8 +35,9 @@ def words_of(intent: Intent) -> frozenset[str] | None:
 def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_seconds: int) -> list[str]:
     """Which accounts need a usage poll for this decision (docs/ARCHITECTURE.md §6 rules 4 and 7).
 
-    Not polled: dead accounts, a fresh cached reading (account mode only), an account provably
-    exhausted until a known reset. `--if-needed` in account mode reads the active account (past
+    Not polled: dead accounts, accounts the usage endpoint asked to wait, a fresh cached reading
+    (account mode only), an account provably exhausted until a known reset (except with `--live`,
+    which calls for every account a 429 does not block). `--if-needed` in account mode reads the active account (past
     the TTL, or on every run once an API reading of a window that binds the model is at NEAR or
     above: decision.watch_closely) and any other
     account only once a reset its cached reading reported has passed (an account not in use
@@ -55,14 +56,21 @@ def accounts_to_poll(pool: Pool, intent: Intent, held: str, now: datetime, ttl_s
         active = active_id(pool, held)
         if any(a.id == active for a in usable):
             mine = pool.account(active)
-            out = [] if exhausted_until(mine, now, words) is not None or fresh(
-                mine, now, timedelta(seconds=0 if intent.live or decision.watch_closely(mine, words, now) else ttl_seconds)) else [active]
+            if intent.live:   # the session start's engine, the stop-failure hook: the active account, now
+                out = [] if live_block(mine, now, words) is not None else [active]
+            else:
+                out = [] if exhausted_until(mine, now, words) is not None or fresh(
+                    mine, now, timedelta(seconds=ttl_seconds if not decision.watch_closely(mine, words, now)
+                                         else 0)) else [active]
             return [aid for aid in out + decision.others_due(usable, active, now, words) if aid not in waiting]
-    # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a reading proves the
-    # account is exhausted until a known reset.
-    # `--live` reads every account whose exhaustion a trusted reading does not prove (a reading
-    # stamped in the future proves nothing: reconciler/decision.py `trusted_reading`).
-    ttl = timedelta(seconds=0 if intent.live or pool.mode == "apikey" else ttl_seconds)
+    if intent.live:
+        # `--live` (plan, apply, list, a person's reconcile) always calls: every account but the
+        # dead, the ones a 429 blocks, and the ones the usage endpoint asked to wait
+        return [a.id for a in usable if live_block(a, now, words) is None and a.id not in waiting]
+    # API-key time is billed: on keys every run re-polls (docs/ARCHITECTURE.md §6 rule 7), unless a
+    # trusted reading proves the account is exhausted until a known reset (a reading stamped in
+    # the future proves nothing: reconciler/decision.py `trusted_reading`).
+    ttl = timedelta(seconds=0 if pool.mode == "apikey" else ttl_seconds)
     return [a.id for a in usable if not fresh(a, now, ttl) and exhausted_until(a, now, words) is None
             and a.id not in waiting]
 

@@ -381,8 +381,8 @@ def _poll_pool() -> Pool:
 
 @pytest.mark.parametrize(("intent", "held", "expected"), [
     pytest.param(Reconcile(), "stale", ["stale", "reset_passed", "never"], id="reconcile uses the cache"),
-    pytest.param(Reconcile(live=True), "stale", ["fresh", "stale", "reset_passed", "never"],
-                 id="plan/apply/list poll live but not the provably exhausted or dead"),
+    pytest.param(Reconcile(live=True), "stale", ["fresh", "stale", "exhausted", "reset_passed", "never"],
+                 id="plan/apply/list poll live: every account but the dead (--live always calls)"),
     # if-needed: the active account past the TTL, others only once a reset they reported passed
     pytest.param(Reconcile(if_needed=True), "stale", ["stale", "reset_passed"],
                  id="if-needed polls the active account and readings a reset outdated"),
@@ -547,7 +547,9 @@ def test_blocks_and_model_windows_set_the_wake_and_skip_polls() -> None:
     desired = decide(observed, Reconcile(model="opus"))
     assert desired.mode == "apikey"
     assert desired.wake_at == NOW + timedelta(hours=1, seconds=30)
-    assert accounts_to_poll(observed.pool, Reconcile(model="opus", live=True), "a", NOW, 60) == []
+    assert accounts_to_poll(observed.pool, Reconcile(model="opus"), "a", NOW, 60) == []
+    # `--live` always calls, but never an account a 429 blocks
+    assert accounts_to_poll(observed.pool, Reconcile(model="opus", live=True), "a", NOW, 60) == ["b"]
     opus = world(A("a", 5, 5, scoped=(OPUS_FULL,)), mode="apikey", keys=("k1",))
     assert accounts_to_poll(opus.pool, Reconcile(model="opus"), "a", NOW, 60) == []
     assert accounts_to_poll(opus.pool, Reconcile(model="sonnet"), "a", NOW, 60) == ["a"]

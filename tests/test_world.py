@@ -88,7 +88,7 @@ def test_all_exhausted_falls_back_to_a_key_then_recovers_at_the_reset(mem: Memor
     mem.clock.advance(hours=2, minutes=1)
     mem.api.set_usage(ALICE, five_hour=5)
     mem.journal.clear()
-    mem.run(LIVE)
+    mem.run(Reconcile(model="opus"))            # the wake's run (not --live, which always calls)
     pool = mem.pool.pool
     assert (pool.mode, pool.current) == ("account", "alice")
     assert "apiKeyHelper" not in (mem.settings.data or {})
