@@ -151,17 +151,33 @@ WALL_BUDGET = 1.0
 # The statusline and PostToolUse start a reconcile at most this often per session (mid-turn moves).
 NUDGE_EVERY = 10.0
 # Facts under this are nowhere near a wall: the hooks decide so without importing the decision
-# (a conservative gate over raw numbers; the decision itself is reconciler/decision.py's).
+# (a conservative gate over raw numbers: decision.NEAR, or the configured threshold if lower;
+# tests/test_wall.py holds it equal to decision.NEAR).
 _GATE_PCT = 85.0
 
 
-def _near(numbers: object) -> bool:
-    """Any percentage in this raw JSON (a usage reading or the feed) is at _GATE_PCT or above."""
+def _near(numbers: object, gate: float) -> bool:
+    """Any window's `pct` in this raw JSON (a usage reading, or the feed) is at `gate` or above."""
     if isinstance(numbers, dict):
-        return any(_near(v) for k, v in numbers.items() if k != "resets_at")
+        pct = numbers.get("pct")
+        if isinstance(pct, (int, float)) and not isinstance(pct, bool) and pct >= gate:
+            return True
+        return any(_near(v, gate) for k, v in numbers.items() if isinstance(v, (dict, list)))
     if isinstance(numbers, list):
-        return any(_near(v) for v in numbers)
-    return isinstance(numbers, (int, float)) and not isinstance(numbers, bool) and numbers >= _GATE_PCT
+        return any(_near(v, gate) for v in numbers)
+    return False
+
+
+def _gate() -> float:
+    """_GATE_PCT, or the configured threshold when it is lower (config.toml read only if it exists)."""
+    from claude_pool.providers import paths
+
+    if not os.path.exists(paths.config_file()):
+        return _GATE_PCT
+    from .lightconfig import read_config
+
+    threshold = read_config().get("threshold")
+    return min(_GATE_PCT, threshold * 100) if isinstance(threshold, (int, float)) else _GATE_PCT
 
 
 def known_wall(now: float | None = None, *, near: bool = False) -> bool:
@@ -179,7 +195,8 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
     feed = sidecars.read_feed()
     if not isinstance(feed, dict) or feed.get("name") != held.get("id") or feed.get("since") != data.get("since"):
         feed = None
-    if not (held.get("block") or _near(held.get("usage")) or (feed is not None and _near(feed))):
+    gate = _gate()
+    if not (held.get("block") or _near(held.get("usage"), gate) or (feed is not None and _near(feed, gate))):
         return False    # nothing near a wall: the common case, decided without the decision module
     from datetime import datetime, timezone
 

@@ -75,3 +75,19 @@ def test_turn_marks_and_intervals(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "etc").exists() and sorted(os.listdir(tmp_path / "turns")) == ["s-1"]
     assert turns.due("s-1", 15, now=2000.0) and not turns.due("s-1", 15, now=2010.0) and turns.due("s-1", 15, now=2016.0)
 
+
+
+def test_the_hooks_gate_is_the_decisions_near_and_looks_at_percentages_only(tmp_path, monkeypatch) -> None:
+    from claude_pool.reconciler import decision, hooks
+
+    assert hooks._GATE_PCT == decision.NEAR
+    feed = {"name": "a", "at": 1.8e9, "since": None, "five_hour": {"pct": 40.0, "resets_at": 1.8e9},
+            "seven_day": {"pct": 10.0, "resets_at": None}}
+    assert not hooks._near(feed, 85.0), "an epoch time is not a percentage"
+    assert hooks._near(dict(feed, five_hour={"pct": 90.0, "resets_at": None}), 85.0)
+    usage = {"five_hour": {"pct": 0}, "seven_day": {"pct": 0}, "scoped": [{"name": "Opus", "pct": 99}]}
+    assert hooks._near(usage, 85.0)
+    monkeypatch.setenv("CLAUDE_POOL_CONFIG_DIR", str(tmp_path))
+    assert hooks._gate() == 85.0
+    (tmp_path / "config.toml").write_text("[policy]\nthreshold = 0.6\n")
+    assert hooks._gate() == 60.0, "a lower threshold lowers the gate"
