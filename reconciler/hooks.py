@@ -73,7 +73,7 @@ def _full(argv: list[str], trigger: str, env: dict[str, str] | None = None) -> i
 SETTINGS_SETTLE = 1.5
 # The session-start hook blocks the session's first request: whatever the network does, it is
 # done within this many seconds (the settle wait above, after a change, comes on top).
-SESSION_START_BUDGET = 2.0
+SESSION_START_BUDGET = 2.5
 EMPTY_POOL_BUDGET = 1.4
 # The light path's own usage call may use this much of it; the rest is for the full engine.
 LIGHT_CALL_SHARE = 1.3
