@@ -71,8 +71,9 @@ def _full(argv: list[str], trigger: str, env: dict[str, str] | None = None) -> i
 # (checked on Claude Code 2.1.197): a session-start that changed it waits this long, or the
 # session's first request would still go out with the old credential.
 SETTINGS_SETTLE = 1.5
-# The session-start hook blocks the session's first request: whatever the network does, it is
-# done within this many seconds (the settle wait above, after a change, comes on top).
+# The session-start hook blocks the session's first request: the engine's calls are cut at this
+# many seconds (CLAUDE_POOL_DEADLINE), and the settle wait after a change is cut so the whole hook
+# keeps SESSION_START_LIMIT.
 SESSION_START_BUDGET = 2.5
 EMPTY_POOL_BUDGET = 1.4
 # The light path's own usage call may use this much of it; the rest is for the full engine.
