@@ -76,7 +76,7 @@ def test_a_trickling_server_holds_nothing_past_the_deadlines(sandbox, fake, tric
     sandbox.write_pool({"mode": "account", "current": "alice", "accounts": accounts, "api_keys": []})
     sandbox.write_creds(accounts[0]["blob"])
     env = {"CLAUDE_POOL_API_BASE_URL": trickle.url, "CLAUDE_POOL_OAUTH_TOKEN_URL": trickle.url + "/v1/oauth/token"}
-    sandbox.write_config("[http]\ntimeout_seconds = 1.5\n")   # the default 5 s, shortened to keep the suite fast
+    sandbox.write_config("[http]\ntimeout_seconds = 1.0\n")   # the default 5 s, shortened to keep the suite fast
     took = {}
     for args in (("list",), ("reconcile", "--live")):   # plan takes the very path reconcile takes
         start = time.monotonic()
