@@ -53,6 +53,7 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
         when = data.get("resets_at_epoch") if isinstance(data.get("resets_at_epoch"), (int, float)) else None
         if when is not None:
             text += f" · accounts back in {duration(when - now)}"
+        text += " · Remote Control, /schedule off"   # what an apiKeyHelper turns off in Claude Code
         return (f"{YELLOW}{text}{RESET}" if color else text) + deadline_marker(data, now, color)
     return f"pool: {data.get('name', '')}" + deadline_marker(data, now, color)
 

@@ -124,7 +124,15 @@ class WriteSettings(_Action):
     value: HelperValue
 
     def done(self) -> str:
-        return f"settings.json apiKeyHelper: {self.before} -> {self.after}"
+        said = f"settings.json apiKeyHelper: {self.before} -> {self.after}"
+        if self.value is HelperValue.OURS:
+            # an apiKeyHelper turns off Claude Code's claude.ai features (its changelog, 2.1.139)
+            said += f" (billed; {API_KEY_MODE_COST})"
+        return said
+
+
+#: what API-key mode costs beyond money, said wherever the pool goes to keys
+API_KEY_MODE_COST = "Remote Control, /schedule and claude.ai connectors are off until an account is back"
 
 
 class WriteCredential(_Action):
