@@ -88,6 +88,8 @@ class PoolFile:
         self.identity: list[int] | None = None
         #: this run's open reservations (token refreshes in flight, one a thread)
         self.reserved: set[str] = set()
+        #: this run's reservations whose rename failed (rescues), oldest first
+        self.rescues: list[str] = []
 
     @property
     def key(self) -> bytes:
@@ -163,11 +165,34 @@ class PoolFile:
             self.identity = poolcodec.save(self.path, value.model_dump(mode="json"), self.key, into=into,
                                            keep=self.reserved)
         except OSError as exc:
-            kept = f"; the refreshed login was kept in {into.path} and is read back by the next run" if into else ""
+            kept = ""
+            if into is not None:
+                kept = f"; the refreshed login was kept in {into.path} and is read back by the next run"
+                self._align_rescues(value, into)
             raise PoolError(f"cannot write the pool file {self.path}: {exc.strerror or type(exc).__name__}{kept}") \
                 from None
         with contextlib.suppress(OSError):
             self.write_status(value)
+
+    def _align_rescues(self, value: Pool, spot: Reservation) -> None:
+        """Several refreshes of one run whose renames failed leave several rescues, each the pool as
+        it was at its own save; readers take the newest, but two written within one tick of the
+        file clock look equally new. So every rescue of this run is rewritten with the latest pool
+        (which holds every rotated login so far): whichever is read, none is lost."""
+        import os
+
+        self.rescues.append(str(spot.path))
+        data = poolcodec.encode(poolcodec.go_shape(value.model_dump(mode="json")), self.key)
+        for path in self.rescues[:-1]:
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def write_status(self, value: Pool) -> None:
         """The summary of `value`, which is the pool file last read or written by this provider."""
