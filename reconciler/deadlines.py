@@ -11,7 +11,8 @@ carry no such field: their deadline is unknown (None), never "now".
   response (now + seconds, in ms).
 - `status_fields` puts every account's known deadline into `status.json` (no secret: id, email,
   epoch seconds), which the statusline badge (reconciler/statusline.py) and the session-start
-  notice (`session_notice`, called by reconciler/hooks.py) read without decrypting the pool.
+  notice (`session_notice`, called by reconciler/hooks.py: a `systemMessage` the user sees and
+  the model never does) read without decrypting the pool.
 - `expired_text` is the wording of a login past its deadline (`list`, and the re-login reason
   reconciler/harvest.py saves when such a refresh is refused).
 """
@@ -142,21 +143,42 @@ def notice_line(entries: list[tuple[str, str, float]], now: float) -> str:
             "/claude-pool:import (or `claude-pool import`).")
 
 
+NOTICE_ENV = "CLAUDE_POOL_NOTICE"  # the plugin wrapper's own notice, told in the same message
+
+
+def system_message(text: str) -> str:
+    """The one JSON object a hook prints on stdout for the user: Claude Code shows `systemMessage`
+    in its UI ("SessionStart:startup says: ...") and never hands it to the model."""
+    return json.dumps({"systemMessage": text}) + "\n"
+
+
 def session_notice(now: float | None = None, stream: object = None) -> bool:
-    """At session start, at most once a (local) day: one line on stderr naming the accounts whose
-    login ends within 3 days or has ended. Reads status.json only (no decryption, no network);
-    never raises, never writes stdout. True when the line was written."""
+    """At session start: at most once a (local) day, one line naming the accounts whose login ends
+    within 3 days or has ended, after the plugin wrapper's notice ($CLAUDE_POOL_NOTICE) when it
+    passed one; written as ONE `{"systemMessage": ...}` JSON object on stdout (shown to the user,
+    never to the model; nothing else may go there). Reads status.json only (no decryption, no
+    network); never raises. True when the message was written."""
+    texts = []
     try:
+        wrapper = " ".join(os.environ.pop(NOTICE_ENV, "").split())  # one line; not passed on to children
+        if wrapper:
+            texts.append(wrapper)
         from claude_pool.providers import paths, sidecars
 
         now = time.time() if now is None else now
         entries = due(sidecars.read_status(), now)  # type: ignore[arg-type]
-        if not entries or not _first_today(paths.state_dir(), now):
-            return False
-        out = stream or sys.stderr
-        out.write(notice_line(entries, now) + "\n")  # type: ignore[attr-defined]
-        return True
+        if entries and _first_today(paths.state_dir(), now):
+            texts.append(notice_line(entries, now))
     except Exception:  # noqa: BLE001 - a notice must never cost the user a session start
+        pass
+    if not texts:
+        return False
+    try:
+        out = stream or sys.stdout  # the hook passes its real stdout (it points sys.stdout at stderr)
+        out.write(system_message(" ".join(texts)))  # type: ignore[attr-defined]
+        out.flush()  # type: ignore[attr-defined]
+        return True
+    except Exception:  # noqa: BLE001
         return False
 
 

@@ -87,7 +87,7 @@ def _mtime(path: str) -> int | None:
         return None
 
 
-def session_start(payload: dict | None = None) -> int:
+def session_start(payload: dict | None = None, stdout: object = None) -> int:
     """A live look at the active account before the session's first request; the full engine
     only when something needs to change (see reconciler/quicklook.py)."""
     from claude_pool.providers import paths
@@ -96,7 +96,7 @@ def session_start(payload: dict | None = None) -> int:
     from .model import ENV as MODEL_ENV, detect
 
     start = time.monotonic()
-    session_notice()  # logins ending within 3 days: one stderr line, once a day; never raises
+    session_notice(stream=stdout)  # logins ending within 3 days (once a day), the wrapper's: one systemMessage
     trigger = "hook:session-start"
     model = detect(payload)
     env = {"CLAUDE_POOL_DEADLINE": repr(time.time() + SESSION_START_BUDGET)}
@@ -291,7 +291,7 @@ def main(argv: list[str]) -> int:
     try:
         payload = read_payload()
         if event == "session-start":
-            return session_start(payload)
+            return session_start(payload, real_stdout)
         if event == "prompt-submit":
             return prompt_submit(payload)
         if event == "stop-failure":

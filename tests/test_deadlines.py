@@ -107,10 +107,13 @@ def test_a_deadline_two_days_out_is_shown_everywhere(sandbox, fake):
     assert badge == "pool: bob · alice: login ends in 2d0h\n"
     assert "\033[33m" in sandbox.ok("statusline", input="{}").stdout   # in the warning colour
 
+    # told to the user as Claude Code's systemMessage: one JSON object, the only thing on stdout
     first = sandbox.run("hook", "session-start", input='{"hook_event_name": "SessionStart"}')
-    assert (first.returncode, first.stdout) == (0, ""), first.stderr
-    notice = [line for line in first.stderr.splitlines() if "login ends" in line]
-    assert len(notice) == 1 and "alice (alice@example.com) login ends in 2d0h" in notice[0], first.stderr
+    assert first.returncode == 0 and first.stdout.count("\n") == 1, (first.stdout, first.stderr)
+    told = json.loads(first.stdout)
+    assert list(told) == ["systemMessage"], told
+    notice = [told["systemMessage"]]
+    assert "alice (alice@example.com) login ends in 2d0h" in notice[0] and "login" not in first.stderr, told
     assert "/login" in notice[0] and "bob" not in notice[0]
     assert markers(sandbox) == [deadlines.MARKER_PREFIX + time.strftime("%Y-%m-%d")]
 
@@ -121,8 +124,8 @@ def test_a_deadline_two_days_out_is_shown_everywhere(sandbox, fake):
     os.rename(os.path.join(state_dir(sandbox), markers(sandbox)[0]),
               os.path.join(state_dir(sandbox), deadlines.MARKER_PREFIX + "2000-01-01"))
     next_day = sandbox.run("hook", "session-start", input="{}", subprocess=True)   # a real stdout
-    assert (next_day.returncode, next_day.stdout) == (0, ""), next_day.stderr
-    assert "alice (alice@example.com) login ends in" in next_day.stderr
+    assert next_day.returncode == 0, next_day.stderr
+    assert "alice (alice@example.com) login ends in" in json.loads(next_day.stdout)["systemMessage"]
     assert markers(sandbox) == [deadlines.MARKER_PREFIX + time.strftime("%Y-%m-%d")]
 
 
@@ -206,7 +209,7 @@ def test_a_refresh_refused_past_the_deadline_says_login_expired(sandbox, fake):
 
     assert sandbox.ok("statusline", "--no-color", input="{}").stdout.endswith("· alice: login expired\n")
     start = sandbox.run("hook", "session-start", input="{}")
-    assert start.stdout == "" and f"alice ({ALICE}) login expired on {date}" in start.stderr, start.stderr
+    assert f"alice ({ALICE}) login expired on {date}" in json.loads(start.stdout)["systemMessage"], start.stderr
 
 
 # ---- the notice itself ----------------------------------------------------------------------------

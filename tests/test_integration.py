@@ -618,7 +618,7 @@ def test_plugin_manifest_and_hooks() -> None:
 
 # The tools the plugin's scripts use, without any Python: a PATH where Python 3.11+ is missing.
 _SCRIPT_TOOLS = ("sh", "sed", "cat", "date", "mkdir", "cut", "find", "rmdir", "mv", "rm", "wc", "basename",
-                 "dirname", "setsid", "nohup", "readlink", "ln", "mktemp", "cp", "grep", "sleep")
+                 "dirname", "setsid", "nohup", "readlink", "ln", "mktemp", "cp", "grep", "sleep", "tr", "head")
 
 
 def _path_without_python(tmp_path: Path) -> str:
@@ -658,11 +658,12 @@ def test_plugin_wrapper_without_python_says_so_once_a_session_and_backs_off(tmp_
         assert failed[1] == f"version {claude_pool.__version__}"
         assert failed[2] == "it needs Python 3.11 or newer, none is on PATH"
 
-        # session start: told, in plain words, on stderr (what Claude Code shows the user), exit 1, never 2
+        # session start: told, in plain words, as the systemMessage Claude Code shows the user, exit 0
         proc = call("hook", "session-start")
-        assert proc.returncode == 1 and proc.stdout == ""
-        assert proc.stderr == ("claude-pool is not installed: it needs Python 3.11 or newer, none is on PATH. "
-                               "Log: ~/.local/share/claude-pool/bootstrap.log\n")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert json.loads(proc.stdout) == {"systemMessage": (
+            "claude-pool is not installed: it needs Python 3.11 or newer, none is on PATH. "
+            "Log: ~/.local/share/claude-pool/bootstrap.log")}
         # prompts: silent, and no new attempt while it backs off
         for _ in range(3):
             proc = call("hook", "prompt-submit")
@@ -707,8 +708,8 @@ def test_plugin_wrapper_stays_idle_after_claude_pool_uninstall(tmp_path: Path) -
     proc = call("hook", "prompt-submit")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     proc = call("hook", "session-start")
-    assert proc.returncode == 1 and proc.stdout == "" and "the plugin is idle" in proc.stderr
-    assert str(data / "uninstalled") in proc.stderr
+    assert proc.returncode == 0 and proc.stderr == "" and "the plugin is idle" in json.loads(proc.stdout)["systemMessage"]
+    assert str(data / "uninstalled") in json.loads(proc.stdout)["systemMessage"]
     time.sleep(0.5)
     assert not (home / ".local" / "share" / "claude-pool").exists()  # no install was started
 

@@ -16,7 +16,7 @@ import pytest
 
 from proctools import alive, wait_for
 
-ALICE, BOB = "alice@example.com", "bob@example.com"
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 KEY1 = "sk-ant-api03-UNINSTALLKEY1-0123456789abcdefghijABCDEFGH"
 FOREIGN = "/usr/local/bin/vault-key-helper --profile work"
 
@@ -106,10 +106,18 @@ def test_uninstall_removes_the_plugins_install_and_idles_the_plugin(sandbox) -> 
 
     out = sandbox.ok("uninstall").stdout
 
-    assert not os.path.lexists(link) and not share.exists() and other.exists()
-    assert (plugins / "data" / "claude-pool-claude-pool" / "uninstalled").exists()
+    assert not os.path.lexists(link) and other.exists()
+    # all that is left of the install: the marker every entry point of the plugin sees
+    assert sorted(os.listdir(share)) == ["uninstalled"]
+    data_marker = plugins / "data" / "claude-pool-claude-pool" / "uninstalled"
+    assert data_marker.exists()  # the old place too (a plugin of an earlier version looks there)
+    assert (share / "uninstalled").read_text().splitlines() == ["claude-pool uninstall", str(data_marker)]
     assert not (plugins / "data" / "x-y").exists()
     assert "claude plugin uninstall claude-pool@claude-pool" in out
+    assert "Nothing installs claude-pool again until you run: rm ~/.local/share/claude-pool/uninstalled" in out
+    # a second run keeps the marker and says nothing about a program that is not there
+    out = sandbox.ok("uninstall").stdout
+    assert sorted(os.listdir(share)) == ["uninstalled"] and "Removed the installed program" not in out
 
 
 def test_uninstall_leaves_a_claude_pool_link_that_is_not_ours(sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +157,182 @@ def test_a_wake_sleeper_whose_program_is_gone_exits(monkeypatch, tmp_path: Path)
     assert marker.exists()  # it left before taking the marker
 
 
-# ---------------------------------------------------------------- key add --from-clipboard
+# ------------------------------------------- after uninstall: the plugin's wrapper stays idle
+
+REPO = Path(__file__).resolve().parents[1]
+WRAPPER = REPO / "plugin" / "scripts" / "claude-pool"
+TOOLS = ("sh", "sed", "cat", "date", "mkdir", "cut", "find", "rmdir", "mv", "rm", "wc", "basename", "dirname",
+         "setsid", "nohup", "readlink", "ln", "mktemp", "cp", "grep", "sleep", "tr")
+IDLE = "claude-pool is uninstalled; the plugin is idle. To bring it back: rm ~/.local/share/claude-pool/uninstalled\n"
+
+
+def _plugin_installed(sandbox) -> Path:  # type: ignore[no-untyped-def]
+    """The plugin's install (a fake program in versions/, `current`, the PATH link) and Claude Code's
+    record of the plugin (installed from this checkout). Returns the install folder."""
+    share = sandbox.home / ".local" / "share" / "claude-pool"
+    (share / "versions" / "0.1.0-x" / "bin").mkdir(parents=True)
+    (share / "current").symlink_to("versions/0.1.0-x")
+    link = sandbox.home / ".local" / "bin" / "claude-pool"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(share / "current" / "bin" / "claude-pool")
+    plugins = sandbox.claude_dir / "plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    (plugins / "installed_plugins.json").write_text(json.dumps(
+        {"version": 2, "plugins": {"claude-pool@claude-pool": [{"scope": "user", "installPath": str(REPO)}]}}))
+    return share
+
+
+def _wrapper(sandbox, tmp_path: Path, *args: str, data: Path | None = None):  # type: ignore[no-untyped-def]
+    """The plugin's wrapper as a real process, the way a slash command's `!` runs it: no
+    $CLAUDE_PLUGIN_DATA (unless `data`), no claude-pool and no Python on PATH (an install that
+    wrongly starts fails at once, and leaves its log)."""
+    bindir = tmp_path / "wrapper-bin"
+    if not bindir.exists():
+        bindir.mkdir()
+        for tool in TOOLS:
+            found = shutil.which(tool)
+            if found:
+                (bindir / tool).symlink_to(found)
+    env = {k: v for k, v in sandbox.env.items() if not k.startswith("CLAUDE_PLUGIN")}
+    env.update(HOME=str(sandbox.home), PATH=str(bindir), CLAUDE_PLUGIN_ROOT=str(REPO))
+    if data is not None:
+        env["CLAUDE_PLUGIN_DATA"] = str(data)
+    return subprocess.run([str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=20,
+                          input="{}", cwd=sandbox.home)
+
+
+def test_after_uninstall_a_slash_command_installs_nothing_and_says_so_in_one_line(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    share = _plugin_installed(sandbox)
+    sandbox.ok("uninstall")
+
+    proc = _wrapper(sandbox, tmp_path, "list")  # /claude-pool:list
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, IDLE, "")
+    proc = _wrapper(sandbox, tmp_path, "hook", "prompt-submit")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    proc = _wrapper(sandbox, tmp_path, "hook", "session-start")  # a hook without $CLAUDE_PLUGIN_DATA too
+    # at session start: to the user, never the model (a systemMessage), and not shown as an error
+    assert (proc.returncode, proc.stderr) == (0, "") and json.loads(proc.stdout) == {"systemMessage": IDLE.strip()}
+    data = sandbox.claude_dir / "plugins" / "data" / "claude-pool-claude-pool"
+    proc = _wrapper(sandbox, tmp_path, "hook", "session-start", data=data)
+    # at session start: to the user, never the model (a systemMessage), and not shown as an error
+    assert (proc.returncode, proc.stderr) == (0, "") and json.loads(proc.stdout) == {"systemMessage": IDLE.strip()}
+    time.sleep(0.5)  # an install started in the background would have logged by now
+    assert sorted(os.listdir(share)) == ["uninstalled"], "an install started after uninstall"
+    assert not (sandbox.home / ".local" / "bin" / "claude-pool").exists()
+
+    # the plugin uninstalled (its data folder deleted) and installed again asks for claude-pool back
+    shutil.rmtree(data)
+    proc = _wrapper(sandbox, tmp_path, "hook", "session-start", data=data)
+    assert proc.returncode in (0, 1) and IDLE not in proc.stderr
+    wait_for(lambda: (share / "bootstrap.failed").exists(), 10, "the install to start (and fail: no Python)")
+    assert not (share / "uninstalled").exists()
+
+
+def test_the_old_marker_alone_still_idles_the_plugin(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = sandbox.claude_dir / "plugins" / "data" / "claude-pool-claude-pool"
+    data.mkdir(parents=True)
+    (data / "uninstalled").write_text("claude-pool uninstall\n")
+    proc = _wrapper(sandbox, tmp_path, "hook", "session-start", data=data)
+    assert proc.returncode == 0 and "the plugin is idle" in json.loads(proc.stdout)["systemMessage"]
+    time.sleep(0.3)
+    assert not (sandbox.home / ".local" / "share" / "claude-pool").exists()
+
+
+def _reading(sandbox, email: str, five: float, **extra) -> dict:  # type: ignore[no-untyped-def]
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    entry = sandbox.account_entry(email)
+    entry["usage"] = {"five_hour": {"pct": five, "resets_at": iso(now + 7200)},
+                      "seven_day": {"pct": 30, "resets_at": iso(now + 3 * 86400)}}
+    entry["usage_at"] = iso(now - 60)
+    entry.update(extra)
+    return entry
+
+
+def _pool_with(sandbox, *entries: dict) -> None:  # type: ignore[no-untyped-def]
+    sandbox.write_pool({"mode": "account", "current": entries[0]["id"], "current_key": "", "key_cursor": 0,
+                        "saved_api_key_helper": "", "accounts": list(entries), "api_keys": []})
+    sandbox.write_creds(entries[0]["blob"])
+
+
+@pytest.mark.parametrize("out", ["at 100%", "blocked"])
+def test_uninstall_on_an_account_that_is_out_switches_to_the_one_with_room_first(sandbox, out) -> None:  # type: ignore[no-untyped-def]
+    for email in (ALICE, BOB, CAROL):
+        sandbox.fake.add_account(email)
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    seen = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    if out == "at 100%":
+        alice = _reading(sandbox, ALICE, 100)
+    else:
+        alice = _reading(sandbox, ALICE, 40, block={"until": until, "source": "message", "reason": "limit",
+                                                     "at": seen})
+    _pool_with(sandbox, alice, _reading(sandbox, BOB, 70), _reading(sandbox, CAROL, 10))
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.fake.account(ALICE).access_token
+
+    text = sandbox.ok("uninstall").stdout
+
+    assert sandbox.creds()["claudeAiOauth"]["accessToken"] == sandbox.fake.account(CAROL).access_token
+    assert f"alice is {out.split()[0]}" in text, text
+    assert f"Claude Code held account alice ({ALICE}), but alice is" in text, text
+    assert f"switched it to account carol ({CAROL}), which has the most room (last reading 5h 10%" in text, text
+    assert "5h 10%" in text
+    assert sandbox.pool()["current"] == "carol"
+    assert sandbox.refresh_token(CAROL) not in text and sandbox.access(CAROL) not in text
+
+
+def test_uninstall_says_the_login_it_leaves_and_its_room(sandbox) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fake.add_account(ALICE)
+    sandbox.fake.add_account(BOB)
+    _pool_with(sandbox, _reading(sandbox, ALICE, 25), _reading(sandbox, BOB, 0))
+    creds = sandbox.creds_bytes()
+    text = sandbox.ok("uninstall").stdout
+    assert f"Claude Code keeps account alice ({ALICE}): it has room now (last reading 5h 25%, 7d 30%)." in text, text
+    assert sandbox.creds_bytes() == creds  # it has room: not moved
+
+
+def test_uninstall_when_every_account_is_out_says_so_and_stays(sandbox) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fake.add_account(ALICE)
+    sandbox.fake.add_account(BOB)
+    _pool_with(sandbox, _reading(sandbox, ALICE, 100), _reading(sandbox, BOB, 100))
+    creds = sandbox.creds_bytes()
+    text = sandbox.ok("uninstall").stdout
+    assert f"Claude Code keeps account alice ({ALICE}), but alice is at 100%" in text, text
+    assert "no other account in the pool has room" in text
+    assert sandbox.creds_bytes() == creds
+
+
+def test_purge_after_a_plain_uninstall_through_the_plugins_script(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fake.add_account(ALICE)
+    sandbox.login(ALICE)
+    sandbox.ok("import")
+    share = _plugin_installed(sandbox)
+    creds = sandbox.creds_bytes()
+    out = sandbox.ok("uninstall").stdout
+    assert "Kept:" in out and sandbox.pool_path.exists() and sandbox.audit_path.exists()
+
+    proc = _wrapper(sandbox, tmp_path, "uninstall")  # no program left: says what is kept
+    assert proc.returncode == 0 and "uninstall --purge" in proc.stdout and sandbox.pool_path.exists()
+    proc = _wrapper(sandbox, tmp_path, "uninstall", "--purge")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Deleting {sandbox.pool_path}" in proc.stdout and "Deleting the audit log" in proc.stdout, proc.stdout
+    assert not sandbox.pool_dir.exists() and not sandbox.audit_path.parent.exists()
+    assert sandbox.creds_bytes() == creds
+    assert sandbox.refresh_token(ALICE) not in proc.stdout + proc.stderr
+    time.sleep(0.3)
+    assert sorted(os.listdir(share)) == ["uninstalled"]  # and no install started
+
+
+def test_the_kept_line_names_a_purge_that_works_once_the_program_is_gone(sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from claude_pool.providers import paths
+
+    if sandbox.subprocess:
+        pytest.skip("patches this process")
+    sandbox.fake.add_account(ALICE)
+    sandbox.seed(ALICE)
+    _plugin_installed(sandbox)
+    monkeypatch.setattr(paths, "managed_install", lambda: True)
+    out = sandbox.ok("uninstall").stdout
+    assert f"`{WRAPPER} uninstall --purge` deletes them" in out, out
 
 
 def _clipboard(tmp_path: Path, text: str | None) -> str:
