@@ -1,3 +1,3 @@
 """claude-pool: keep Claude Code on the credential with the most rate-limit headroom."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
