@@ -71,9 +71,10 @@ def _full(argv: list[str], trigger: str, env: dict[str, str] | None = None) -> i
 # (checked on Claude Code 2.1.197): a session-start that changed it waits this long, or the
 # session's first request would still go out with the old credential.
 SETTINGS_SETTLE = 1.5
-# The session-start hook blocks the session's first request: the engine's calls are cut at this
-# many seconds (CLAUDE_POOL_DEADLINE), and the settle wait after a change is cut so the whole hook
-# keeps SESSION_START_LIMIT.
+# The session-start hook blocks the session's first request: the engine's calls (and its wait for
+# the pool lock) are cut at this many seconds (CLAUDE_POOL_DEADLINE), so the hook is done within
+# 3 s whatever the network does; only a change to settings.json adds the settle
+# wait above (Claude Code would otherwise send the first request with the old credential).
 SESSION_START_BUDGET = 2.5
 EMPTY_POOL_BUDGET = 1.4
 # The light path's own usage call may use this much of it; the rest is for the full engine.
@@ -113,28 +114,25 @@ def session_start(payload: dict | None = None, stdout: object = None) -> int:
             env["CLAUDE_POOL_NO_NETWORK"] = "1"   # the API did not answer: decide on cached data
         elif not found.polled:
             argv.append("--live")                 # the look never reached the API: the engine's is live
-        return _change(argv, trigger, env, start)
+        return _change(argv, trigger, env)
     # An empty pool: the login Claude Code holds starts it. With one account and no key there is
     # nothing to move to, so no reconcile follows (its profile call gets a shorter budget: the
     # interpreter still has the full engine to load).
     env["CLAUDE_POOL_DEADLINE"] = repr(time.time() + EMPTY_POOL_BUDGET)
-    return _change(["import"], trigger, env, start)
+    return _change(["import"], trigger, env)
 
 
-# Whatever happens (the network, a held lock, a stalled token call), the session-start hook is
-# done within this many seconds of its own time.
-SESSION_START_LIMIT = 3.0
 
 
-def _change(argv: list[str], trigger: str, env: dict[str, str], start: float | None = None) -> int:
+def _change(argv: list[str], trigger: str, env: dict[str, str]) -> int:
     from claude_pool.providers import paths
 
-    start = time.monotonic() if start is None else start
     settings = os.path.realpath(paths.settings_file())
     before = _mtime(settings)
     code = _full(argv, trigger, env)
     if _mtime(settings) != before:
-        time.sleep(max(0.0, min(SETTINGS_SETTLE, SESSION_START_LIMIT - (time.monotonic() - start))))
+        # never cut: without it the session's first request goes out on the old credential
+        time.sleep(SETTINGS_SETTLE)
     return code
 
 
