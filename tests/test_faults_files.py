@@ -137,6 +137,7 @@ def stat_is_fifo(path: Path) -> bool:
     return stat.S_ISFIFO(os.lstat(path).st_mode)
 
 
+@pytest.mark.slow   # real processes
 def test_a_fifo_pool_every_command_as_a_real_process_within_a_second(sandbox, fake) -> None:
     """The issue's case, as Claude Code runs us: a process per command, bounded by a timeout."""
     seeded(sandbox, fake)
@@ -378,6 +379,7 @@ def test_a_read_only_credentials_file_is_never_refreshed_into(sandbox, fake) -> 
     assert fake.account(ALICE).invalid_grants == 0 and fake.account(BOB).invalid_grants == 0
 
 
+@pytest.mark.slow   # real processes
 def test_a_settings_folder_we_cannot_write_is_one_line(nonroot_sandbox, fake) -> None:
     sandbox = nonroot_sandbox
     exhausted_with_key(sandbox, fake)
@@ -397,6 +399,7 @@ def test_a_settings_folder_we_cannot_write_is_one_line(nonroot_sandbox, fake) ->
 # Errors name the file and the fix
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow   # real processes
 def test_an_unwritable_claude_folder_does_not_break_read_only_commands(nonroot_sandbox, fake) -> None:
     """`~/.claude` not writable (Claude Code's refresh lock cannot be made there): `list` and
     `status` still answer; the login Claude Code holds is not refreshed."""
@@ -473,6 +476,7 @@ def test_a_pool_folder_file_in_the_way_names_the_file_and_the_fix(sandbox, fake)
         assert "directory" in said[0] and "move it aside" in said[0], said[0]
 
 
+@pytest.mark.slow   # real processes
 def test_an_unwritable_pool_folder_names_the_folder(nonroot_sandbox, fake) -> None:
     sandbox = nonroot_sandbox
     fake.add_account(ALICE, five_hour=10)
