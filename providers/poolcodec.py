@@ -11,6 +11,10 @@ import json
 import os
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot paths use this module)
+if TYPE_CHECKING:
+    from typing import Callable
+
 from . import crypto
 from .base import ProviderError
 from .fsutil import atomic_write, ensure_private_dir, explain, read_regular_stat
@@ -36,10 +40,14 @@ class Reservation:
     the pool's own folder, written to the size the pool will take and fsynced. `commit` writes the
     new pool into it and renames it over the pool file."""
 
-    def __init__(self, pool_path: Path) -> None:
+    def __init__(self, pool_path: Path, claim: "Callable[[str], None] | None" = None) -> None:
         self.pool_path = pool_path
         directory = pool_path.parent
         self.path = directory / f"{PENDING_MARK}{os.getpid()}-{os.urandom(4).hex()}-{pool_path.name}"
+        if claim is not None:
+            # named as this run's before it exists: a save by another of the run's threads (its
+            # own refresh) removes every pending file it does not know to keep
+            claim(str(self.path))
         self.fd: int | None = None
         try:
             ensure_private_dir(directory)

@@ -141,8 +141,7 @@ class PoolFile:
     def reserve(self) -> Iterator[Reservation]:
         """A write of the pool proven possible before a token refresh (PoolUnwritable: it is not,
         so do not refresh). Unused, it is abandoned; a failed commit leaves it for the next run."""
-        spot = Reservation(self.path)
-        self.reserved.add(str(spot.path))
+        spot = Reservation(self.path, claim=self.reserved.add)
         try:
             yield spot
         finally:

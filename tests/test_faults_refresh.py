@@ -133,3 +133,29 @@ def test_every_reader_takes_a_rescued_refresh_first_and_the_next_save_puts_it_in
     assert served in keys.values()
     assert sandbox.pool_oauth("alice")["refreshToken"] == "sk-ant-ort01-rescued-refresh-0123456789"
     assert not rescue.exists(), "the save that put it in place removes the rescue"
+
+
+def test_a_reservation_being_made_survives_another_threads_save(tmp_path, monkeypatch) -> None:
+    """Two refreshes of one run, one per thread: the first one's save removes the pending files
+    it does not know to keep, while the second's reservation is still being filled. Found by the
+    random-kill test (a run that was not killed failed with ENOENT on its own reservation)."""
+    from claude_pool.providers import crypto, poolcodec
+    from claude_pool.providers.poolfile import PoolFile
+    from claude_pool.schema.pool import Pool
+
+    pool_file = PoolFile(tmp_path / "pool.json", key=crypto.derive_key("m", "u"))
+    pool_file.write(Pool())
+    real_write_all = poolcodec._write_all
+    with pool_file.reserve() as first:
+        def fill_then_save(fd, data):  # the second reservation is half made when the first commits
+            real_write_all(fd, data)
+            if fd != first.fd:
+                monkeypatch.setattr(poolcodec, "_write_all", real_write_all)
+                pool_file.write(Pool(current="x"), into=first)
+
+        monkeypatch.setattr(poolcodec, "_write_all", fill_then_save)
+        with pool_file.reserve() as second:
+            assert first.fd is None, "the first reservation was committed meanwhile"
+            assert second.path.exists(), "the first save removed the second reservation"
+            pool_file.write(Pool(current="y"), into=second)
+    assert pool_file.observe().current == "y"
