@@ -155,8 +155,10 @@ def test_a_fifo_pool_every_command_as_a_real_process_within_a_second(sandbox, fa
         # the prompt hook returns at once, silent (its detached reconcile meets the FIFO); the rest say it
         assert len(said) == (0 if args == ("hook", "prompt-submit") and not said else 1), (args, proc.stderr)
         assert not said or (str(sandbox.pool_path) in said[0] and "FIFO" in said[0]), (args, proc.stderr)
-        # an interpreter start is part of it here; the in-process test holds each to 1 s of work
-        assert took < 3.0, f"{' '.join(args)} took {took:.2f}s"
+        # an interpreter start (two for the session start) is part of it here, and a loaded test
+        # machine takes seconds for one: this bound only says "no hang" (the in-process test holds
+        # each command to 1 s of its own work; speed is the benchmark's)
+        assert took < 8.0, f"{' '.join(args)} took {took:.2f}s"
     sandbox.cleanup(grace=2.0)   # the prompt hook's detached reconcile ended on its own, or is ended
 
 
