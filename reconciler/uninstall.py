@@ -267,7 +267,14 @@ def _purge(pool, pool_error: str, say) -> None:  # type: ignore[no-untyped-def]
                 f"API keys: {keys}.")
         else:
             say(f"Deleting {pool_dir / 'pool.json'} (it could not be read: {pool_error}).")
-    for name in POOL_FILES:
+    from claude_pool.providers.fsutil import TEMP_MARK
+    from claude_pool.providers.poolcodec import PENDING_MARK
+
+    # the pool's own files, and what a refresh or a killed writer left beside it (a rescued
+    # refresh holds the pool, tokens included)
+    leftovers = [p.name for p in pool_dir.iterdir() if p.name.startswith((PENDING_MARK, TEMP_MARK))] \
+        if pool_dir.is_dir() else []
+    for name in [*POOL_FILES, *leftovers]:
         try:
             (pool_dir / name).unlink()
         except OSError:

@@ -78,6 +78,8 @@ def test_uninstall_purge_says_what_it_deletes_then_deletes_it(sandbox) -> None: 
     sandbox.ok("key", "add", "--id", "k1", input=KEY1 + "\n")
     assert sandbox.audit_path.exists()
     creds = sandbox.creds_bytes()
+    # a rescued refresh (a reservation whose rename failed) holds the pool, tokens included
+    (sandbox.pool_dir / ".claude-pool-pending-1-abcd-pool.json").write_bytes(sandbox.pool_bytes())
 
     proc = sandbox.ok("uninstall", "--purge")
 
