@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from . import claude_lock, paths
 from .base import ProviderError
-from .fsutil import TEMP_MARK, WriteRefused, check_respected, describe, read_regular_stat
+from .fsutil import TEMP_MARK, WriteRefused, check_respected, describe, fsync_dir, read_regular_stat, write_all
 
 #: how many read-modify-writes a write tries before it leaves the file alone
 ATTEMPTS = 5
@@ -219,9 +219,7 @@ class ClaudeJsonFile:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
             try:
                 os.fchmod(fd, mode)
-                view = memoryview(out)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, out)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -239,12 +237,5 @@ class ClaudeJsonFile:
             except OSError:
                 pass
             raise LeftAlone(f"{describe(exc, 'write', self.path)}; left as it is") from None
-        try:
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        fsync_dir(directory)
         return True

@@ -253,10 +253,7 @@ def atomic_write(path: "Path | str", data: bytes, *, mode: int | None = None,
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have masked bits off
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             os.fsync(fd)
             written_stat = os.fstat(fd)
         finally:
@@ -270,6 +267,19 @@ def atomic_write(path: "Path | str", data: bytes, *, mode: int | None = None,
         if isinstance(exc, OSError) and not isinstance(exc, (NotRegularFile, WriteRefused)):
             raise OSError(exc.errno, exc.strerror, target) from None
         raise
+    fsync_dir(directory)
+    return written_stat
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (os.write may write less than it was given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename in `directory` durable (best effort: not every system can)."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
         try:
@@ -278,7 +288,6 @@ def atomic_write(path: "Path | str", data: bytes, *, mode: int | None = None,
             os.close(dfd)
     except OSError:
         pass
-    return written_stat
 
 
 def _writer_alive(name: str) -> bool:

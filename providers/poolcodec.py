@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 from . import crypto
 from .base import ProviderError
-from .fsutil import atomic_write, ensure_private_dir, explain, read_regular_stat
+from .fsutil import atomic_write, ensure_private_dir, explain, read_regular_stat, write_all
 from .sidecars import identity
 
 
@@ -56,7 +56,7 @@ class Reservation:
                 size = pool_path.stat().st_size
             except OSError:
                 size = 0
-            _write_all(self.fd, b"\0" * (size + PENDING_SLACK))
+            write_all(self.fd, b"\0" * (size + PENDING_SLACK))
             os.fsync(self.fd)
         except OSError as exc:
             self.abandon()
@@ -73,7 +73,7 @@ class Reservation:
         if self.fd is None:
             return
         os.lseek(self.fd, 0, os.SEEK_SET)
-        _write_all(self.fd, data)
+        write_all(self.fd, data)
         os.ftruncate(self.fd, len(data))
         os.fsync(self.fd)
         os.close(self.fd)
@@ -92,12 +92,6 @@ class Reservation:
             self.fd = None
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def read_bytes(path: Path) -> bytes | None:

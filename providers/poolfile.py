@@ -21,7 +21,7 @@ from claude_pool.schema.timefmt import format_time
 
 from . import crypto, paths, poolcodec, sidecars
 from .base import ProviderError
-from .fsutil import clean_stale_temps, ensure_private_dir
+from .fsutil import clean_stale_temps, ensure_private_dir, write_all
 from .poolcodec import PoolError
 
 LOCK_WAIT_SECONDS = 60.0
@@ -186,9 +186,7 @@ class PoolFile:
             with contextlib.suppress(OSError):
                 fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, data)
                     os.fsync(fd)
                 finally:
                     os.close(fd)

@@ -167,16 +167,21 @@ def _near(numbers: object, gate: float) -> bool:
     return False
 
 
-def _gate() -> float:
-    """_GATE_PCT, or the configured threshold when it is lower (config.toml read only if it exists)."""
+def _threshold() -> float | None:
+    """config.toml's threshold (a fraction), read only when the file exists; None: the default."""
     from claude_pool.providers import paths
 
     if not os.path.exists(paths.config_file()):
-        return _GATE_PCT
+        return None
     from .lightconfig import read_config
 
     threshold = read_config().get("threshold")
-    return min(_GATE_PCT, threshold * 100) if isinstance(threshold, (int, float)) else _GATE_PCT
+    return float(threshold) if isinstance(threshold, (int, float)) else None
+
+
+def _gate(threshold: float | None = None) -> float:
+    """_GATE_PCT, or the configured threshold when it is lower."""
+    return min(_GATE_PCT, threshold * 100) if threshold is not None else _GATE_PCT
 
 
 def known_wall(now: float | None = None, *, near: bool = False) -> bool:
@@ -194,13 +199,13 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
     feed = sidecars.read_feed()
     if not isinstance(feed, dict) or feed.get("name") != held.get("id") or feed.get("since") != data.get("since"):
         feed = None
-    gate = _gate()
+    configured = _threshold()
+    gate = _gate(configured)
     if not (held.get("block") or _near(held.get("usage"), gate) or (feed is not None and _near(feed, gate))):
         return False    # nothing near a wall: the common case, decided without the decision module
     from datetime import datetime, timezone
 
     from . import decision
-    from .lightconfig import read_config
 
     when = datetime.fromtimestamp(now if now is not None else time.time(), tz=timezone.utc)
     acc = decision.light_account(held)
@@ -213,7 +218,7 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
     if near:
         return decision.near_limit(acc, None, when) or (feed_pct is not None and feed_pct >= decision.NEAR) \
             or decision.live_block(acc, when) is not None
-    threshold = read_config().get("threshold", decision.DEFAULT_THRESHOLD)
+    threshold = configured if configured is not None else decision.DEFAULT_THRESHOLD
     return decision.cannot_serve(acc, when, None, threshold, feed_pct)
 
 

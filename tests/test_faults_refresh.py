@@ -145,15 +145,15 @@ def test_a_reservation_being_made_survives_another_threads_save(tmp_path, monkey
 
     pool_file = PoolFile(tmp_path / "pool.json", key=crypto.derive_key("m", "u"))
     pool_file.write(Pool())
-    real_write_all = poolcodec._write_all
+    real_write_all = poolcodec.write_all
     with pool_file.reserve() as first:
         def fill_then_save(fd, data):  # the second reservation is half made when the first commits
             real_write_all(fd, data)
             if fd != first.fd:
-                monkeypatch.setattr(poolcodec, "_write_all", real_write_all)
+                monkeypatch.setattr(poolcodec, "write_all", real_write_all)
                 pool_file.write(Pool(current="x"), into=first)
 
-        monkeypatch.setattr(poolcodec, "_write_all", fill_then_save)
+        monkeypatch.setattr(poolcodec, "write_all", fill_then_save)
         with pool_file.reserve() as second:
             assert first.fd is None, "the first reservation was committed meanwhile"
             assert second.path.exists(), "the first save removed the second reservation"

@@ -88,6 +88,6 @@ def test_the_hooks_gate_is_the_decisions_near_and_looks_at_percentages_only(tmp_
     usage = {"five_hour": {"pct": 0}, "seven_day": {"pct": 0}, "scoped": [{"name": "Opus", "pct": 99}]}
     assert hooks._near(usage, 85.0)
     monkeypatch.setenv("CLAUDE_POOL_CONFIG_DIR", str(tmp_path))
-    assert hooks._gate() == 85.0
+    assert hooks._gate(hooks._threshold()) == 85.0
     (tmp_path / "config.toml").write_text("[policy]\nthreshold = 0.6\n")
-    assert hooks._gate() == 60.0, "a lower threshold lowers the gate"
+    assert hooks._gate(hooks._threshold()) == 60.0, "a lower threshold lowers the gate"
