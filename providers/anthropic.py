@@ -1,5 +1,8 @@
 """The Anthropic HTTP APIs (docs/ARCHITECTURE.md §4): usage, profile, token refresh. httpx, short timeouts.
 
+httpx is imported when the first client is made (a run that never calls pays nothing for it), and
+a TLS context with the CA bundle is built only when an endpoint is https (`_verify`).
+
 Errors come in two types: `TransientError` (timeouts, 429, 5xx, garbage: "unknown", never
 exhaustion; a 429 is `Throttled`, with the `retry-after` it named) and `InvalidGrant` (the
 refresh token is dead: the account needs a fresh login).
@@ -15,15 +18,16 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from claude_pool.schema.backoff import parse_retry_after
 from claude_pool.schema.config import Config
 from claude_pool.schema.pool import Usage
 from claude_pool.schema.usage import UsageFormatError, parse_usage
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 LATE_ANSWER_SECONDS = 60.0   # how long a token refresh's answer is still read after the run gave up on it
@@ -172,7 +176,7 @@ def parse_profile(body: object) -> "Profile | None":
                                                                          "claudeCodeTrialDurationDays", "seatTier")})
 
 
-def _status_error(resp: httpx.Response, what: str) -> ApiError:
+def _status_error(resp: "httpx.Response", what: str) -> ApiError:
     exc: ApiError
     if resp.status_code in (401, 403):
         exc = Unauthorized(f"{what}: HTTP {resp.status_code}")
@@ -191,10 +195,24 @@ def _answered(exc: ApiError) -> ApiError:
     return exc
 
 
+def _verify(endpoints: ApiUrls) -> "bool | object":
+    """httpx's `verify`: True (its default: a context with the CA bundle, checked hostnames) when
+    any endpoint is https. With only plain http:// (loopback: check_endpoint allows nothing
+    else, and redirects are not followed) no TLS connection is ever made, so no CA bundle is
+    loaded (about 25 ms): a bare client context, which still verifies and trusts nobody."""
+    if any(urlsplit(url).scheme != "http" for url in (endpoints.api_base, endpoints.token_url)):
+        return True
+    import ssl
+
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED, check_hostname, no CA: no https ever passes
+
+
 class AnthropicApi:
     name = "anthropic"
 
     def __init__(self, endpoints: ApiUrls, *, timeout: float = 5.0, max_connections: int = 16) -> None:
+        import httpx
+
         self.endpoints = endpoints
         self.timeout = timeout
         self.client = httpx.Client(
@@ -202,6 +220,7 @@ class AnthropicApi:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"anthropic-beta": OAUTH_BETA, "user-agent": "claude-pool"},
             follow_redirects=False,
+            verify=_verify(endpoints),
         )
 
     def close(self) -> None:
@@ -214,6 +233,8 @@ class AnthropicApi:
         self.close()
 
     def _get_json(self, path: str, access_token: str, what: str) -> object:
+        import httpx
+
         try:
             resp = self.client.get(self.endpoints.api_base + path,
                                    headers={"authorization": f"Bearer {access_token}"})
@@ -247,6 +268,8 @@ class AnthropicApi:
         return self.profile(access_token).email
 
     def refresh(self, refresh_token: str) -> TokenGrant:
+        import httpx
+
         payload = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
         try:
             # The server rotates the moment it takes the request: a slow answer must still be read
@@ -301,17 +324,21 @@ class LazyApi:
                                          max_connections=self.config.http.max_connections)
             return self._api
 
+    # The client is made (httpx imported) before a call's budget starts: the budget is the network's.
     def usage(self, access_token: str) -> Usage:
-        return self._bounded(lambda: self.client().usage(access_token), "usage")
+        api = self.client()
+        return self._bounded(lambda: api.usage(access_token), "usage")
 
     def profile(self, access_token: str) -> "Profile":
-        return self._bounded(lambda: self.client().profile(access_token), "profile")
+        api = self.client()
+        return self._bounded(lambda: api.profile(access_token), "profile")
 
     def profile_email(self, access_token: str) -> str:
         return self.profile(access_token).email
 
     def refresh(self, refresh_token: str) -> TokenGrant:
-        return self._bounded(lambda: self.client().refresh(refresh_token), "token refresh")
+        api = self.client()
+        return self._bounded(lambda: api.refresh(refresh_token), "token refresh")
 
     def _bounded(self, call: Callable[[], "T"], what: str) -> "T":
         """The call, given up after its whole budget (the configured timeout, cut to a hook's

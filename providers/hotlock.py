@@ -1,9 +1,9 @@
-"""The pool lock for the hot paths, without importing filelock.
+"""The pool lock, for every run (`poolfile.PoolFile.hold`) and the hot paths alike: stdlib only.
 
-filelock's FileLock on POSIX is `fcntl.flock(LOCK_EX)` on `pool.json.lock` (and on Windows
-`msvcrt.locking` of its first byte), leaving the file in place. Taking the very same lock on the
-very same file here means the helper excludes, and is excluded by, every other run; the test
-suite proves it against filelock itself.
+It is `fcntl.flock(LOCK_EX)` on `pool.json.lock` (on Windows `msvcrt.locking` of its first byte),
+leaving the file in place: the very lock filelock's FileLock takes on the same file, which earlier
+claude-pool versions used, so a run of either excludes the other; the test suite proves it against
+filelock itself.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ class HotLock:
             delay = min(delay * 2, 0.05)
         self.fd = fd
         return self
+
+    def acquire(self) -> "HotLock":
+        """`__enter__` by name (LockTimeout after `wait` seconds); `release` gives it back."""
+        return self.__enter__()
+
+    def release(self) -> None:
+        self.__exit__()
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:

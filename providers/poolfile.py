@@ -1,4 +1,4 @@
-"""The pool file: encrypted (Go-compatible), locked with filelock, written atomically 0600.
+"""The pool file: encrypted (Go-compatible), locked (flock, providers/hotlock.py), written atomically 0600.
 
 Beside it: `pool.json.lock` (the lock) and `status.json`, a plaintext summary with no secret so
 `claude-pool status` answers without decrypting anything.
@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from claude_pool.schema.credentials import oauth_fingerprint
@@ -22,6 +21,7 @@ from claude_pool.schema.timefmt import format_time
 from . import crypto, paths, poolcodec, sidecars
 from .base import ProviderError
 from .fsutil import clean_stale_temps, ensure_private_dir, write_all
+from .hotlock import HotLock, LockTimeout
 from .poolcodec import PoolError
 
 LOCK_WAIT_SECONDS = 60.0
@@ -40,6 +40,8 @@ def decision_digest(pool: Pool) -> str:
     parts = [pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper]
     parts += [f"a:{a.id}:{oauth_fingerprint(a.blob)}:{int(a.needs_relogin)}"
               + (f":b{format_time(a.block.until)}" if a.block is not None and a.block.until else "")
+              + (f":p{a.priority}:t{a.threshold}" if a.priority is not None or a.threshold is not None else "")
+              + (f":z{format_time(a.paused.until)}" if a.paused is not None else "")   # the user's preferences
               for a in pool.accounts]
     parts += [f"k:{k.id}" for k in pool.api_keys]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
@@ -74,7 +76,7 @@ def _summary(pool: Pool) -> dict[str, object]:
         # what the prompt hook needs to see a wall coming without decrypting the pool: the held
         # account's last reading and block (no secret), asked through reconciler/decision.py
         summary["held"] = held.model_dump(mode="json", include={"id", "usage", "usage_at", "usage_source",
-                                                                  "block", "needs_relogin"})
+                                                                  "block", "needs_relogin", "threshold", "paused"})
     return summary
 
 
@@ -104,9 +106,10 @@ class PoolFile:
     def location(self) -> str:
         return str(self.path)
 
-    def lock(self, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:
+    def lock(self, timeout: float = LOCK_WAIT_SECONDS) -> HotLock:
+        """The pool lock (not yet taken): the same flock on `pool.json.lock` as the hot paths'."""
         ensure_private_dir(self.path.parent)
-        return FileLock(str(self.path) + ".lock", timeout=timeout, mode=0o600)
+        return HotLock(Path(str(self.path) + ".lock"), wait=timeout)
 
     @contextlib.contextmanager
     def hold(self, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
@@ -172,6 +175,10 @@ class PoolFile:
                 from None
         with contextlib.suppress(OSError):
             self.write_status(value)
+        from claude_pool.providers import history   # the readings' history and forecasts (issue 20)
+
+        history.record_saved(self.path, lambda: value.model_dump(
+            mode="json", include={"accounts": {"__all__": {"id", "usage", "usage_at"}}}))
 
     def _align_rescues(self, value: Pool, spot: Reservation) -> None:
         """Several refreshes of one run whose renames failed leave several rescues, each the pool as
@@ -196,10 +203,10 @@ class PoolFile:
         sidecars.write_status(status_summary(value), self.identity, self.status_path)
 
 
-def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> FileLock:
+def lock_or_busy(pool: PoolFile, timeout: float = LOCK_WAIT_SECONDS) -> HotLock:
     lock = pool.lock(timeout)
     try:
         lock.acquire()
-    except Timeout:
+    except LockTimeout:
         raise PoolBusy(f"another claude-pool run held the pool lock for {timeout:.0f}s; try again") from None
     return lock

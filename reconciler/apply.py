@@ -22,10 +22,10 @@ from claude_pool.providers.settings import check_write as check_settings
 from claude_pool.providers.world import World
 from claude_pool.schema.credentials import normalized_blob, oauth_fingerprint, with_oauth_of
 from claude_pool.schema.plan import (
-    Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
-    SavePoolState, WriteCredential, WriteIdentity, WriteSettings,
+    Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, Rename, SavedHelper,
+    SavePoolState, SetPreference, WriteCredential, WriteIdentity, WriteSettings,
 )
-from claude_pool.schema.pool import Account, ApiKey, Held, Usage
+from claude_pool.schema.pool import Account, ApiKey, Held, Pause, Usage
 from claude_pool.providers.claude_json import LeftAlone
 
 from .audit import Timer, log
@@ -150,6 +150,40 @@ def remove_key(ap: Applier, a: RemoveKey) -> None:
     p.serve_next(following)
     if not p.api_keys:
         p.key_cursor = 0
+    ap.save()
+
+
+@handles(SetPreference)
+def set_preference(ap: Applier, a: SetPreference) -> None:
+    acc = ap.account(a.target)
+    if a.field == "priority":
+        acc.priority = a.priority
+    elif a.field == "threshold":
+        acc.threshold = a.threshold
+    else:
+        acc.paused = Pause(at=ap.world.clock(), until=a.until, reason=a.pause_reason) if a.paused else None
+    ap.save()
+
+
+@handles(Rename)
+def rename(ap: Applier, a: Rename) -> None:
+    p, new = ap.pool, a.new_id
+    if p.account(new) is not None or p.key(new) is not None:
+        raise ProviderError(f"the name {new} is taken in the pool now")
+    if a.kind == "account":
+        acc = ap.account(a.target)
+        acc.id = new
+        if p.current == a.target:
+            p.current = new
+        for h in p.switches:   # which account a refused request went out with (learn.senders)
+            h.before, h.after = (new if x == a.target else x for x in (h.before, h.after))
+    else:
+        key = p.key(a.target)
+        if key is None:
+            raise ProviderError(f"API key {a.target} is no longer in the pool")
+        key.id = new
+        if p.current_key == a.target:
+            p.current_key = new
     ap.save()
 
 

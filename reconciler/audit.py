@@ -3,6 +3,9 @@
 A redaction processor runs before either output: it drops fields whose name says "secret" and
 replaces every secret string this run knows of (tokens, keys), and anything shaped like an
 Anthropic token, with a marker. Nothing reaches stderr or the audit log without passing it.
+
+structlog is imported at the first log call, not with this module (the redactor is needed by
+every command, structlog only by a run), and without its stdlib-logging bridge (`_structlog`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,10 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
-
-import structlog
 
 from claude_pool.providers import paths
 from claude_pool.providers.fsutil import ensure_private_dir
@@ -130,7 +131,7 @@ class _Sink:
             prefix = "claude-pool: " if method in ("info", "debug") else f"claude-pool: {method}: "
             sys.stderr.write(prefix + str(event["say"]) + "\n")
             sys.stderr.flush()
-        raise structlog.DropEvent
+        raise _structlog().DropEvent
 
 
 def _lock(fd: int) -> bool:
@@ -221,16 +222,92 @@ class _Quiet:
     handler prints its one line."""
 
     def __call__(self, _logger: Any, _method: str, _event: dict[str, Any]) -> Any:
-        raise structlog.DropEvent
+        raise _structlog().DropEvent
 
 
-if not structlog.is_configured():
-    structlog.configure(processors=[_Quiet()], cache_logger_on_first_use=False)
+# What importing structlog runs that a run of ours never uses: its stdlib-logging bridge
+# (`structlog/__init__` imports these; we log through our own processors into `_Sink`, no stdlib
+# logging) and asyncio (imported by the bridge and by `structlog._native` for its async methods,
+# about 30 ms of a run's start). Each is put in sys.modules unexecuted and runs at its first use,
+# so whoever does use one gets it whole.
+_DEFERRED = ("asyncio", "structlog.stdlib", "structlog.threadlocal")
+_STRUCTLOG: Any = None
+_IMPORTING = threading.Lock()
+
+
+def _structlog() -> Any:
+    """The structlog module, imported at the first need (with `_Quiet` in place until
+    `configure`), its stdlib bridge deferred (`_DEFERRED`)."""
+    global _STRUCTLOG
+    if _STRUCTLOG is None:
+        with _IMPORTING:
+            if _STRUCTLOG is None:
+                if "structlog" not in sys.modules:
+                    _defer(_DEFERRED)
+                import structlog
+
+                if not structlog.is_configured():
+                    structlog.configure(processors=[_Quiet()], cache_logger_on_first_use=False)
+                _STRUCTLOG = structlog
+    return _STRUCTLOG
+
+
+class _OnFirstUse:
+    """The `__getattr__` (PEP 562) of a module put in sys.modules unexecuted: the first name
+    asked of it runs the module's code into that same module object, then answers (a module
+    whose code fails is taken out of sys.modules, as a failed import is)."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.lock = threading.RLock()
+
+    def __call__(self, name: str) -> Any:
+        namespace = self.module.__dict__
+        with self.lock:
+            if namespace.get("__getattr__") is self:
+                del namespace["__getattr__"]
+                try:
+                    self.module.__spec__.loader.exec_module(self.module)
+                except BaseException:
+                    if sys.modules.get(self.module.__name__) is self.module:
+                        del sys.modules[self.module.__name__]
+                    raise
+        if name in namespace:
+            return namespace[name]
+        if callable(namespace.get("__getattr__")):   # the module's own
+            return namespace["__getattr__"](name)
+        raise AttributeError(f"module {self.module.__name__!r} has no attribute {name!r}")
+
+
+def _defer(names: tuple[str, ...]) -> None:
+    import importlib.machinery
+    import importlib.util
+
+    for name in names:
+        if name in sys.modules:
+            continue
+        parent = name.rpartition(".")[0]
+        try:
+            # a top-level name is found, not imported (`structlog` is not imported yet here)
+            spec = importlib.util.find_spec(parent or name)
+            if parent:
+                where = spec.submodule_search_locations if spec is not None else None
+                spec = importlib.machinery.PathFinder.find_spec(name, list(where)) if where else None
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            continue
+        module = importlib.util.module_from_spec(spec)
+        module.__getattr__ = _OnFirstUse(module)  # type: ignore[attr-defined]
+        sys.modules[name] = module
 
 
 def configure(trigger: str, *, stderr_level: str = "info", max_bytes: int = 1_048_576, keep: int = 3,
-              log_path: Path | None = None) -> structlog.typing.FilteringBoundLogger:
+              log_path: Path | None = None) -> Any:
     """Set up this process's logging for one run; returns a logger bound to run id and trigger."""
+    import uuid
+
+    structlog = _structlog()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -248,7 +325,7 @@ def configure(trigger: str, *, stderr_level: str = "info", max_bytes: int = 1_04
 
 
 def log() -> Any:
-    return structlog.get_logger()
+    return _structlog().get_logger()
 
 
 class Timer:

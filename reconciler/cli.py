@@ -63,6 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in LIGHT:
         return importlib.import_module(LIGHT[args[0]]).main(args[1:])
+    if args == ["version"]:
+        from claude_pool import __version__
+
+        sys.stdout.write(f"claude-pool {__version__}\n")
+        return 0
+    if args == ["list", "--json"]:
+        from claude_pool.reconciler import lightlist
+
+        code = lightlist.main(args[1:])   # None: only the full engine can be sure of every byte
+        if code is not None:
+            return code
     from claude_pool.reconciler import commands
 
+    if args in ([], ["-h"], ["--help"]):
+        # the parser alone (commands.py loads the engine only when a command runs): the same text
+        parser = commands.build_parser()
+        if args:
+            parser.print_help()
+            return 0
+        parser.print_help(sys.stderr)
+        return 1
     return commands.main(args)

@@ -4,19 +4,33 @@ each is logged and can be shown before it happens."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 from claude_pool import __version__
 
-from .audit import REDACTOR, configure, log
+from .audit import REDACTOR, configure, log   # stdlib only: structlog comes with the first log call
 from .errors import UserError
-from .intents import AddKey, Import, Reconcile, Remove, Switch, check_id
+
+
+def _later(name: str) -> Callable[..., Any]:
+    """`name` from reconciler/intents.py, imported when a command runs: intents needs the
+    pydantic config, and this module's import (the parser, `--help`) stays stdlib-only."""
+    def call(*args: Any, **kw: Any) -> Any:
+        from . import intents
+
+        return getattr(intents, name)(*args, **kw)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+AddKey, Import, Reconcile, Remove, Switch, check_id = map(_later, ("AddKey", "Import", "Reconcile", "Remove",
+                                                                  "Switch", "check_id"))
 
 
 def _out(text: str) -> None:
@@ -150,6 +164,10 @@ def _refuses(acc, now: datetime) -> str:  # type: ignore[no-untyped-def]
         return ""
     if acc.needs_relogin:
         return f"{acc.id} needs re-login"
+    from .decision import paused
+
+    if paused(acc, now):
+        return f"{acc.id} is paused"
     block = live_block(acc, now, None, strict=False)
     if block is not None and block.until is not None:
         scope = f" for {block.model}" if block.model else ""
@@ -202,6 +220,9 @@ def _hand_note(outcome, target: str) -> list[str]:  # type: ignore[no-untyped-de
     why = _refuses(outcome.observed.pool.account(target), outcome.observed.now)
     if not why:
         return []
+    if why.endswith(" is paused"):
+        return [f"Note: {why}: the next reconcile (a hook's) moves Claude Code off it again; "
+                f"`claude-pool resume {target}` to keep it."]
     return [f"Note: {why}: requests on it are refused until then; `claude-pool reconcile` moves Claude Code "
             "to the credential with the most headroom."]
 
@@ -245,6 +266,8 @@ def _read_key(arg: str | None) -> str:
     if arg is not None and arg != "-":
         return arg
     if arg is None and sys.stdin.isatty():
+        import getpass
+
         return getpass.getpass("API key (hidden): ")
     try:
         return sys.stdin.read()
@@ -325,6 +348,118 @@ def cmd_rm(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- preferences (issue 20): priority, threshold, pause, resume, rename ---------------------
+
+def _prefer(intent) -> int:  # type: ignore[no-untyped-def]
+    """Run a preference through the engine (plan/apply, audited) and say what changed and, when
+    the pool moved because of it, where."""
+    outcome = _run(intent.name, intent, execute=True, network=False)
+    done = [x for x in outcome.applied if x.type == "set_preference"]
+    if done:
+        for x in done:
+            _out(f"{x.target}: {x.after} (was: {x.before}).")
+    else:
+        _out(f"{outcome.desired.reason.split(';')[0]}.")   # "a: priority 2 already."
+    for line in _moved(outcome):
+        _out(line)
+    return 0
+
+
+def cmd_priority(a: argparse.Namespace) -> int:
+    from .intents import Prefer
+
+    check_id(a.id)
+    value = a.value.strip().lower()
+    if value == "default":
+        return _prefer(Prefer(a.id, "priority", priority=None))
+    if not value.isdigit() or not 1 <= int(value) <= 99:
+        raise UserError(f"priority: expected a tier from 1 (spent first) to 99, or `default`; not {a.value!r}")
+    return _prefer(Prefer(a.id, "priority", priority=int(value)))
+
+
+def parse_threshold(text: str) -> float | None:
+    """`0.8`, `80`, `80%` or `default` (None); one line on anything else."""
+    value = text.strip().lower()
+    if value == "default":
+        return None
+    try:
+        number = float(value.rstrip("%"))
+    except ValueError:
+        number = float("nan")
+    if value.endswith("%") or number > 1:
+        number /= 100.0
+    if not 0 < number <= 1:   # NaN fails this too
+        raise UserError(f"threshold: expected a fraction (0.8), a percentage (80 or 80%) or `default`; not {text!r}")
+    return number
+
+
+def cmd_threshold(a: argparse.Namespace) -> int:
+    from .intents import Prefer
+
+    check_id(a.id)
+    return _prefer(Prefer(a.id, "threshold", threshold=parse_threshold(a.value)))
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """`--until`: a duration from now (`90m`, `3h`, `2d`, `1w`) or a time (ISO 8601; without an
+    offset: local time); it must be in the future."""
+    import re
+    from datetime import timedelta
+
+    value = text.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mhdw])", value.lower())
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        try:
+            when = now + timedelta(**{unit: float(m.group(1))})
+        except OverflowError:
+            raise UserError(f"--until {text!r} is too far away") from None
+    else:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise UserError(f"--until: expected a duration (3h, 2d, 90m, 1w) or a time (2026-12-24T09:00); "
+                            f"not {text!r}") from None
+        if when.tzinfo is None:
+            when = when.astimezone()   # a time without an offset is the user's local time
+    if when <= now:
+        raise UserError(f"--until {text!r} is not in the future")
+    return when.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def cmd_pause(a: argparse.Namespace) -> int:
+    import unicodedata
+
+    from .intents import Prefer
+
+    check_id(a.id)
+    until = parse_until(a.until, datetime.now(timezone.utc)) if a.until is not None else None
+    reason = (a.reason or "").strip()
+    if len(reason) > 200 or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in reason):
+        raise UserError("--reason: at most 200 characters, no control or invisible characters")
+    return _prefer(Prefer(a.id, "paused", paused=True, until=until, reason=reason))
+
+
+def cmd_resume(a: argparse.Namespace) -> int:
+    from .intents import Prefer
+
+    check_id(a.id)
+    return _prefer(Prefer(a.id, "paused", paused=False))
+
+
+def cmd_rename(a: argparse.Namespace) -> int:
+    from .intents import Rename
+
+    check_id(a.old)
+    check_id(a.new, "new name")
+    outcome = _run("rename", Rename(a.old, a.new), execute=True, network=False)
+    done = next((x for x in outcome.applied if x.type == "rename"), None)
+    _out(f"{done.done()[0].upper()}{done.done()[1:]}." if done is not None else f"{a.old} is already called {a.new}.")
+    for line in _moved(outcome, gone=a.old):
+        _out(line)
+    return 0
+
+
 # ---- looking -------------------------------------------------------------------------------
 
 def cmd_list(a: argparse.Namespace) -> int:
@@ -400,6 +535,20 @@ def cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    """`export FILE [--move]`: every account and key, encrypted with a passphrase (reconciler/transfer.py)."""
+    from .transfer import export
+
+    return export(a.file, move=a.move, out=_out)
+
+
+def cmd_import_pool(a: argparse.Namespace) -> int:
+    """`import-pool FILE [--replace]`: merge an export into this pool (reconciler/transfer.py)."""
+    from .transfer import import_pool
+
+    return import_pool(a.file, replace=a.replace, out=_out)
+
+
 def cmd_uninstall(a: argparse.Namespace) -> int:
     from .uninstall import run
 
@@ -410,6 +559,24 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo()
+
+
+def cmd_watch(a: argparse.Namespace) -> int:
+    """The pool, redrawn every few seconds (reconciler/watch.py; no network)."""
+    from .watch import run
+
+    if a.interval <= 0:
+        raise UserError("--interval must be a positive number of seconds")
+    return run(interval=a.interval, once=a.once)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """The week at a glance as one self-contained HTML page (reconciler/report.py; no network)."""
+    from .report import write_report
+
+    where = write_report(a.out)
+    _out(f"report written to {where}")
+    return 0
 
 
 # ---- parser --------------------------------------------------------------------------------
@@ -460,9 +627,34 @@ def build_parser() -> argparse.ArgumentParser:
     kp.set_defaults(fn=cmd_key_add)
     sp = add("rm", cmd_rm, "remove an account or API key")
     sp.add_argument("id")
+    sp = add("priority", cmd_priority, "an account's tier: 1 is spent first, a higher tier only when the lower "
+             "ones have no room (`default` clears)")
+    sp.add_argument("id")
+    sp.add_argument("value", metavar="N|default")
+    sp = add("threshold", cmd_threshold, "an account's own threshold, over the global one (0-1, a percentage, "
+             "or `default`)")
+    sp.add_argument("id")
+    sp.add_argument("value", metavar="T|default")
+    sp = add("pause", cmd_pause, "never choose this account (moving off it now if it is held); still shown, "
+             "its login kept alive")
+    sp.add_argument("id")
+    sp.add_argument("--until", metavar="TIME", help="a duration (3h, 2d) or a time (2026-12-24T09:00); "
+                    "default: until `claude-pool resume`")
+    sp.add_argument("--reason", metavar="TEXT", help="shown by list and plan")
+    sp = add("resume", cmd_resume, "end an account's pause")
+    sp.add_argument("id")
+    sp = add("rename", cmd_rename, "give an account or API key another name")
+    sp.add_argument("old")
+    sp.add_argument("new")
     sp = add("list", cmd_list, "accounts with live usage, then keys (masked)")
     sp.add_argument("--json", action="store_true", help="no network, no secrets")
     add("status", cmd_status, "{mode, name} as JSON for a statusline (no network)")
+    sp = add("watch", cmd_watch, "the pool, redrawn every few seconds (q quits; no network)")
+    sp.add_argument("--once", action="store_true", help="print one frame and exit")
+    sp.add_argument("--interval", type=float, default=3.0, metavar="N", help="seconds between frames (default 3)")
+    sp = add("report", cmd_report, "the last 7 days as one self-contained HTML page (no network)")
+    sp.add_argument("--out", metavar="FILE.html", default="claude-pool-report.html",
+                    help="where to write it (default ./claude-pool-report.html)")
     add("version", cmd_version, "print the version")
     sp = add("config", lambda a: (p.parse_args(["config", "--help"]), 0)[1], "config.toml")
     csub = sp.add_subparsers(dest="config_cmd", metavar="init|show", parser_class=_Parser)
@@ -470,6 +662,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--force", action="store_true")
     cp.set_defaults(fn=cmd_config)
     csub.add_parser("show", help="print the effective configuration").set_defaults(fn=cmd_config)
+    sp = add("export", cmd_export, "write every account and API key to FILE, encrypted with a passphrase "
+             "(typed at a hidden prompt, or the first line of stdin)")
+    sp.add_argument("file", metavar="FILE")
+    sp.add_argument("--move", action="store_true",
+                    help="mark the exported accounts here as moved to another machine (never refreshed or chosen here)")
+    sp = add("import-pool", cmd_import_pool, "merge an `export` FILE into this pool (passphrase as for export)")
+    sp.add_argument("file", metavar="FILE")
+    sp.add_argument("--replace", action="store_true",
+                    help="replace an account whose id names another email here (or a key with another value)")
     sp = add("uninstall", cmd_uninstall, "restore settings.json, stop the wake-up, remove the installed program")
     sp.add_argument("--purge", action="store_true", help="also delete the pool and the audit log (says what they hold)")
     add("demo", cmd_demo, "run the sandboxed demo against a local fake Anthropic API")
@@ -499,7 +700,30 @@ def main(argv: list[str]) -> int:
     code = _main(argv)
     if launch is not None:
         return _launch(launch)
-    return code
+    return leave(code)
+
+
+def leave(code: int) -> int:
+    """End the process now, without the interpreter's teardown (about 55 ms of finalizers and
+    garbage collection for a loaded engine), when nothing is left to clean up: every file was
+    written whole and closed by the command itself (pool, sidecars, settings: atomic renames; the
+    audit log: one os.write a line), so only the standard streams are flushed here. Only when this
+    process is the command alone: its own standard streams (not a hook that moved stdout, not a
+    run inside another program or a test), no other thread (a call given up on may still answer:
+    the usual exit then), not interactive. Otherwise returns `code` for the usual exit."""
+    import threading
+
+    if (sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__ or sys.flags.interactive
+            or threading.active_count() != 1):
+        return code
+    try:
+        if "logging" in sys.modules:   # structlog's processors import it: handlers, if any, flushed
+            sys.modules["logging"].shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):   # a closed pipe: the usual exit reports it as it always did
+        return code
+    os._exit(code)
 
 
 def _main(argv: list[str]) -> int:

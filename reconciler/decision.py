@@ -15,7 +15,9 @@ have these attributes, and so do the light dataclasses here):
   a per-model window also has `name`;
 - usage: `five_hour`, `seven_day` (windows), `scoped` (per-model windows);
 - a block (a 429's evidence): `until`, `model` ("" = every model), `at` (when it was seen);
-- an account: `id`, `usage`, `usage_at` (None: never read), `block`, `needs_relogin`;
+- an account: `id`, `usage`, `usage_at` (None: never read), `block`, `needs_relogin`, and the
+  user's preferences (read with getattr: absent means none): `priority` (the tier, None: the
+  default), `threshold` (a fraction, None: the global one), `paused` (None, or with `until`);
 - an observation of an account in this run: `id`, `usage` (None: unknown), `poll` ("ok",
   "cached", "error", "skipped", "dead"), `dead`.
 """
@@ -47,6 +49,31 @@ WEEK = timedelta(hours=168)
 # A time stamped this far after `now` was written under another clock (a laptop waking with a
 # wrong time, a restored VM): a reading from the future is stale, a block from the future void.
 CLOCK_SKEW = timedelta(minutes=2)
+# `claude-pool priority`: an account with no priority of its own is in this tier (1 is spent first).
+DEFAULT_TIER = 1
+
+
+# ---- the user's preferences (`claude-pool priority / threshold / pause`) -----------------------------
+
+def paused(acc: Any, now: datetime) -> bool:
+    """The account is paused now: never chosen (a pause past its end says nothing)."""
+    pause = getattr(acc, "paused", None)
+    if pause is None:
+        return False
+    return pause.until is None or pause.until > now
+
+
+def tier(acc: Any) -> int:
+    """The account's tier: a lower one is spent before a higher one while it has room."""
+    value = getattr(acc, "priority", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else DEFAULT_TIER
+
+
+def line_of(acc: Any, line: float) -> float:
+    """The threshold (in percent) the account's five-hour window is held to: its own, else `line`."""
+    value = getattr(acc, "threshold", None)
+    return value * 100 if isinstance(value, (int, float)) and not isinstance(value, bool) else line
+
 
 
 # ---- windows and usage --------------------------------------------------------------------------
@@ -251,7 +278,7 @@ def best(candidates: list[Any], accounts: Mapping[str, Any], now: datetime, acti
     Ties (paces within 2 % of the best): the lower binding utilization, the active account, pool order.
     """
     order = {aid: i for i, aid in enumerate(accounts)}
-    ranked = [c for c in candidates if c.usage is not None]
+    ranked = [c for c in candidates if c.usage is not None and not paused(accounts.get(c.id), now)]
     if not ranked:
         return None
     accs = {c.id: accounts.get(c.id) for c in ranked}
@@ -267,10 +294,13 @@ def best(candidates: list[Any], accounts: Mapping[str, Any], now: datetime, acti
     if not usable:
         return min(ranked, key=lambda c: (at_risk(c, accs[c.id], now, words), pcts[c.id], c.id != active,
                                           order.get(c.id, 0)))
-    room = [c for c in usable if roomy(c, accs[c.id], now, words, line)]
+    room = [c for c in usable if roomy(c, accs[c.id], now, words, line_of(accs[c.id], line))]
     if words is None:
         room = [c for c in room if not at_risk(c, accs[c.id], now, words)] or room
-    elif room:
+    if room:   # tiers (`claude-pool priority`): the lowest tier with room is spent first
+        first = min(tier(accs[c.id]) for c in room)
+        room = [c for c in room if tier(accs[c.id]) == first]
+    if words is not None and room:
         spare = {c.id: other_scoped_room(c.usage, words, now) for c in room}
         least = min(spare.values())
         room = [c for c in room if spare[c.id] <= least + SPARE_MARGIN]
@@ -289,7 +319,8 @@ def best(candidates: list[Any], accounts: Mapping[str, Any], now: datetime, acti
         return mine
     if words is None:
         usable = [c for c in usable if not at_risk(c, accs[c.id], now, words)] or usable
-    return by_pace(usable)
+    first = min(tier(accs[c.id]) for c in usable)
+    return by_pace([c for c in usable if tier(accs[c.id]) == first])
 
 
 def trusted(observations: Iterable[Any]) -> list[Any]:
@@ -301,20 +332,25 @@ def must_look_wider(observations: Mapping[str, Any], accounts: Mapping[str, Any]
                     now: datetime, words: frozenset[str] | None, threshold: float) -> bool:
     """The stay rule of `--if-needed` (§6 rule 4), after the active account was read: False when
     the active account keeps the work with no further look; True when the others must be read
-    and ranked first (it is blocked, dead, at risk, over the threshold, or the ranking on what
-    is known would leave it). `threshold` is a fraction (0.95)."""
+    and ranked first (it is paused, blocked, dead, at risk, over its threshold, or the ranking on
+    what is known would leave it). `threshold` is a fraction (0.95), the account's own overrides it."""
     obs = observations.get(active)
     if obs is None or obs.dead:
         return bool(accounts)
     acc = accounts.get(active)
+    if paused(acc, now):
+        return True   # `claude-pool pause`: never chosen, the pool moves off it
     if live_block(acc, now, words) is not None:
         return True   # a 429 said this account refuses requests: look for another now
     if obs.usage is None or obs.poll == "error":
         return False  # errors are not exhaustion: stay put
     if at_risk(obs, acc, now, words):
         return True
-    if not roomy(obs, acc, now, words, threshold * 100):
+    if not roomy(obs, acc, now, words, line_of(acc, threshold * 100)):
         return True
+    if any(tier(accounts.get(aid)) < tier(acc) and o.usage is None and not o.dead
+           and not paused(accounts.get(aid), now) for aid, o in observations.items()):
+        return True   # a lower tier never read: it may have room (spent first), read it
     pick = best(trusted(observations.values()), accounts, now, active, words, line=threshold * 100)
     return pick is not None and pick.id != active
 
@@ -322,13 +358,14 @@ def must_look_wider(observations: Mapping[str, Any], accounts: Mapping[str, Any]
 def cannot_serve(acc: Any, now: datetime, words: frozenset[str] | None, threshold: float,
                  feed_pct: float | None = None) -> bool:
     """The pool's own facts already say the held account should not take the next request: a
-    block, a trusted reading at or past the threshold, or the statusline's fresh reading at or
-    past it. (Nothing known: False.) The prompt hook asks this before deciding to wait."""
+    pause, a block, a trusted reading at or past its threshold (the account's own, else
+    `threshold`), or the statusline's fresh reading at or past it. (Nothing known: False.) The
+    prompt hook asks this before deciding to wait."""
     if acc is None or acc.needs_relogin:
         return False
-    if live_block(acc, now, words) is not None:
+    if paused(acc, now) or live_block(acc, now, words) is not None:
         return True
-    line = threshold * 100
+    line = line_of(acc, threshold * 100)
     if trusted_reading(acc, now) and (binding(acc.usage, words, now) >= 100.0
                                       or five_hour_pct(acc.usage, now) >= line):
         return True
@@ -389,11 +426,20 @@ class LightBlock(_Plain):
         return {"until": None, "model": "", "at": None}
 
 
-class LightAccount(_Plain):
-    __slots__ = ("id", "usage", "usage_at", "block", "needs_relogin", "usage_source")
+class LightPause(_Plain):
+    __slots__ = ("until", "at", "reason")
 
     def _defaults(self) -> dict[str, Any]:
-        return {"usage": LightUsage(), "usage_at": None, "block": None, "needs_relogin": False, "usage_source": ""}
+        return {"until": None, "at": None, "reason": ""}
+
+
+class LightAccount(_Plain):
+    __slots__ = ("id", "usage", "usage_at", "block", "needs_relogin", "usage_source", "priority", "threshold",
+                 "paused")
+
+    def _defaults(self) -> dict[str, Any]:
+        return {"usage": LightUsage(), "usage_at": None, "block": None, "needs_relogin": False, "usage_source": "",
+                "priority": None, "threshold": None, "paused": None}
 
 
 class LightObs(_Plain):
@@ -434,7 +480,33 @@ def light_account(data: dict) -> LightAccount:
                                  at=parse_time(block.get("at")))
     return LightAccount(id=str(data.get("id", "")), usage=light_usage(data.get("usage")),
                         usage_at=parse_time(data.get("usage_at")), block=light_block,
-                        needs_relogin=bool(data.get("needs_relogin")), usage_source=str(data.get("usage_source") or ""))
+                        needs_relogin=bool(data.get("needs_relogin")), usage_source=str(data.get("usage_source") or ""),
+                        **light_prefs(data))
+
+
+def _time_or_never(value: Any) -> bool:
+    """schema/pool.py's reading of a time field: "never" (null, empty, Go's zero time) or a time."""
+    never = value is None or value == "" or (isinstance(value, str) and value.startswith("0001-01-01"))
+    return never or parse_time(value) is not None
+
+
+def light_prefs(data: dict) -> dict[str, Any]:
+    """The user's preferences of one account of the pool file's JSON, as schema/pool.py's Account
+    reads them (a value it would not write means unset)."""
+    priority = data.get("priority")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 99:
+        priority = None
+    threshold = data.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        threshold = None
+    pause = data.get("paused")
+    light_pause = None
+    if isinstance(pause, dict) and _time_or_never(pause.get("until")) and _time_or_never(pause.get("at")) \
+            and isinstance(pause.get("reason", ""), str):   # else the full reader drops it too
+        light_pause = LightPause(until=parse_time(pause.get("until")), at=parse_time(pause.get("at")),
+                                 reason=pause.get("reason", ""))
+    return {"priority": priority, "threshold": float(threshold) if threshold is not None else None,
+            "paused": light_pause}
 
 
 def light_obs(acc: LightAccount, reading: LightUsage | None = None) -> LightObs:

@@ -9,10 +9,11 @@ from claude_pool import __version__
 from claude_pool.schema.credentials import fingerprint, oauth_fingerprint
 from claude_pool.schema.plan import (
     Action, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, RemoveAccount, RemoveKey, SavedHelper,
-    SavePoolState, WriteCredential, WriteIdentity, WriteSettings,
+    Rename, SavePoolState, SetPreference, WriteCredential, WriteIdentity, WriteSettings,
 )
 from claude_pool.schema.state import DesiredState, ObservedState
 from claude_pool.providers.claude_json import same_identity
+from claude_pool.schema.timefmt import format_time
 
 
 def describe_helper(value: str | None, ours: str) -> str:
@@ -55,6 +56,15 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
                                      reason="a new key under this name replaces the old one",
                                      before=fingerprint(pool.key(key_id).key)))  # type: ignore[union-attr]
 
+    membership += _preferences(observed, desired)
+    renamed = dict(desired.renames)
+    for old, new in desired.renames:
+        kind = "account" if pool.account(old) is not None else "key"
+        membership.append(Rename(change="update", target=old, reason=desired.reason, before=old, after=new,
+                                 kind=kind, new_id=new))
+        if old in fps:
+            fps[new] = fps.pop(old)
+
     settings: list[Action] = []
     current_helper = observed.settings.api_key_helper
     if desired.touch_settings and desired.api_key_helper != current_helper:
@@ -77,7 +87,9 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     credential += _identity(observed, desired, moved=bool(credential))
 
     state: list[Action] = []
-    before = (pool.mode, pool.current, pool.current_key, pool.saved_api_key_helper)
+    # the pool's state as the renames leave it (they carry `current` and `current_key` along)
+    before = (pool.mode, renamed.get(pool.current, pool.current), renamed.get(pool.current_key, pool.current_key),
+              pool.saved_api_key_helper)
     after = (desired.mode, desired.current, desired.current_key, desired.saved_api_key_helper)
     if before != after:
         if desired.saved_api_key_helper == pool.saved_api_key_helper:
@@ -134,6 +146,45 @@ def _identity(observed: ObservedState, desired: DesiredState, *, moved: bool) ->
     return [WriteIdentity(change="update" if store.shown else "create", target=target,
                           reason=desired.reason if moved else f"Claude Code holds {target}'s login but shows "
                           f"{email(store.shown)}", before=email(store.shown), after=email(wanted))]
+
+
+def pref_label(field: str, value: object) -> str:
+    """A preference in words, for the plan and the command's line (no secret: ours)."""
+    if field == "priority":
+        return f"priority {value}" if value is not None else "default priority"
+    if field == "threshold":
+        return f"threshold {float(value) * 100:.4g}%" if value is not None else "default threshold"  # type: ignore[arg-type]
+    if not value:
+        return "not paused"
+    until = value.get("until") if isinstance(value, dict) else getattr(value, "until", None)
+    return f"paused until {format_time(until)}" if until is not None else "paused"
+
+
+def current_prefs(acc: object) -> dict[str, object]:
+    """An account's preferences in the shape of DesiredState.prefs (a pause past its end is none)."""
+    pause = getattr(acc, "paused", None)
+    return {"priority": getattr(acc, "priority", None), "threshold": getattr(acc, "threshold", None),
+            "paused": {"until": pause.until, "reason": pause.reason} if pause is not None else None}
+
+
+def _preferences(observed: ObservedState, desired: DesiredState) -> list[Action]:
+    out: list[Action] = []
+    for acc_id, wanted in desired.prefs.items():
+        acc = observed.pool.account(acc_id)
+        have = current_prefs(acc) if acc is not None else {}
+        for field in ("priority", "threshold", "paused"):
+            if field not in wanted or (acc is not None and have.get(field) == wanted[field]):
+                continue
+            value = wanted[field]
+            pause = value if field == "paused" and isinstance(value, dict) else None
+            out.append(SetPreference(
+                change="update", target=acc_id, reason=desired.reason, field=field,  # type: ignore[arg-type]
+                before=pref_label(field, have.get(field)), after=pref_label(field, value),
+                priority=value if field == "priority" else None,  # type: ignore[arg-type]
+                threshold=value if field == "threshold" else None,  # type: ignore[arg-type]
+                paused=pause is not None, until=pause["until"] if pause else None,
+                pause_reason=pause.get("reason", "") if pause else ""))
+    return out
 
 
 def _state_label(mode: str, current: str, key: str) -> str:

@@ -62,10 +62,10 @@ def after_apply(world: World, rt: Runtime, outcome: Outcome) -> None:
 def with_context(rt: Runtime, intent: Intent) -> Intent:
     """A reconcile learns the model in use (unless told), the configured threshold (unless told)
     and overage order; `key add` and `rm` the same for the reconcile that follows them."""
-    from .intents import AddKey, Remove
+    from .intents import AddKey, Prefer, Remove, Rename
     from .model import detect
 
-    if isinstance(intent, (AddKey, Remove)):
+    if isinstance(intent, (AddKey, Remove, Prefer, Rename)):
         # the reconcile that follows the command in the same run (on cached readings)
         return replace(intent, then=Reconcile(threshold=rt.config.policy.threshold, model=detect(),
                                               overage=rt.config.policy.overage))

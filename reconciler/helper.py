@@ -122,7 +122,113 @@ def _unsaved(reason: str) -> None:
         pass
 
 
+# ---- the detached work after a call: "is any account back?", light; the full engine only to act ----
+
+BACKGROUND = "--background"
+
+
+def anyone_back(now: "datetime | None" = None) -> bool:
+    """Would a full `reconcile` leave API keys now? Asked of the pool's cached facts (reconciler/
+    decision.py), with at most one usage call per account that no reading or block proves
+    exhausted until a future reset (the light GET of reconciler/quicklook.py; each reading saved,
+    as the full engine saves it). True also whenever this cannot be sure (an expired token to
+    refresh, a refused one, settings.json not naming our helper, config.toml unreadable...): the
+    full engine then decides. False: the full engine would stay on keys, so it is not loaded."""
+    from datetime import datetime, timezone
+
+    from claude_pool.schema import backoff
+    from claude_pool.schema.limits import families, parse_windows
+
+    from . import decision
+    from .lightconfig import read_config
+    from .lightlist import Unsure, _ours, _settings_helper, _surely_live
+    from .model import detect
+    from .quicklook import EXPIRY_MARGIN_MS, _login, _pool_usage, _save_reading, bounded_usage_call
+
+    config = read_config()
+    if config.get("invalid"):
+        return True
+    path = Path(paths.pool_file())
+    data = poolcodec.read_bytes(path)
+    if data is None:
+        return False   # no pool: nothing to move to
+    key = crypto.derive_key()
+    pool = poolcodec.decode(data, key, path)
+    if pool.get("mode") != "apikey":
+        return True    # the pool moved meanwhile: the engine looks
+    try:
+        helper = _settings_helper()
+    except Unsure:
+        return True
+    if not _ours(helper) or not _surely_live(helper or ""):
+        return True    # our helper removed or stale: the engine heals settings.json
+    now = now or datetime.now(timezone.utc)
+    words = families(detect())
+    accounts = pool.get("accounts") or []
+    if not isinstance(accounts, list):
+        return True
+    for acc in accounts:
+        if not isinstance(acc, dict):
+            return True
+        light = decision.light_account(acc)
+        if light.needs_relogin:
+            continue
+        usage = acc.get("usage") if isinstance(acc.get("usage"), dict) else {}
+        extra = usage.get("extra_usage") if isinstance(usage, dict) else None
+        if isinstance(extra, dict) and extra.get("enabled"):
+            return True    # paid extra usage: config.toml's `overage` decides, in the engine
+        if decision.exhausted_until(light, now, words) is not None:
+            continue       # provably exhausted until a future reset: no call
+        if backoff.throttled_until(acc.get("usage_backoff"), now) is not None:
+            # the usage endpoint asked to wait: the cached reading decides, as in the engine
+            if light.usage_at is not None and decision.score(decision.light_obs(light), light, now, words) < 100:
+                return True
+            continue
+        login = _login(acc.get("blob") if isinstance(acc.get("blob"), str) else None)
+        token = login.get("accessToken") if login is not None else None
+        expires = login.get("expiresAt") if login is not None else None
+        if not isinstance(token, str) or not token:
+            return True
+        if isinstance(expires, (int, float)) and expires and now.timestamp() * 1000 >= expires - EXPIRY_MARGIN_MS:
+            return True    # a refresh first: the engine's harvest
+        retry_after = None
+        try:
+            status, body, retry_after = bounded_usage_call(config["api_base"], token, config["timeout"])
+        except OSError:
+            status, body = 0, None
+        if status in (401, 403):
+            return True    # refused: the engine refreshes and reads again
+        found = parse_windows(body) if status == 200 else None
+        after = backoff.after_call(acc.get("usage_backoff"), acc.get("usage_calls"), now, status=status or None,
+                                   retry_after=backoff.parse_retry_after(retry_after, now), reading=found is not None)
+        reading = _pool_usage(found) if found is not None else None
+        _save_reading(path, key, str(light.id), reading, now, after)
+        if reading is not None and decision.score(
+                decision.LightObs(light.id, decision.light_usage(reading), "ok"), light, now, words) < 100:
+            return True    # back: the engine moves (and reads it again, as every run on keys does)
+    return False
+
+
+def background() -> int:
+    """The detached run a helper call starts: the full `reconcile` only when someone is back."""
+    try:
+        back = anyone_back()
+    except Exception:  # noqa: BLE001 - not sure: the engine decides
+        back = True
+    where = os.environ.get("CLAUDE_POOL_RECORD_MODULES")
+    if where:   # tests: the modules the light question loaded, and whether the engine comes next
+        with open(where, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(sorted({m.split(".")[0] for m in sys.modules} | ({"+engine"} if back else set()))))
+    if not back:
+        return 0
+    from . import commands
+
+    return commands.main(["reconcile"])
+
+
 def main(argv: list[str]) -> int:
+    if argv == [BACKGROUND]:
+        return background()
     try:
         secret = serve()
     except (ProviderError, LockTimeout, OSError) as exc:
@@ -136,7 +242,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     if os.environ.get("CLAUDE_POOL_HELPER_NO_RECONCILE") != "1":
         try:
-            spawn.detached(spawn.self_argv("reconcile"), trigger="helper")
+            spawn.detached(spawn.self_argv("helper", BACKGROUND), trigger="helper")
         except OSError as exc:
             sys.stderr.write(f"claude-pool helper: could not start the background reconcile: {exc.strerror}\n")
     return 0

@@ -201,7 +201,11 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
         feed = None
     configured = _threshold()
     gate = _gate(configured)
-    if not (held.get("block") or _near(held.get("usage"), gate) or (feed is not None and _near(feed, gate))):
+    own = held.get("threshold")   # the account's own threshold (`claude-pool threshold`) lowers the gate too
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and 0 < own <= 1:
+        gate = min(gate, own * 100)
+    if not (held.get("block") or held.get("paused") or _near(held.get("usage"), gate)
+            or (feed is not None and _near(feed, gate))):
         return False    # nothing near a wall: the common case, decided without the decision module
     from datetime import datetime, timezone
 
@@ -217,7 +221,7 @@ def known_wall(now: float | None = None, *, near: bool = False) -> bool:
         feed_pct = max(pcts) if pcts else None
     if near:
         return decision.near_limit(acc, None, when) or (feed_pct is not None and feed_pct >= decision.NEAR) \
-            or decision.live_block(acc, when) is not None
+            or decision.live_block(acc, when) is not None or decision.paused(acc, when)
     threshold = configured if configured is not None else decision.DEFAULT_THRESHOLD
     return decision.cannot_serve(acc, when, None, threshold, feed_pct)
 

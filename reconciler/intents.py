@@ -84,4 +84,30 @@ class Remove:
     name = "rm"
 
 
-Intent = Reconcile | Switch | Import | AddKey | Remove
+@dataclass(frozen=True)
+class Prefer:
+    """`claude-pool priority / threshold / pause / resume`: one preference of one account, part of
+    the desired state (the policy's decision honours it: reconciler/decision.py)."""
+
+    target: str
+    field: str                         # "priority" | "threshold" | "paused"
+    priority: int | None = None        # field priority: the tier (None: the default tier)
+    threshold: float | None = None     # field threshold: a fraction (None: the global one)
+    paused: bool = False               # field paused: pause (False: resume)
+    until: "datetime | None" = None    # a pause's end (None: until resumed)
+    reason: str = ""                   # a pause's reason, the user's words
+    then: Reconcile | None = None      # the reconcile that follows in the same run (engine.with_context)
+    name = "prefer"
+
+
+@dataclass(frozen=True)
+class Rename:
+    """`claude-pool rename OLD NEW`: an account or API key gets another id."""
+
+    old: str
+    new: str
+    then: Reconcile | None = None      # the reconcile that follows in the same run (engine.with_context)
+    name = "rename"
+
+
+Intent = Reconcile | Switch | Import | AddKey | Remove | Prefer | Rename

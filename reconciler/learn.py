@@ -31,10 +31,14 @@ from .runtime import Runtime
 
 
 def forget_expired_blocks(rt: Runtime, now: datetime) -> None:
-    """A 429 block whose time has passed says nothing any more: drop it."""
+    """A 429 block whose time has passed says nothing any more: drop it. So does a pause past its
+    end (`claude-pool pause --until`)."""
     for acc in rt.pool.accounts:
         if acc.block is not None and (acc.block.until is None or acc.block.until <= now):
             acc.block = None
+            rt.usage_dirty = True
+        if acc.paused is not None and acc.paused.until is not None and acc.paused.until <= now:
+            acc.paused = None
             rt.usage_dirty = True
 
 

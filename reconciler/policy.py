@@ -19,7 +19,7 @@ from . import decision
 from .decision import (at_risk, exhausted_until, five_hour_open, fresh, live_block, near_limit,  # noqa: F401
                        pace, reset_since, score, weekly_window)
 from .errors import UserError
-from .intents import AddKey, Import, Intent, Reconcile, Remove, Switch, threshold_of
+from .intents import AddKey, Import, Intent, Prefer, Reconcile, Remove, Rename, Switch, threshold_of
 from claude_pool.schema.timefmt import format_time
 
 WAKE_DELAY = timedelta(seconds=30)
@@ -113,11 +113,31 @@ def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozen
 def _wake_at(observed: ObservedState, words: frozenset[str] | None = None) -> datetime | None:
     now = observed.now
     resets = [t for a in observed.pool.accounts if not a.needs_relogin
-              for t in [exhausted_until(a, now, words)] if t is not None]
+              for t in [_back_at(a, now, words)] if t is not None]
     if not resets:
         return None
     when = max(min(resets) + WAKE_DELAY, now + WAKE_MIN)
     return when if when - now <= WAKE_MAX else None
+
+
+def _back_at(acc: object, now: datetime, words: frozenset[str] | None) -> datetime | None:
+    """When the account can serve again, as far as a wake is concerned: its known reset, and a
+    pause's end (paused until resumed: never)."""
+    until = exhausted_until(acc, now, words)
+    if decision.paused(acc, now):
+        end = acc.paused.until  # type: ignore[attr-defined]
+        return None if end is None else max(end, until) if until is not None else end
+    return until
+
+
+def paused_text(acc: object, now: datetime) -> str:
+    """`paused until 2026-12-03T09:00:00Z (by hand: travel)`; "" when not paused now."""
+    if not decision.paused(acc, now):
+        return ""
+    pause = acc.paused  # type: ignore[attr-defined]
+    until = f" until {format_time(pause.until)}" if pause.until is not None else " until `claude-pool resume`"
+    said = f": {pause.reason}" if pause.reason else ""
+    return f"paused{until} (by hand{said}; never chosen meanwhile)"
 
 
 class _Builder:
@@ -142,6 +162,9 @@ class _Builder:
                 said = f": {block.reason}" if block.reason else ""
                 self.notes.append(f"{acc.id}: blocked{scope} until {format_time(block.until)} (429{said}; "
                                   f"reset from {block.source})")
+        for acc in observed.pool.accounts:
+            if paused_text(acc, observed.now):
+                self.notes.append(f"{acc.id}: {paused_text(acc, observed.now)}")
         if observed.store.error:
             self.notes.append(observed.store.error)
         if self.foreign_login:
@@ -221,13 +244,16 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
         b.notes.append("claude-pool's apiKeyHelper was removed from settings.json by hand: back to account mode")
         mode = "account"
     active = active_id(pool, observed.store.account)
-    usable = [observed.accounts[a.id] for a in pool.accounts if not observed.accounts[a.id].dead]
+    # a paused account is never chosen (`claude-pool pause`), so it is not usable here
+    usable = [observed.accounts[a.id] for a in pool.accounts
+              if not observed.accounts[a.id].dead and not decision.paused(a, observed.now)]
     if intent.if_needed and mode == "account" and not needs_wider_poll(observed, intent) and active:
         obs = observed.accounts[active]
+        line = decision.line_of(pool.account(active), threshold_of(intent) * 100)
         if obs.usage is None or obs.poll == "error":
             why = f"{active}'s usage is unknown; staying put"
-        elif decision.binding(obs.usage, words, observed.now) < threshold_of(intent) * 100:
-            why = f"{_label(obs, observed, words)} is under the {threshold_of(intent):.0%} threshold"
+        elif decision.binding(obs.usage, words, observed.now) < line:
+            why = f"{_label(obs, observed, words)} is under the {line:.4g}% threshold"
         else:
             why = f"{_label(obs, observed, words)}: no other account is a better place for this work; staying"
         return b.build("account", active, pool.current_key, why)
@@ -236,14 +262,15 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
     best_score = score(best, pool.account(best.id), observed.now, words) if best is not None else 100.0
     if best is not None and best_score < 100:
         room = f" ({pace(best.usage, observed.now, words):.1f} weekly points per hour to its reset)"  # type: ignore[arg-type]
-        if best.id == active and not _roomy(best, pool.account(best.id), observed.now, words,
-                                            threshold_of(intent) * 100):
+        own = decision.line_of(pool.account(best.id), threshold_of(intent) * 100)
+        if best.id == active and not _roomy(best, pool.account(best.id), observed.now, words, own):
             why = (f"{_label(best, observed, words)}: no account is under the {threshold_of(intent):.0%} threshold; "
                    "staying while it serves")
         elif best.id == active:
             why = f"{_label(best, observed, words)} has the most headroom" + room
             faster = [(pace(o.usage, observed.now, words), o.id) for o in trusted  # type: ignore[arg-type]
-                      if o.id != active and score(o, pool.account(o.id), observed.now, words) < 100]
+                      if o.id != active and score(o, pool.account(o.id), observed.now, words) < 100
+                      and decision.tier(pool.account(o.id)) == decision.tier(pool.account(active))]
             if faster and max(faster)[0] > pace(best.usage, observed.now, words):  # type: ignore[arg-type]
                 top, other = max(faster)
                 why = (f"{_label(best, observed, words)} stays: switching costs the session its prompt cache, "
@@ -252,9 +279,21 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
             was = observed.accounts.get(active)
             why = f"{_label(best, observed, words)} has the most headroom" + room + (
                 f"; {_label(was, observed, words)}" if was else "")
+            mine, theirs = decision.tier(pool.account(active)), decision.tier(pool.account(best.id))
+            if was is not None and theirs < mine:
+                why = (f"{best.id} is in tier {theirs}, spent before {active}'s tier {mine} while it has room; "
+                       + why)
         if mode == "apikey" or pool.mode == "apikey":
             why = f"{_label(best, observed, words)} has headroom again: leaving API keys"
         return b.build("account", best.id, pool.current_key, why)
+    held = pool.account(active) if mode == "account" else None
+    if best is None and held is not None and decision.paused(held, observed.now):
+        # the held account is paused: leave it now even for an account whose usage is unknown
+        # (a pause is the user's word; an unknown reading is not exhaustion)
+        free = [o for o in usable if live_block(pool.account(o.id), observed.now, words) is None]
+        if free:
+            return b.build("account", free[0].id, pool.current_key,
+                           f"{active} is paused; {free[0].id} takes over (its usage is not known yet)")
     blocked_all = [o for o in usable if o.poll not in ("ok", "cached") and
                    live_block(pool.account(o.id), observed.now, words) is not None]
     if best is None and usable and len(blocked_all) < len(usable):
@@ -271,6 +310,9 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
         key = _first_key(pool)
         why = ("every account is at 100%: using API keys" if usable else "no usable account: using API keys")
         return b.build("apikey", active, key, why)
+    if any(decision.paused(a, observed.now) for a in pool.accounts):
+        b.notes.append("every account is paused or exhausted and there are no API keys")
+        return b.keep("every account paused or exhausted, no API keys")
     b.notes.append("every account is exhausted and there are no API keys (add one with `claude-pool key add`)")
     return b.keep("every account exhausted, no API keys")
 
@@ -356,6 +398,7 @@ def _settle(observed: ObservedState, done: DesiredState, after: Pool, *, gone: s
     then.adopt = [a for a in then.adopt if a != gone]
     then.add_accounts, then.remove_accounts = list(done.add_accounts), list(done.remove_accounts)
     then.add_keys, then.remove_keys = list(done.add_keys), list(done.remove_keys)
+    then.prefs, then.renames = dict(done.prefs), list(done.renames)
     then.reason = f"{what or done.reason}; {then.reason}"
     return then
 
@@ -427,6 +470,80 @@ def decide_remove(observed: ObservedState, intent: Remove) -> DesiredState:
     raise UserError(f"no account or key named {target!r} (see `claude-pool list`)")
 
 
+def decide_prefer(observed: ObservedState, intent: Prefer) -> DesiredState:
+    """`claude-pool priority / threshold / pause / resume`: the account's preference as asked,
+    then what a reconcile on the cached readings does with the pool under it (a paused account
+    held now is left; a tier with room takes over)."""
+    from .diff import current_prefs, pref_label
+
+    b = _Builder(observed)
+    pool = observed.pool
+    acc = pool.account(intent.target)
+    if acc is None:
+        if pool.key(intent.target) is not None:
+            raise UserError(f"{intent.target} is an API key: preferences are for accounts (keys are used "
+                            "only when no account can serve, in turn)")
+        raise UserError(f"no account named {intent.target!r} (see `claude-pool list`)")
+    value: object
+    if intent.field == "priority":
+        value = intent.priority
+    elif intent.field == "threshold":
+        value = intent.threshold
+    else:
+        value = {"until": intent.until, "reason": intent.reason} if intent.paused else None
+    have = current_prefs(acc)[intent.field]
+    if intent.field == "paused" and not decision.paused(acc, observed.now) and value is None:
+        have = value   # resuming an account whose pause has ended: nothing to do (it is forgotten)
+    what = f"{acc.id}: {pref_label(intent.field, value)}"
+    d = b.keep(what if have != value else f"{what} already")
+    if have != value:
+        d.prefs = {acc.id: {intent.field: value}}
+    update: dict[str, object] = {intent.field: value}
+    if intent.field == "paused":
+        from claude_pool.schema.pool import Pause
+
+        update["paused"] = Pause(at=observed.now, **value) if isinstance(value, dict) else None
+    changed = acc.model_copy(update=update)
+    after = pool.model_copy(update={"accounts": [changed if a.id == acc.id else a for a in pool.accounts]})
+    return _settle(observed, d, after, what=what, rule=intent.then)
+
+
+def decide_rename(observed: ObservedState, intent: Rename) -> DesiredState:
+    """`claude-pool rename OLD NEW`: the id changes (the pool's `current`/`current_key` follow),
+    nothing else; the reconcile that follows sees the pool as the rename leaves it."""
+    b = _Builder(observed)
+    pool = observed.pool
+    old, new = intent.old, intent.new
+    kind = "account" if pool.account(old) is not None else "key" if pool.key(old) is not None else ""
+    if not kind:
+        raise UserError(f"no account or key named {old!r} (see `claude-pool list`)")
+    what = f"renamed {'account' if kind == 'account' else 'API key'} {old} to {new}"
+    if old == new:
+        return b.keep(f"{old} is already called {new}")
+    if pool.account(new) is not None or pool.key(new) is not None:
+        raise UserError(f"the name {new!r} is already taken in the pool (see `claude-pool list`)")
+    d = b.keep(what)
+    d.renames = [(old, new)]
+    d.current = new if d.current == old else d.current
+    d.current_key = new if d.current_key == old else d.current_key
+    d.store_account = new if d.store_account == old else d.store_account
+    if kind == "account":
+        after = pool.model_copy(update={
+            "accounts": [a.model_copy(update={"id": new}) if a.id == old else a for a in pool.accounts],
+            "current": new if pool.current == old else pool.current})
+        accounts = {(new if aid == old else aid): (o.model_copy(update={"id": new}) if aid == old else o)
+                    for aid, o in observed.accounts.items()}
+        store = observed.store.model_copy(update={"account": new}) if observed.store.account == old \
+            else observed.store
+        seen = observed.model_copy(update={"accounts": accounts, "store": store})
+    else:
+        after = pool.model_copy(update={
+            "api_keys": [k.model_copy(update={"id": new}) if k.id == old else k for k in pool.api_keys],
+            "current_key": new if pool.current_key == old else pool.current_key})
+        seen = observed
+    return _settle(seen, d, after, what=what, rule=intent.then)
+
+
 def decide(observed: ObservedState, intent: Intent) -> DesiredState:
     if isinstance(intent, Reconcile):
         return decide_reconcile(observed, intent)
@@ -438,4 +555,8 @@ def decide(observed: ObservedState, intent: Intent) -> DesiredState:
         return decide_add_key(observed, intent)
     if isinstance(intent, Remove):
         return decide_remove(observed, intent)
+    if isinstance(intent, Prefer):
+        return decide_prefer(observed, intent)
+    if isinstance(intent, Rename):
+        return decide_rename(observed, intent)
     raise TypeError(f"unknown intent {intent!r}")

@@ -64,7 +64,9 @@ def stays(accounts: list[dict], active: str, reading: dict | None, now: datetime
         return False
     live = decision.light_usage(reading) if reading is not None else None
     if live is not None:
-        accs[active] = mine = decision.LightAccount(mine.id, live, now, mine.block, mine.needs_relogin)
+        accs[active] = mine = decision.LightAccount(mine.id, live, now, mine.block, mine.needs_relogin,
+                                                    priority=mine.priority, threshold=mine.threshold,
+                                                    paused=mine.paused)
     if decision.others_due(accs.values(), active, now, words):
         return False
     observed = {aid: decision.light_obs(a, live if aid == active else None) for aid, a in accs.items()}
@@ -231,6 +233,10 @@ def _save_reading(path: Path, key: bytes, account_id: str, usage: dict | None, n
             acc["usage_backoff"], acc["usage_calls"] = after
             written = poolcodec.write(path, pool, key)
             sidecars.carry_status(read_from, written)
+            if usage is not None:   # the reading's history and forecast (issue 20; stdlib, never raises)
+                from claude_pool.providers import history
+
+                history.record([acc])
     except (LockTimeout, OSError, Exception):  # noqa: BLE001 - a cache write never fails the hook
         return
 

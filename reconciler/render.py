@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from claude_pool.schema.listing import Listing
+from claude_pool.schema.listing import Listing, PauseView
 from claude_pool.schema.plan import Plan
 from claude_pool.schema.pool import Block, Usage, UsageWindow
 
@@ -77,6 +77,13 @@ def throttle_text(until: datetime, usage_at: datetime | None, now: datetime) -> 
     return f"(usage endpoint throttled, next look in {duration((until - now).total_seconds())}{age})"
 
 
+def pause_text(p: PauseView, now: datetime) -> str:
+    """`paused for 2h59m (by hand: travel; never chosen)` / `paused until resumed (by hand)`."""
+    when = f"for {duration((p.until - now).total_seconds())}" if p.until is not None else "until resumed"
+    said = f": {p.reason}" if p.reason else ""
+    return f"paused {when} (by hand{said}; never chosen)"
+
+
 def list_text(view: Listing) -> str:
     now = view.now or datetime.now(timezone.utc)
     lines: list[str] = [f"mode: {'API keys' if view.mode == 'apikey' else 'accounts'}"]
@@ -87,10 +94,13 @@ def list_text(view: Listing) -> str:
         lines.append("accounts (5h / 7d usage, time to reset):")
     id_w = max([len(a.id) for a in view.accounts] + [2])
     em_w = max([len(a.email) for a in view.accounts] + [2])
+    paces = forecasts()   # the history's forecasts (issue 20: pace in list)
     for acc in view.accounts:
         ended = acc.login_ends is not None and acc.login_ends <= now
         if acc.needs_relogin and ended:
             usage = expired_text(acc.login_ends.timestamp(), acc.email or acc.id)  # type: ignore[union-attr]
+        elif acc.needs_relogin and acc.relogin_reason.startswith("moved to another machine"):
+            usage = acc.relogin_reason   # `export --move` (reconciler/transfer.py): says where it went
         elif acc.needs_relogin:
             usage = "needs re-login (/login in Claude Code, then `claude-pool import`)"
         elif acc.usage_at is None:
@@ -104,9 +114,17 @@ def list_text(view: Listing) -> str:
             usage += f"  (poll failed: {acc.error})"
         elif acc.usage_throttled_until is not None and not acc.needs_relogin:
             usage += "  " + throttle_text(acc.usage_throttled_until, acc.usage_at, now)
+        if acc.paused is not None:
+            usage += "  " + pause_text(acc.paused, now)
+        prefs = [f"priority {acc.priority}"] if acc.priority is not None else []
+        prefs += [f"threshold {acc.threshold * 100:.4g}%"] if acc.threshold is not None else []
+        if prefs:
+            usage += f"  ({', '.join(prefs)})"
         if acc.login_ends is not None and not acc.needs_relogin:   # shown whenever known
             usage += "  " + (expired_text(acc.login_ends.timestamp(), acc.email or acc.id) if ended
                              else ends_text(acc.login_ends.timestamp(), now.timestamp()))
+        if not acc.needs_relogin and pace_text(paces.get(acc.id), now):
+            usage += "  pace " + pace_text(paces.get(acc.id), now)
         lines.append(f" {'*' if acc.active else ' '} {acc.id.ljust(id_w)}  {acc.email.ljust(em_w)}  {usage}")
     if view.api_keys:
         lines.append("API keys:")
@@ -115,3 +133,17 @@ def list_text(view: Listing) -> str:
     if view.pending_changes:
         lines.append(f"({view.pending_changes} pending change(s): `claude-pool plan` shows them)")
     return "\n".join(lines)
+
+
+def forecasts() -> dict[str, dict]:
+    """{account id: {window: forecast}} from the history's cache (providers/history.py); {} if none."""
+    from claude_pool.providers import history
+
+    return history.forecasts()
+
+
+def pace_text(per_window: dict | None, now: datetime) -> str:
+    """`7d: out in ~2d, resets in ~3d` for the window that matters (reconciler/forecast.py); ''."""
+    from . import forecast
+
+    return forecast.text(forecast.main_one(per_window, now.timestamp()), now.timestamp())

@@ -11,7 +11,6 @@ import shlex
 import shutil
 import sys
 import threading
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,8 @@ def load_config(path: Path | None = None) -> Config:
         return Config()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    import tomllib   # only when there is a config.toml
+
     try:
         return Config.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:

@@ -78,5 +78,27 @@ def main(argv: list[str]) -> int:
         when = data.get("resets_at_epoch")
         if isinstance(when, (int, float)):
             out["reset_in_seconds"] = max(0, int(when - time.time()))
+    try:
+        ahead = forecasts(time.time())
+    except Exception:  # noqa: BLE001 - a broken cache never breaks a statusline
+        ahead = {}
+    if ahead:
+        out["forecast"] = ahead
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
+
+
+def forecasts(now: float) -> dict[str, dict]:
+    """{account id: its forecast} (reconciler/forecast.py `for_script`) for the accounts the history
+    can say one of: read from the small cache the history's writer keeps (providers/history.py),
+    never from the history itself (this runs on every statusline render)."""
+    from claude_pool.providers import history
+
+    from . import forecast
+
+    out = {}
+    for aid, per_window in history.forecasts().items():
+        main = forecast.main_one(per_window, now)
+        if main is not None:
+            out[aid] = forecast.for_script(main, now)
+    return out

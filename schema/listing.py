@@ -6,12 +6,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .pool import Block, GoTime, OptTime, Usage
 
 
+# Built at the first `list`, not at import (issue 19): every run imports this module (render.py), few list.
+_DEFERRED = ConfigDict(defer_build=True)
+
+
+class PauseView(BaseModel):
+    """`claude-pool pause`, while it lasts: the account is never chosen."""
+
+    model_config = _DEFERRED
+
+    at: OptTime = None                  # when it was paused
+    until: OptTime = None               # when it ends by itself (null: at `claude-pool resume`)
+    reason: str = ""                    # the user's words (`pause --reason`), "" when none
+
+
 class AccountView(BaseModel):
+    model_config = _DEFERRED
+
     id: str
     email: str = ""
     active: bool = False
@@ -24,9 +40,15 @@ class AccountView(BaseModel):
     usage_throttled_until: OptTime = None   # the usage endpoint's backoff (a 429): no look before this
     login_ends: OptTime = None          # the login's deadline (refreshTokenExpiresAt); null: unknown
     relogin_reason: str = ""            # why it needs re-login ("login expired on DATE: ..." past the deadline)
+    # the user's preferences (issue 20), last so the older keys keep their order:
+    priority: int | None = None         # its tier (`claude-pool priority`); null: the default tier
+    threshold: float | None = None      # its own threshold, a fraction (`claude-pool threshold`); null: the global one
+    paused: PauseView | None = None     # `claude-pool pause`, while it lasts; null: not paused
 
 
 class KeyView(BaseModel):
+    model_config = _DEFERRED
+
     id: str
     active: bool = False
     masked: str
@@ -34,6 +56,8 @@ class KeyView(BaseModel):
 
 
 class Listing(BaseModel):
+    model_config = _DEFERRED
+
     mode: Literal["account", "apikey"] = "account"
     current: str = ""
     current_key: str = ""
@@ -54,6 +78,8 @@ def build(pool, observed, now: datetime, pending: int = 0) -> Listing:  # type: 
     """The listing of `pool` as this run observed it (`observed`: schema/state.py ObservedState)."""
     from claude_pool.reconciler.deadlines import blob_deadline_ms
 
+    from claude_pool.reconciler.decision import paused
+
     from .credentials import fingerprint
     from .pool import live_block, usage_throttled
 
@@ -67,7 +93,10 @@ def build(pool, observed, now: datetime, pending: int = 0) -> Listing:  # type: 
             error=obs.error if obs is not None and obs.poll == "error" else "",
             usage_throttled_until=usage_throttled(acc, now),
             login_ends=_epoch_ms(blob_deadline_ms(acc.blob)),
-            relogin_reason=acc.relogin_reason if acc.needs_relogin else ""))
+            relogin_reason=acc.relogin_reason if acc.needs_relogin else "",
+            priority=acc.priority, threshold=acc.threshold,
+            paused=PauseView(at=acc.paused.at, until=acc.paused.until, reason=acc.paused.reason)
+            if paused(acc, now) else None))
     keys = [KeyView(id=k.id, active=pool.mode == "apikey" and k.id == pool.current_key, masked=mask_key(k.key),
                     fingerprint=fingerprint(k.key)) for k in pool.api_keys]
     return Listing(mode=pool.mode, current=pool.current, current_key=pool.current_key, now=now,

@@ -8,6 +8,7 @@ Accounts and keys are named by id, logins by fingerprint (docs/ARCHITECTURE.md Â
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -155,9 +156,36 @@ class WriteIdentity(_Action):
         return f"the account Claude Code shows -> {self.target}"
 
 
+class SetPreference(_Action):
+    """One preference of account `target` (`claude-pool priority / threshold / pause / resume`), a
+    new key of the pool the Go tool ignores; reconciler/decision.py honours it."""
+
+    type: Literal["set_preference"] = "set_preference"
+    field: Literal["priority", "threshold", "paused"] = "priority"
+    priority: int | None = None          # field priority: the tier (None: the default tier)
+    threshold: float | None = None       # field threshold: a fraction (None: the global one)
+    paused: bool = False                 # field paused: paused (False: resumed)
+    until: datetime | None = None        # a pause's end (None: until resumed)
+    pause_reason: str = ""               # a pause's reason, the user's words
+
+    def done(self) -> str:
+        return f"{self.target}: {self.before} -> {self.after}"
+
+
+class Rename(_Action):
+    """Account or API key `target` is called `new_id` from now on (`current`/`current_key` follow)."""
+
+    type: Literal["rename"] = "rename"
+    kind: Literal["account", "key"] = "account"
+    new_id: str = ""
+
+    def done(self) -> str:
+        return f"renamed {'API key' if self.kind == 'key' else 'account'} {self.target} to {self.new_id}"
+
+
 Action = Annotated[
     Union[AdoptCredential, ImportAccount, RemoveAccount, AddKey, RemoveKey, SavePoolState, WriteSettings,
-          WriteCredential, WriteIdentity],
+          WriteCredential, WriteIdentity, SetPreference, Rename],
     Field(discriminator="type"),
 ]
 

@@ -108,6 +108,15 @@ class Block(_Keep):
     at: OptTime = None             # when the 429 was seen
 
 
+class Pause(_Keep):
+    """`claude-pool pause`: the account is never chosen while this lasts (still shown, its token
+    still refreshed). `until` None: until `claude-pool resume`; a pause past its end says nothing."""
+
+    at: OptTime = None             # when it was paused
+    until: OptTime = None          # when it ends by itself (None: never)
+    reason: str = ""               # the user's words (`pause --reason`), shown by list and plan
+
+
 class Account(_Keep):
     id: str
     email: str = ""
@@ -125,6 +134,33 @@ class Account(_Keep):
     # The account as Claude Code shows it: its `.claude.json` `oauthAccount` for this login
     # (accountUuid, emailAddress, organizationUuid, displayName...; no secret), None: unknown
     oauth_account: dict[str, Any] | None = None
+    # The user's preferences (`claude-pool priority/threshold/pause`; reconciler/decision.py reads them):
+    priority: int | None = None    # the tier: 1 is spent first (None: decision.DEFAULT_TIER)
+    threshold: float | None = None  # this account's threshold, a fraction (None: config.toml's)
+    paused: Pause | None = None    # never chosen while it lasts
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _clean_priority(cls, v: object) -> object:
+        # best effort, like every field of ours: a value the tool would not write means "unset"
+        return v if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 99 else None
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _clean_threshold(cls, v: object) -> object:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+        return float(v) if ok else None  # type: ignore[arg-type]
+
+    @field_validator("paused", mode="before")
+    @classmethod
+    def _clean_pause(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            return None
+        try:
+            Pause.model_validate(v)
+        except ValueError:
+            return None
+        return v
 
     @field_validator("usage", mode="before")
     @classmethod

@@ -78,6 +78,10 @@ class DesiredState(BaseModel):
     remove_accounts: list[str] = Field(default_factory=list)
     add_keys: list[str] = Field(default_factory=list)
     remove_keys: list[str] = Field(default_factory=list)
+    # the user's preferences to set (`claude-pool priority/threshold/pause/resume`): account id ->
+    # {"priority": int | None, "threshold": float | None, "paused": {"until", "reason"} | None}
+    prefs: dict[str, dict] = Field(default_factory=dict)
+    renames: list[tuple[str, str]] = Field(default_factory=list)   # (old id, new id), `claude-pool rename`
     wake_at: datetime | None = None
     reason: str = ""
     notes: list[str] = Field(default_factory=list)

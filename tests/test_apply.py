@@ -32,6 +32,7 @@ from claude_pool.schema.credentials import oauth_fingerprint
 from claude_pool.schema.plan import (
     ACTION_MODELS, PLAN_FORMAT_VERSION, AddKey, AdoptCredential, HelperValue, ImportAccount, Plan, PlanFormatError,
     RemoveAccount, RemoveKey, SavedHelper, SavePoolState, WriteCredential, WriteIdentity, WriteSettings, load_plan,
+    Rename, SetPreference,
 )
 from claude_pool.schema.pool import Account, ApiKey, Pool
 
@@ -52,7 +53,7 @@ def blob(name: str, generation: int = 0) -> str:
 # ---- the union and its handlers ---------------------------------------------------------------
 
 def test_every_action_model_has_exactly_one_handler_and_every_handler_a_model():
-    assert len(ACTION_MODELS) == 9
+    assert len(ACTION_MODELS) == 11
     missing = [m.__name__ for m in ACTION_MODELS if m not in HANDLERS]
     assert not missing, f"action types without a handler: {missing}"
     orphans = [m for m in HANDLERS if m not in ACTION_MODELS]
@@ -195,6 +196,12 @@ FAILING: dict[type, tuple[Scenario, str]] = {
     WriteIdentity: ((lambda w: w.setup(with_identities(two_accounts()), blob("a"), claude_json=CLAUDE_JSON),
                      [WriteIdentity(change="update", target="ghost", reason="r")]),
                     "account ghost is no longer in the pool"),
+    SetPreference: ((lambda w: w.setup(two_accounts(), blob("a")),
+                     [SetPreference(change="update", target="ghost", reason="r", field="priority", priority=2)]),
+                    "account ghost is no longer in the pool"),
+    Rename: ((lambda w: w.setup(two_accounts(), blob("a")),
+              [Rename(change="update", target="a", reason="r", kind="account", new_id="b")]),
+             "the name b is taken"),
 }
 
 # ... and one where it succeeds.
@@ -216,6 +223,11 @@ SUCCEEDING: dict[type, Scenario] = {
                       [WriteCredential(change="update", target="b", reason="r")]),
     WriteIdentity: (lambda w: w.setup(with_identities(two_accounts()), blob("b"), claude_json=CLAUDE_JSON),
                     [WriteIdentity(change="update", target="b", reason="r")]),
+    SetPreference: (lambda w: w.setup(two_accounts(), blob("a")),
+                    [SetPreference(change="update", target="a", reason="r", field="paused", paused=True,
+                                   until=NOW + timedelta(hours=3), pause_reason="travel")]),
+    Rename: (lambda w: w.setup(two_accounts(), blob("a")),
+             [Rename(change="update", target="a", reason="r", kind="account", new_id="c")]),
 }
 
 

@@ -53,6 +53,19 @@ def _usage(rng: random.Random) -> dict:
     return out
 
 
+def prefs(rng: random.Random, acc: dict) -> None:
+    """The user's preferences (`claude-pool priority / threshold / pause`), some of them odd."""
+    if rng.random() < 0.4:
+        acc["priority"] = rng.choice([1, 1, 2, 3, None, 0, True, "2"])   # 0, True, "2": not a tier
+    if rng.random() < 0.3:
+        acc["threshold"] = rng.choice([0.5, 0.8, 0.97, 1, None, 0, 1.5, "0.5"])
+    if rng.random() < 0.15:
+        acc["paused"] = rng.choice([
+            {"at": format_optional(NOW - timedelta(hours=1))},                                  # until resumed
+            {"until": format_optional(NOW + timedelta(hours=rng.choice([-1, 2])))},               # over / lasting
+            {"until": "0001-01-01T00:00:00Z", "reason": "travel"}, {"until": "soon"}, "yes", None])
+
+
 def random_pool(rng: random.Random) -> tuple[list[dict], str]:
     n = rng.randint(1, 5)
     accounts = []
@@ -71,6 +84,7 @@ def random_pool(rng: random.Random) -> tuple[list[dict], str]:
                             "source": "message", "reason": "limit",
                             "model": rng.choice(["", "", "opus", "sonnet"]),
                             "at": format_optional(NOW - timedelta(minutes=rng.choice([1, -600])))}
+        prefs(rng, acc)
         accounts.append(acc)
     active = rng.choice(accounts)["id"]
     return accounts, active

@@ -30,7 +30,11 @@ def test_an_unwritable_pool_folder_refreshes_nothing_and_loses_nothing(nonroot_s
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=20)
     _expired_pool(sandbox, fake)
-    sandbox.ok("list", "--json")            # runs before: the lock file exists, as on any machine in use
+    # the lock file exists, as on any machine in use (`list --json` no longer takes the lock: light path)
+    lock = sandbox.pool_dir / "pool.json.lock"
+    lock.touch(mode=0o600)
+    owner = sandbox.pool_dir.stat()
+    os.chown(lock, owner.st_uid, owner.st_gid)
     os.chmod(sandbox.pool_dir, 0o500)
     try:
         for args in (("reconcile", "--live"), ("list",)):   # plan takes reconcile's very path

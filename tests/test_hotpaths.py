@@ -25,6 +25,8 @@ def dump():
     with open(out, "w") as fh:
         json.dump(sorted({m.split(".")[0] for m in sys.modules}), fh)
 atexit.register(dump)
+leave = os._exit   # a full command leaves through os._exit (commands.leave): dump first
+os._exit = lambda code: (dump(), leave(code))
 sys.argv = ["claude-pool"] + sys.argv[1:]
 from claude_pool.reconciler.cli import main
 code = main()
@@ -82,7 +84,7 @@ def test_hot_path_imports_nothing_heavy(tmp_path: Path, apikey_home: dict[str, s
 
 def test_probe_catches_a_heavy_import(tmp_path: Path, apikey_home: dict[str, str]) -> None:
     """The same probe on a full command sees the heavy stack: the check above can fail."""
-    modules, code = loaded_modules(tmp_path, apikey_home, "list", "--json")
+    modules, code = loaded_modules(tmp_path, apikey_home, "switch", "k2")
     assert code == 0
     assert {"pydantic", "argparse"} <= set(modules)
 

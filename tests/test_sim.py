@@ -116,6 +116,23 @@ def test_scoped_window_only_the_model_aware_policy_sees(policy, billed, blocked,
     assert s["blocked_units"] == 4 * blocked and s["billed_units"] == 4 * billed
 
 
+def test_tiers_change_which_account_is_spent_first():
+    """A trace with priorities (`claude-pool priority`): the tier-1 account is spent first while it
+    has room, even though the pool starts on the other one; the tier-2 account only when tier 1 is
+    full. Without them, the pool stays on the account it holds (an open window is kept)."""
+    reqs = [req(0), req(1), req(2), req(3), req(4)]
+    plain = sim(mk(reqs), "ours")
+    assert [w for _, w, _ in plain.served_log] == ["a", "a", "a", "b", "b"]
+    tiers = [{"id": "a", "five_hour_limit": 10, "seven_day_limit": 100, "weekly_reset_at_hour": 50, "priority": 2},
+             {"id": "b", "five_hour_limit": 10, "seven_day_limit": 100, "weekly_reset_at_hour": 50, "priority": 1}]
+    tiered = sim(mk(reqs, accounts=tiers), "ours")
+    assert [w for _, w, _ in tiered.served_log] == ["b", "b", "b", "a", "a"]
+    assert tiered.summary()["billed_units"] == plain.summary()["billed_units"] == 0
+    # a per-account threshold in the trace: a is left at 80 % (over its 50 %), not at 120 %
+    low = [{**tiers[0], "priority": None, "threshold": 0.5}, {**tiers[1], "priority": None}]
+    assert [w for _, w, _ in sim(mk(reqs, accounts=low), "ours").served_log][:3] == ["a", "a", "b"]
+
+
 def test_print_mode_gets_no_retry_and_no_keys_means_blocked():
     tr = mk([req(0, units=12), req(1, print=True), req(2)], accounts=[
         {"id": "a", "five_hour_limit": 10, "seven_day_limit": 100, "weekly_reset_at_hour": 50}], keys=0)
@@ -147,6 +164,10 @@ def test_determinism_same_trace_same_output(capsys):
     {"duration_hours": 5, "accounts": [{"id": "a", "five_hour_limit": 1, "seven_day_limit": 1}],
      "requests": [req(1, units=float("nan"))]},
     [1, 2],
+    {"duration_hours": 1, "accounts": [{"id": "a", "five_hour_limit": 1, "seven_day_limit": 1, "priority": 0}],
+     "requests": []},
+    {"duration_hours": 1, "accounts": [{"id": "a", "five_hour_limit": 1, "seven_day_limit": 1, "threshold": 1.5}],
+     "requests": []},
 ])
 def test_bad_traces_are_refused(bad):
     with pytest.raises(trace.TraceError):

@@ -184,7 +184,8 @@ def _plugin_installed(sandbox) -> Path:  # type: ignore[no-untyped-def]
     return share
 
 
-def _wrapper(sandbox, tmp_path: Path, *args: str, data: Path | None = None):  # type: ignore[no-untyped-def]
+def _wrapper(sandbox, tmp_path: Path, *args: str, data: Path | None = None, stdin: str = "{}",  # type: ignore[no-untyped-def]
+             session: str | None = None):
     """The plugin's wrapper as a real process, the way a slash command's `!` runs it: no
     $CLAUDE_PLUGIN_DATA (unless `data`), no claude-pool and no Python on PATH (an install that
     wrongly starts fails at once, and leaves its log)."""
@@ -199,8 +200,10 @@ def _wrapper(sandbox, tmp_path: Path, *args: str, data: Path | None = None):  # 
     env.update(HOME=str(sandbox.home), PATH=str(bindir), CLAUDE_PLUGIN_ROOT=str(REPO))
     if data is not None:
         env["CLAUDE_PLUGIN_DATA"] = str(data)
+    if session is not None:
+        env["CLAUDE_CODE_SESSION_ID"] = session
     return subprocess.run([str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=20,
-                          input="{}", cwd=sandbox.home)
+                          input=stdin, cwd=sandbox.home)
 
 
 def test_after_uninstall_a_slash_command_installs_nothing_and_says_so_in_one_line(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -209,6 +212,13 @@ def test_after_uninstall_a_slash_command_installs_nothing_and_says_so_in_one_lin
 
     proc = _wrapper(sandbox, tmp_path, "list")  # /claude-pool:list
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, IDLE, "")
+    # the slash command as the command file runs it, then the prompt hook answers it: the idle line
+    proc = _wrapper(sandbox, tmp_path, "slash", "list", session="s1")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, IDLE, "")
+    proc = _wrapper(sandbox, tmp_path, "hook", "prompt-submit", session="s1",
+                    stdin=json.dumps({"session_id": "s1", "prompt": "/claude-pool:list"}))
+    assert (proc.returncode, proc.stderr) == (0, "") and json.loads(proc.stdout) == \
+        {"decision": "block", "reason": IDLE.strip()}
     proc = _wrapper(sandbox, tmp_path, "hook", "prompt-submit")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     proc = _wrapper(sandbox, tmp_path, "hook", "session-start")  # a hook without $CLAUDE_PLUGIN_DATA too

@@ -53,7 +53,8 @@ class Ours:
         self.world = world
         self.pool = Pool(
             mode="account", current=world.account_ids[0],
-            accounts=[Account(id=a, email=f"{a}@example.com", blob="{}") for a in world.account_ids],
+            accounts=[Account(id=a.id, email=f"{a.id}@example.com", blob="{}", priority=a.priority,
+                              threshold=a.threshold) for a in world.trace.accounts],   # the trace's preferences
             api_keys=[ApiKey(id=f"key{i + 1}", key="sk-ant-sim") for i in range(world.api_keys)])
 
     # -- hook moments

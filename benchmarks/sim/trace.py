@@ -22,6 +22,10 @@ class AccountSpec:
     scoped: dict[str, float] = field(default_factory=dict)
     seven_day_used_at_start: float = 0.0
     scoped_used_at_start: dict[str, float] = field(default_factory=dict)
+    # the user's preferences (`claude-pool priority / threshold`): the tier (1 spent first; None:
+    # the default tier) and the account's own threshold (a fraction; None: the policy's)
+    priority: int | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,22 @@ def _num(value: Any, what: str, *, positive: bool = False) -> float:
     return value
 
 
+def _priority(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 99:
+        raise TraceError(f"{what} must be a tier from 1 to 99, not {value!r}")
+    return value
+
+
+def _threshold(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if _num(value, what) == 0 or value > 1:
+        raise TraceError(f"{what} must be a fraction over 0 and at most 1, not {value!r}")
+    return float(value)
+
+
 def from_dict(data: Any) -> Trace:
     if not isinstance(data, dict):
         raise TraceError("a trace is a JSON object")
@@ -82,6 +102,8 @@ def from_dict(data: Any) -> Trace:
             scoped={str(m): _num(v, f"accounts[{i}].scoped.{m}", positive=True) for m, v in scoped.items()},
             seven_day_used_at_start=_num(a.get("seven_day_used_at_start", 0), f"accounts[{i}].seven_day_used_at_start"),
             scoped_used_at_start={str(m): _num(v, f"accounts[{i}].scoped_used_at_start.{m}") for m, v in used.items()},
+            priority=_priority(a.get("priority"), f"accounts[{i}].priority"),
+            threshold=_threshold(a.get("threshold"), f"accounts[{i}].threshold"),
         ))
     keys = data.get("api_keys", 0)
     if isinstance(keys, bool) or not isinstance(keys, int) or keys < 0:

@@ -1,9 +1,16 @@
-"""Hot-path benchmark (issue "Hot paths"). Run: ./dev bench   (not part of the test suite)
+"""Benchmark of the hot paths (issue "Hot paths") and of every other command (issue 19).
+Run: ./dev bench [--only hot|commands] [--against CMD]   (not part of the test suite)
 
 Builds a regular (non-editable) install in .cache/bench-venv, the way pipx/uv install it, a
 sandboxed pool against the local fake Anthropic API, then measures every row as a ratio to
 `python -c pass` with the same interpreter, in one run, alternating, and prints medians.
 Exits 1 when a target is missed.
+
+--against CMD runs the same sandboxes (HOME, the fake API's URLs in CLAUDE_POOL_API_BASE_URL and
+CLAUDE_POOL_OAUTH_TOKEN_URL) through another installed command, alternating with ours, and prints
+both as ratios: each row uses the first of its verbs (COMMAND_ROWS) that the other command runs
+with exit 0 on that pool, and is left out for it when none does (the Go seed's `auto` stands for
+`reconcile --live`). It is compared, never judged: only our rows have targets.
 """
 
 from __future__ import annotations
@@ -99,18 +106,99 @@ def peak_rss_mib(argv: list[str], env: dict) -> float:
     return int(out.stdout.strip()) / 1024.0  # Linux reports KiB
 
 
+# The other commands (issue 19): row, our argv, the target (ratio to python -c pass), and the argvs
+# another tool (--against) may have for the same job, tried in order (the first that exits 0 is used).
+COMMAND_ROWS = [
+    ("version", ["version"], 2.0, [["version"], ["--version"]]),
+    ("list --json (no network)", ["list", "--json"], 5.0, [["list", "--json"]]),
+    ("plan, 5 accounts, 0 ms API", ["plan"], 15.0, [["plan"]]),
+    ("reconcile --live, 5 accounts, 0 ms API", ["reconcile", "--live"], 15.0, [["reconcile", "--live"], ["auto"]]),
+    ("apply, 5 accounts, 0 ms API", ["apply"], 15.0, [["apply"]]),
+    ("list (live), 5 accounts, 0 ms API", ["list"], 15.0, [["list"]]),
+]
+
+
+def command_rows(fake: FakeAnthropic, bindir: Path, py: str, cp: str, runs: int,
+                 rows: list, side: list, other: str | None) -> float:
+    """`version`, `list --json`, `plan`, `reconcile --live`, `apply`, `list` on a pool of 5
+    accounts (account mode, nothing to change, the usage API answering at once), and the peak RSS
+    of `plan` on 50; with `other`, the same pool through that command, alternating with ours."""
+    fake.usage_delay = 0.0
+    five = Sandbox(fake, bindir, "five")
+    emails = [f"five{i}@bench.test" for i in range(5)]
+    for i, e in enumerate(emails):
+        fake.add_account(e, five_hour=10.0 + 5 * i, seven_day=20.0)
+    five.add_accounts(emails)
+    five.cli("apply")
+    theirs: dict[str, list[str] | None] = {}
+    if other:
+        for name, _ours, _target, candidates in COMMAND_ROWS:
+            theirs[name] = next((argv for argv in candidates
+                                 if subprocess.run([other, *argv], env=five.env, stdin=subprocess.DEVNULL,
+                                                   capture_output=True, timeout=120).returncode == 0), None)
+    base: list[float] = []
+    ours: dict[str, list[float]] = {name: [] for name, *_ in COMMAND_ROWS}
+    them: dict[str, list[float]] = {name: [] for name, *_ in COMMAND_ROWS}
+    for _ in range(max(5, runs // 2)):
+        for name, argv, _target, _candidates in COMMAND_ROWS:
+            base.append(timed([py, "-c", "pass"], five.env))
+            ours[name].append(timed([cp, *argv], five.env))
+            if theirs.get(name):
+                them[name].append(timed([other, *theirs[name]], five.env))  # type: ignore[list-item]
+    b = statistics.median(base)
+    for name, argv, target, _candidates in COMMAND_ROWS:
+        mine = statistics.median(ours[name])
+        rows.append((f"claude-pool {name}", mine / b, target, f"median {mine * 1000:.0f} ms"))
+        if other:
+            got = them[name]
+            side.append((name, mine / b, statistics.median(got) / b if got else None,
+                         " ".join(theirs[name] or [])))
+    five.cleanup()
+
+    fifty = Sandbox(fake, bindir, "rss50")
+    many = [f"rss{i:02d}@bench.test" for i in range(50)]
+    for i, e in enumerate(many):
+        fake.add_account(e, five_hour=float(i % 90))
+    fifty.add_accounts(many)
+    rss = max(peak_rss_mib([cp, "plan"], fifty.env) for _ in range(3))
+    rows.append(("peak RSS of plan, 50 accounts, 0 ms API (MiB)", rss, 40.0, "ru_maxrss"))
+    if other and theirs.get("plan, 5 accounts, 0 ms API"):
+        argv = theirs["plan, 5 accounts, 0 ms API"] or []
+        side.append(("peak RSS of plan, 50 accounts (MiB)", rss,
+                     max(peak_rss_mib([other, *argv], fifty.env) for _ in range(3)), " ".join(argv)))
+    fifty.cleanup()
+    return b
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=21, help="alternating runs per fast row (median taken)")
     ap.add_argument("--plan-runs", type=int, default=7, help="alternating runs of the plan rows")
+    ap.add_argument("--only", choices=("hot", "commands"), help="only the hot paths, or only the other commands")
+    ap.add_argument("--against", metavar="CMD",
+                    help="also run the same pools through another installed command (the Go seed, claude-swap): "
+                         "the same verbs where it has them, side by side, as ratios in one run")
+    ap.add_argument("--bin", metavar="DIR", type=Path,
+                    help="measure the claude-pool of this bin folder (default: a fresh regular install)")
     args = ap.parse_args()
-    bindir = build_venv()
+    bindir = args.bin.resolve() if args.bin else build_venv()
     py = str(bindir / "python")
     cp = str(bindir / "claude-pool")
+    other = None
+    if args.against:
+        other = shutil.which(args.against)
+        if other is None:
+            ap.error(f"--against: no command {args.against!r} on PATH")
     hook_payload = json.dumps({"session_id": "bench", "hook_event_name": "UserPromptSubmit", "prompt": "hi"}).encode()
     rows: list[tuple[str, float, float, str]] = []
+    side: list[tuple[str, float, float | None, str]] = []   # --against: (row, ours, theirs, their argv)
+    b = 0.0
 
     with FakeAnthropic() as fake:
+        if args.only != "hot":
+            b = command_rows(fake, bindir, py, cp, args.runs, rows, side, other)
+        if args.only == "commands":
+            return report(rows, b, side, args.against)
         # API-key mode pool with 2 accounts and 3 keys: status, helper, prompt-submit
         small = Sandbox(fake, bindir, "small")
         emails = [f"user{i}@bench.test" for i in range(2)]
@@ -162,7 +250,7 @@ def main() -> int:
             base.append(timed([py, "-c", "pass"], start.env))
             session.append(timed([cp, "hook", "session-start"], start.env, start_payload))
         assert fake.account("start@bench.test").usage_calls == before + args.runs, "session-start did not look live"
-        b = statistics.median(base)
+        b = statistics.median(base + ([b] if b else []))
         rows.append(("claude-pool hook session-start (nothing to change)", statistics.median(session) / b, 6.0,
                      f"one live usage call; median {statistics.median(session) * 1000:.0f} ms"))
         rows.append(("claude-pool status", statistics.median(status) / b, 2.0, "ratio to python -c pass"))
@@ -190,12 +278,14 @@ def main() -> int:
             t50.append(timed([cp, "plan"], fifty.env))
         rows.append(("claude-pool plan, 50 accounts vs 1 (usage 200 ms)", statistics.median(t50) / statistics.median(t1),
                      1.3, f"medians {statistics.median(t50)*1000:.0f} ms vs {statistics.median(t1)*1000:.0f} ms"))
-        rss = max(peak_rss_mib([cp, "plan"], fifty.env) for _ in range(3))
-        rows.append(("peak RSS of plan, 50 accounts (MiB)", rss, 80.0, "ru_maxrss"))
         for s in (small, single, one, fifty, start):
             s.cleanup()
+    return report(rows, b, side, args.against)
 
-    print(f"\nclaude-pool hot paths ({sys.platform}, Python {sys.version.split()[0]}; "
+
+def report(rows: list[tuple[str, float, float, str]], b: float, side: list[tuple[str, float, float | None, str]],
+           against: str | None) -> int:
+    print(f"\nclaude-pool ({sys.platform}, Python {sys.version.split()[0]}; "
           f"python -c pass = {b * 1000:.1f} ms median)")
     print(f"{'path':52} {'measured':>9} {'target':>8}  ok")
     failed = 0
@@ -205,6 +295,14 @@ def main() -> int:
         unit = "" if "MiB" in name else "x"
         print(f"{name:52} {value:8.2f}{unit or ' '} {'<= ' + format(target, 'g') + (unit or ''):>8}  "
               f"{'yes' if ok else 'NO'}   {note}")
+    if against:
+        print(f"\nside by side with {against} (same pool, same fake API, alternating runs; ratios to python -c pass)")
+        them_name = os.path.basename(against)[:14]
+        print(f"{'row':52} {'claude-pool':>11} {them_name:>14}  their command")
+        for name, ours, theirs, argv in side:
+            unit = "" if "MiB" in name else "x"
+            them = "-" if theirs is None else f"{theirs:.2f}{unit}"
+            print(f"{name:52} {ours:10.2f}{unit or ' '} {them:>14}  {argv or '(no such verb)'}")
     return 1 if failed else 0
 
 
