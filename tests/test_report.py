@@ -143,6 +143,7 @@ def colour_counts(png: bytes, colours: list[str]) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; "
                                              "./dev test installs it when run as root): the report's screenshot "
                                              "test needs a real browser")

@@ -56,6 +56,13 @@ def other_machine(box: Sandbox, tmp: Path) -> Sandbox:
     return box
 
 
+@pytest.fixture(autouse=True)
+def _cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process seals cost 2**12 (the file records its cost, and opening honours it); runs of the
+    installed command in a subprocess keep the real 2**17."""
+    monkeypatch.setattr(transfer, "LOG2_N", 12)
+
+
 @pytest.fixture
 def box_b(tmp_path: Path, fake, pycache_dir: Path):
     home = tmp_path / "home-b"
