@@ -229,7 +229,9 @@ class _Quiet:
 # (`structlog/__init__` imports these; we log through our own processors into `_Sink`, no stdlib
 # logging) and asyncio (imported by the bridge and by `structlog._native` for its async methods,
 # about 30 ms of a run's start). Each is put in sys.modules unexecuted and runs at its first use,
-# so whoever does use one gets it whole.
+# so whoever does use one gets it whole. (Not importlib.util.LazyLoader: its module runs at the first
+# attribute anyone reads, the import system's own `__spec__`/`__path__` reads included, so structlog's
+# `import asyncio` would run asyncio at once; tests/test_import_budget.py checks.)
 _DEFERRED = ("asyncio", "structlog.stdlib", "structlog.threadlocal")
 _STRUCTLOG: Any = None
 _IMPORTING = threading.Lock()

@@ -361,7 +361,9 @@ def test_concurrent_processes_lose_nothing_and_burn_no_token(box: Sandbox, fast_
     # six serves under the lock, each advancing the cursor, over at least six keys: all different
     assert len(served) == 6 and len(set(served)) == 6, f"a helper update was lost: served {served}"
     helper_runs = [e for e in sb.audit() if e.get("trigger") == "helper" and e.get("event") == "run"]
-    assert len(helper_runs) == 6, f"{len(helper_runs)} detached reconciles from the 6 helpers completed"
+    # every account is out until a reset an hour away: the helpers' background work answers "nobody
+    # is back" from cached facts and never loads the engine (issue 19), so it logs no run
+    assert helper_runs == [], f"{len(helper_runs)} helper backgrounds ran the engine with nobody back"
     assert fake.invalid_grants == 0, [(a.email, a.invalid_grants) for a in fake.accounts()]
     pool = check_pool(sb, EMAILS, keys)
     assert (pool["mode"], pool["current"]) == ("apikey", "a3"), (pool["mode"], pool["current"])

@@ -1024,7 +1024,7 @@ def test_no_secret_in_any_child_process_argv(reaper, fake, tmp_path):
         return [e for e in spawns if parent in parent_argv(e) and child in e["argv"]]
 
     # the children that matter were all seen (so the check below has something to check)
-    assert spawned("helper", "reconcile"), "no detached reconcile from the helper was logged"
+    assert spawned("helper", "--background"), "no detached background run from the helper was logged"
     assert spawned("prompt-submit", "reconcile"), "no detached reconcile from prompt-submit was logged"
     assert [e for e in spawns if "wake" in e["argv"]], "no wake sleeper was logged"
     assert [e for e in spawns if e["event"] == "os.exec" and e["argv"][:1] == ["claude"]], "no exec of claude"
