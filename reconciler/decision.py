@@ -155,6 +155,35 @@ def exhausted_until(acc: Any, now: datetime, words: frozenset[str] | None = None
     return max(resets) if resets else None
 
 
+# ---- the recovery wake (§6 rule 7) ----------------------------------------------------------------
+
+WAKE_DELAY = timedelta(seconds=30)   # after the earliest known reset
+WAKE_MIN = timedelta(seconds=60)     # never sooner than this from now
+WAKE_MAX = timedelta(hours=6)        # a reset further away: no wake (the next run schedules it)
+
+
+def back_at(acc: Any, now: datetime, words: frozenset[str] | None) -> datetime | None:
+    """When the account can serve again, as far as a wake is concerned: its known reset, and a
+    pause's end (paused until resumed: never)."""
+    until = exhausted_until(acc, now, words)
+    if paused(acc, now):
+        end = acc.paused.until
+        return None if end is None else max(end, until) if until is not None else end
+    return until
+
+
+def wake_at(accounts: Iterable[Any], now: datetime, words: frozenset[str] | None = None) -> datetime | None:
+    """When the recovery wake of a pool on API keys runs: the earliest time an account (not
+    needing a re-login) is back, plus WAKE_DELAY, at least WAKE_MIN from now; None when nobody is
+    known to come back within WAKE_MAX. The engine (policy.py) and the helper's light background
+    run (reconciler/helper.py) both ask this."""
+    resets = [t for a in accounts if not a.needs_relogin for t in [back_at(a, now, words)] if t is not None]
+    if not resets:
+        return None
+    when = max(min(resets) + WAKE_DELAY, now + WAKE_MIN)
+    return when if when - now <= WAKE_MAX else None
+
+
 # ---- reading again ------------------------------------------------------------------------------
 
 def reset_since(acc: Any, now: datetime) -> bool:

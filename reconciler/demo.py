@@ -118,6 +118,9 @@ def run_demo() -> int:
         d.show_settings()
         d.run("plan")
 
+        d.say("9. Day to day: the pool at a glance (`watch` redraws it live; --once prints one frame)")
+        d.run("watch", "--once")
+
         d.say("Every change above is in the audit log (JSON lines, no secrets)")
         log = home / ".local" / "state" / "claude-pool" / "audit.jsonl"
         lines = log.read_text().splitlines() if log.exists() else []

@@ -113,11 +113,16 @@ def _why(exc: BaseException) -> str:
 def _unsaved(reason: str) -> None:
     """One line on stderr and an audit event (the audit module is loaded only on this rare path)."""
     sys.stderr.write(f"claude-pool helper: {reason}\n")
+    _audit("warning", "helper", action="rotate", target="pool", result="failed", reason=reason)
+
+
+def _audit(level: str, event: str, **fields: object) -> None:
+    """One audit event (structlog is loaded only on these rare paths); never fails the caller."""
     try:
         from .audit import configure, log
 
         configure(os.environ.get("CLAUDE_POOL_TRIGGER", "helper"), stderr_level="critical")
-        log().warning("helper", action="rotate", target="pool", result="failed", reason=reason)
+        getattr(log(), level)(event, **fields)
     except Exception:  # noqa: BLE001 - the key is served whatever the audit log says
         pass
 
@@ -133,11 +138,14 @@ def anyone_back(now: "datetime | None" = None) -> bool:
     exhausted until a future reset (the light GET of reconciler/quicklook.py; each reading saved,
     as the full engine saves it). True also whenever this cannot be sure (an expired token to
     refresh, a refused one, settings.json not naming our helper, config.toml unreadable...): the
-    full engine then decides. False: the full engine would stay on keys, so it is not loaded."""
+    full engine then decides. False: the full engine would stay on keys, so it is not loaded; the
+    recovery wake it would have scheduled is scheduled here (`_schedule_wake`). A dead or paused
+    account is never read (never chosen; a pause's end counts for the wake)."""
     from datetime import datetime, timezone
 
     from claude_pool.schema import backoff
     from claude_pool.schema.limits import families, parse_windows
+    from claude_pool.schema.timefmt import format_optional
 
     from . import decision
     from .lightconfig import read_config
@@ -167,12 +175,12 @@ def anyone_back(now: "datetime | None" = None) -> bool:
     accounts = pool.get("accounts") or []
     if not isinstance(accounts, list):
         return True
-    for acc in accounts:
+    for i, acc in enumerate(accounts):
         if not isinstance(acc, dict):
             return True
         light = decision.light_account(acc)
-        if light.needs_relogin:
-            continue
+        if light.needs_relogin or decision.paused(light, now):
+            continue       # dead or paused: never chosen, so never read (a pause's end is in the wake)
         usage = acc.get("usage") if isinstance(acc.get("usage"), dict) else {}
         extra = usage.get("extra_usage") if isinstance(usage, dict) else None
         if isinstance(extra, dict) and extra.get("enabled"):
@@ -206,7 +214,32 @@ def anyone_back(now: "datetime | None" = None) -> bool:
         if reading is not None and decision.score(
                 decision.LightObs(light.id, decision.light_usage(reading), "ok"), light, now, words) < 100:
             return True    # back: the engine moves (and reads it again, as every run on keys does)
+        if reading is not None:   # still full: the wake below goes by this reading's resets
+            accounts[i] = dict(acc, usage=reading, usage_at=format_optional(now), usage_source=None)
+    _schedule_wake([decision.light_account(a) for a in accounts], now, words)
     return False
+
+
+def _schedule_wake(accounts: list, now: "datetime", words: "frozenset[str] | None") -> None:
+    """Nobody is back: the recovery wake the full reconcile would have (re)scheduled on keys
+    (engine.after_apply), at the same time (decision.wake_at), through the same deduplicating
+    sleeper (providers/wake.py); CLAUDE_POOL_WAKE=0: none. The audit log hears of a new sleeper
+    or a failure (the engine also logs "already": not this light run, it runs on every call)."""
+    from claude_pool.providers.wake import ProcessWake
+
+    from . import decision
+
+    at = decision.wake_at(accounts, now, words)
+    if at is None:
+        return
+    try:
+        result = ProcessWake(enabled=os.environ.get("CLAUDE_POOL_WAKE", "1") != "0").schedule(at.timestamp())
+    except OSError as exc:
+        _audit("warning", "wake", action="schedule", target="wake", result="failed", error=exc.strerror or "")
+        return
+    if result == "scheduled":
+        _audit("info", "wake", action="schedule", target="wake", result=result, after=at.isoformat(),
+               reason="a reconcile at the earliest known reset + 30 s")
 
 
 def background() -> int:

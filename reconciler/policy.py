@@ -22,10 +22,6 @@ from .errors import UserError
 from .intents import AddKey, Import, Intent, Prefer, Reconcile, Remove, Rename, Switch, threshold_of
 from claude_pool.schema.timefmt import format_time
 
-WAKE_DELAY = timedelta(seconds=30)
-WAKE_MIN = timedelta(seconds=60)
-WAKE_MAX = timedelta(hours=6)
-
 
 def words_of(intent: Intent) -> frozenset[str] | None:
     """The words of the model the decision is for (None: unknown)."""
@@ -111,23 +107,8 @@ def _label(obs: AccountObs, observed: ObservedState | None = None, words: frozen
 
 
 def _wake_at(observed: ObservedState, words: frozenset[str] | None = None) -> datetime | None:
-    now = observed.now
-    resets = [t for a in observed.pool.accounts if not a.needs_relogin
-              for t in [_back_at(a, now, words)] if t is not None]
-    if not resets:
-        return None
-    when = max(min(resets) + WAKE_DELAY, now + WAKE_MIN)
-    return when if when - now <= WAKE_MAX else None
-
-
-def _back_at(acc: object, now: datetime, words: frozenset[str] | None) -> datetime | None:
-    """When the account can serve again, as far as a wake is concerned: its known reset, and a
-    pause's end (paused until resumed: never)."""
-    until = exhausted_until(acc, now, words)
-    if decision.paused(acc, now):
-        end = acc.paused.until  # type: ignore[attr-defined]
-        return None if end is None else max(end, until) if until is not None else end
-    return until
+    """The recovery wake's time (the rule: decision.wake_at, which the helper's light run asks too)."""
+    return decision.wake_at(observed.pool.accounts, observed.now, words)
 
 
 def paused_text(acc: object, now: datetime) -> str:

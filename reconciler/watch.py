@@ -260,8 +260,8 @@ def _visible(text: str) -> int:
     return len(re.sub(r"\x1b\[[0-9;]*m", "", text))
 
 
-def frame(snap: Snapshot, width: int = 100, color: bool = False) -> str:
-    """One frame as text, fitted to `width` columns."""
+def frame(snap: Snapshot, width: int = 100, color: bool = False, live: bool = False) -> str:
+    """One frame as text, fitted to `width` columns (`live`: redrawn, so `q` quits)."""
     now = snap.now
     lines: list[str] = []
     pool = snap.pool
@@ -275,7 +275,7 @@ def frame(snap: Snapshot, width: int = 100, color: bool = False) -> str:
     else:
         head = f"holding {held}" if held else "holding nothing"
     title = f"claude-pool watch  {stamp}  {head}"
-    lines.append(_paint(title, BOLD, color) + ("" if width < 60 else "   (q quits)"))
+    lines.append(_paint(title, BOLD, color) + ("   (q quits)" if live and width >= 60 else ""))
     accounts = pool.get("accounts") or []
     if not accounts and not pool.get("api_keys"):
         lines.append("the pool is empty: run `claude-pool import` after /login in Claude Code")
@@ -371,7 +371,7 @@ def run(interval: float = 3.0, once: bool = False) -> int:
         out.write("\x1b[?25l")   # hide the cursor
         while True:
             size = shutil.get_terminal_size((100, 24))
-            text = frame(gather(), size.columns, color=True)
+            text = frame(gather(), size.columns, color=True, live=True)
             out.write("\x1b[H\x1b[2J" + text.replace("\n", "\x1b[K\n"))
             out.flush()
             ready, _, _ = select.select([fd], [], [], max(0.5, interval))

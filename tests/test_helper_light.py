@@ -94,3 +94,47 @@ def test_the_helper_starts_it(sandbox, tmp_path: Path):
     while time.monotonic() < deadline and sandbox.pool()["mode"] != "account":
         time.sleep(0.1)
     assert sandbox.pool()["mode"] == "account" and sandbox.pool()["current"] == "alice"
+
+
+def test_a_paused_account_is_not_read(sandbox, tmp_path: Path):
+    """A paused account is never chosen, so the light question never reads it (no usage call) and
+    never loads the engine because of it, even when its reset has passed and it has room."""
+    sandbox.fake.add_account(A, five_hour=10)
+    sandbox.fake.add_account(B, five_hour=100)
+    on_keys(sandbox, a_reset=-timedelta(minutes=5))
+    pool = sandbox.pool()
+    pool["accounts"][0]["paused"] = {"at": format_time(datetime.now(timezone.utc)), "until": None, "reason": "travel"}
+    sandbox.write_pool(pool)
+    before = sandbox.pool_bytes()
+    loaded = background(sandbox, tmp_path)
+    assert not loaded & HEAVY and "+engine" not in loaded, sorted(loaded & HEAVY)
+    assert sandbox.fake.account(A).usage_calls == 0 and sandbox.fake.account(B).usage_calls == 0
+    assert sandbox.pool_bytes() == before and sandbox.pool()["mode"] == "apikey"
+
+
+def test_nobody_back_schedules_the_wake(sandbox, tmp_path: Path):
+    """Nobody back: the recovery wake the full reconcile scheduled on keys is scheduled by the light
+    run, at the same time (the earliest reset or pause end + 30 s), once; the engine is not loaded."""
+    sandbox.env.pop("CLAUDE_POOL_WAKE")
+    sandbox.fake.add_account(A, five_hour=100)
+    sandbox.fake.add_account(B, five_hour=10)
+    on_keys(sandbox, a_reset=timedelta(hours=2), b_reset=timedelta(hours=3))
+    pool = sandbox.pool()
+    now = datetime.now(timezone.utc)
+    pool["accounts"][1]["usage"]["five_hour"]["pct"] = 10   # room, but paused for 90 minutes
+    pool["accounts"][1]["paused"] = {"at": format_time(now), "until": format_time(now + timedelta(minutes=90)),
+                                     "reason": ""}
+    sandbox.write_pool(pool)
+    loaded = background(sandbox, tmp_path)
+    assert not loaded & (HEAVY - {"structlog"}) and "+engine" not in loaded, sorted(loaded & HEAVY)
+    assert sandbox.fake.account(A).usage_calls == 0 and sandbox.fake.account(B).usage_calls == 0
+    marker = sandbox.wake_marker()
+    assert marker is not None, "the light run scheduled no recovery wake"
+    want = (now + timedelta(minutes=90, seconds=30)).timestamp()   # B's pause ends before A's reset
+    assert abs(float(marker["at"]) - want) < 5, (marker["at"], want)
+    assert sandbox.wake_sleepers() == [int(marker["pid"])]
+    events = [json.loads(line) for line in sandbox.audit_path.read_text().splitlines()]
+    assert any(e.get("event") == "wake" and e.get("result") == "scheduled" for e in events), events
+    background(sandbox, tmp_path)   # the next call: the same sleeper covers it
+    again = sandbox.wake_marker()
+    assert again == marker and sandbox.wake_sleepers() == [int(marker["pid"])]
