@@ -11,6 +11,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from claude_pool.schema.timefmt import format_time
 
 A, B = "alice@example.com", "bob@example.com"
@@ -112,26 +114,29 @@ def test_a_paused_account_is_not_read(sandbox, tmp_path: Path):
     assert sandbox.pool_bytes() == before and sandbox.pool()["mode"] == "apikey"
 
 
-def test_nobody_back_schedules_the_wake(sandbox, tmp_path: Path):
+@pytest.mark.parametrize("paused", [False, True], ids=["reset", "pause-end"])
+def test_nobody_back_schedules_the_wake(sandbox, tmp_path: Path, paused: bool):
     """Nobody back: the recovery wake the full reconcile scheduled on keys is scheduled by the light
     run, at the same time (the earliest reset or pause end + 30 s), once; the engine is not loaded."""
     sandbox.env.pop("CLAUDE_POOL_WAKE")
     sandbox.fake.add_account(A, five_hour=100)
-    sandbox.fake.add_account(B, five_hour=10)
+    sandbox.fake.add_account(B, five_hour=10 if paused else 100)
     on_keys(sandbox, a_reset=timedelta(hours=2), b_reset=timedelta(hours=3))
-    pool = sandbox.pool()
     now = datetime.now(timezone.utc)
-    pool["accounts"][1]["usage"]["five_hour"]["pct"] = 10   # room, but paused for 90 minutes
-    pool["accounts"][1]["paused"] = {"at": format_time(now), "until": format_time(now + timedelta(minutes=90)),
-                                     "reason": ""}
-    sandbox.write_pool(pool)
+    want = now + timedelta(hours=2, seconds=30)   # A's reset
+    if paused:   # B has room, but is paused for 90 minutes: its pause ends first
+        pool = sandbox.pool()
+        pool["accounts"][1]["usage"]["five_hour"]["pct"] = 10
+        pool["accounts"][1]["paused"] = {"at": format_time(now), "until": format_time(now + timedelta(minutes=90)),
+                                         "reason": ""}
+        sandbox.write_pool(pool)
+        want = now + timedelta(minutes=90, seconds=30)
     loaded = background(sandbox, tmp_path)
     assert not loaded & (HEAVY - {"structlog"}) and "+engine" not in loaded, sorted(loaded & HEAVY)
     assert sandbox.fake.account(A).usage_calls == 0 and sandbox.fake.account(B).usage_calls == 0
     marker = sandbox.wake_marker()
     assert marker is not None, "the light run scheduled no recovery wake"
-    want = (now + timedelta(minutes=90, seconds=30)).timestamp()   # B's pause ends before A's reset
-    assert abs(float(marker["at"]) - want) < 5, (marker["at"], want)
+    assert abs(float(marker["at"]) - want.timestamp()) < 5, (marker["at"], want)
     assert sandbox.wake_sleepers() == [int(marker["pid"])]
     events = [json.loads(line) for line in sandbox.audit_path.read_text().splitlines()]
     assert any(e.get("event") == "wake" and e.get("result") == "scheduled" for e in events), events

@@ -425,6 +425,7 @@ def _on_tty(box: Sandbox, args: list[str], replies: list[tuple[str, str]], timeo
     return proc.returncode, seen.decode("utf-8", "replace")
 
 
+@pytest.mark.slow   # real processes on a pseudo-terminal
 def test_on_a_terminal_the_passphrase_is_hidden_and_asked_twice_and_a_replace_is_asked(
         sandbox: Sandbox, box_b: Sandbox, fake, tmp_path: Path) -> None:
     fake.add_account(ALICE)
