@@ -98,6 +98,18 @@ def test_the_prompt_hook_answers_the_slash_command_the_bang_line_ran(tmp_path: P
     assert (h.home / "stdin").read_text() == payload
 
 
+@pytest.mark.parametrize("name,args,runs", [("pause", ["work", "--until", "2d"], "pause work --until 2d"),
+                                            ("resume", ["work"], "resume work"),
+                                            ("priority", ["personal", "2"], "priority personal 2")])
+def test_the_preference_commands_answer_too(tmp_path: Path, name: str, args: list[str], runs: str) -> None:
+    h = Home(tmp_path, 'echo "$*" >>"$HOME/ran"\necho "done: $*"\n')
+    assert h.run("slash", name, *args).stdout == f"done: {runs}\n"
+    assert _blocked(h.run("hook", "prompt-submit", stdin=_payload(f"/claude-pool:{name} {' '.join(args)}"))) \
+        == f"done: {runs}"
+    assert (h.home / "ran").read_text() == runs + "\n", "run once, by the `!` line only"
+    assert (REPO / "plugin" / "commands" / f"{name}.md").is_file()
+
+
 def test_a_kept_answer_never_answers_another_prompt(tmp_path: Path) -> None:
     h = Home(tmp_path, 'case "$1" in hook) cat >"$HOME/stdin"; exit 0 ;; esac\necho "switched to $2"\n')
     assert h.run("slash", "switch", "bob").stdout == "switched to bob\n"
