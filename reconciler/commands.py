@@ -679,6 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _launch(args: list[str]) -> int:
     """`reconcile --launch -- ARGS`: become `claude ARGS`."""
+    if _NO_PLUGINS_SET:   # our setting, not the user's: claude and what it runs never inherit it
+        os.environ.pop(NO_PLUGINS, None)
     try:
         os.execvp("claude", ["claude", *args])
     except OSError as exc:
@@ -687,7 +689,18 @@ def _launch(args: list[str]) -> int:
     return 0  # not reached
 
 
+# pydantic's documented switch: no scan of every installed distribution's entry points for pydantic
+# plugins at the first model built (we use none). Set for this process (and the detached runs it
+# starts) unless the user set it; a `--launch`ed claude does not inherit it.
+NO_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+_NO_PLUGINS_SET = False
+
+
 def main(argv: list[str]) -> int:
+    global _NO_PLUGINS_SET
+    if NO_PLUGINS not in os.environ:
+        os.environ[NO_PLUGINS] = "__all__"
+        _NO_PLUGINS_SET = True
     launch: list[str] | None = None
     if argv and argv[0] in ("reconcile", "auto") and "--launch" in argv:
         i = argv.index("--launch")

@@ -119,9 +119,11 @@ def make_plan(observed: ObservedState, desired: DesiredState, trigger: str) -> P
     else:
         # Leaving (or staying): settings first, then the credential, then the pool's own state.
         ordered = membership + settings + credential + state + removals
-    return Plan(tool_version=__version__, created_at=observed.now.isoformat(timespec="seconds"),
-                trigger=trigger, observed_digest=observed.digest(), reason=desired.reason,
-                actions=ordered, notes=list(desired.notes))
+    # built from trusted parts (each action validated when made): no validation of the whole, so a
+    # run with nothing to change never builds the plan's models (schema/plan.py, defer_build)
+    return Plan.model_construct(tool_version=__version__, created_at=observed.now.isoformat(timespec="seconds"),
+                                trigger=trigger, observed_digest=observed.digest(), reason=desired.reason,
+                                actions=ordered, notes=list(desired.notes))
 
 
 def _identity(observed: ObservedState, desired: DesiredState, *, moved: bool) -> list[Action]:

@@ -292,6 +292,14 @@ def stop_failure(payload: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
+    code = _event(argv)   # 0 or 1, never 2; stdout is back in place
+    commands = sys.modules.get("claude_pool.reconciler.commands")
+    # the full engine ran here (a change at session start, a failed request): end as the commands
+    # do (commands.leave: streams flushed, no slow teardown; only when this process is the hook alone)
+    return commands.leave(code) if commands is not None else code
+
+
+def _event(argv: list[str]) -> int:
     event = argv[0] if argv else ""
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # nothing this hook does may reach the model's context

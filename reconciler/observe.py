@@ -53,7 +53,7 @@ def observe_store(world: World, rt: Runtime, *, identify: bool) -> StoreObs:
     Claude Code shows (`.claude.json`); an unknown login identified by the profile call gets its
     identity too: the one `.claude.json` shows when that is this login, else the profile's."""
     raw = rt.store_raw
-    obs = StoreObs(present=raw is not None, fingerprint=oauth_fingerprint(raw))
+    obs = StoreObs.model_construct(present=raw is not None, fingerprint=oauth_fingerprint(raw))
     shown = world.claude_json.observe()
     obs.shown_file, obs.shown = shown.present, shown.account
     oauth = try_oauth(raw)
@@ -86,8 +86,8 @@ def observe_store(world: World, rt: Runtime, *, identify: bool) -> StoreObs:
 def observe_settings(world: World, rt: Runtime) -> SettingsObs:
     view = world.settings.observe()
     ours = is_our_helper(view.api_key_helper, rt.helper)
-    return SettingsObs(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
-                       ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper))
+    return SettingsObs.model_construct(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
+                                      ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper))
 
 
 def _stale_helper(command: str, current: str) -> bool:
@@ -143,9 +143,9 @@ def account_obs(acc: Account, result: Usage | Exception, now: datetime) -> Accou
     """An account as observed: a fresh reading, a dead login, or a failed poll (skipped by the
     policy; the cached reading is kept for display)."""
     if isinstance(result, Usage):
-        return AccountObs(id=acc.id, email=acc.email, usage=result, usage_at=now, poll="ok")
-    obs = AccountObs(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
-                     usage_at=acc.usage_at)
+        return AccountObs.model_construct(id=acc.id, email=acc.email, usage=result, usage_at=now, poll="ok")
+    obs = AccountObs.model_construct(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
+                                     usage_at=acc.usage_at)
     if isinstance(result, InvalidGrant):
         obs.poll, obs.dead, obs.error = "dead", True, str(result)
         return obs
@@ -158,8 +158,8 @@ def account_obs(acc: Account, result: Usage | Exception, now: datetime) -> Accou
 
 
 def unpolled(acc: Account, now: datetime, why: str) -> AccountObs:
-    obs = AccountObs(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
-                     usage_at=acc.usage_at, poll="cached" if acc.usage_at else "skipped", error=why)
+    obs = AccountObs.model_construct(id=acc.id, email=acc.email, usage=acc.usage if acc.usage_at else None,
+                                     usage_at=acc.usage_at, poll="cached" if acc.usage_at else "skipped", error=why)
     if acc.needs_relogin:
         obs.poll, obs.dead, obs.error = "dead", True, acc.relogin_reason or "needs re-login"
     return obs
@@ -170,5 +170,5 @@ def observed_state(rt: Runtime, now: datetime, store: StoreObs, settings: Settin
     """The state the policy decides on: the accounts polled this run as observed, the others as
     the pool has them."""
     accounts = {acc.id: polled.get(acc.id) or unpolled(acc, now, "") for acc in rt.pool.accounts}
-    return ObservedState(now=now, pool=rt.pool, pool_digest=decision_digest(rt.pool), store=store,
-                         settings=settings, accounts=accounts, helper_command=rt.helper)
+    return ObservedState.model_construct(now=now, pool=rt.pool, pool_digest=decision_digest(rt.pool), store=store,
+                                         settings=settings, accounts=accounts, helper_command=rt.helper)

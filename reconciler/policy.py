@@ -176,9 +176,10 @@ class _Builder:
                 saved = s.api_key_helper or ""
             store_account = ""
             wake = _wake_at(self.o, self.words)
-        return DesiredState(mode=mode, current=account, current_key=key, saved_api_key_helper=saved,
-                            store_account=store_account, api_key_helper=helper, touch_settings=touch,
-                            adopt=list(self.adopt), wake_at=wake, reason=reason, notes=self.notes, **extra)
+        return DesiredState.model_construct(mode=mode, current=account, current_key=key, saved_api_key_helper=saved,
+                                            store_account=store_account, api_key_helper=helper, touch_settings=touch,
+                                            adopt=list(self.adopt), wake_at=wake, reason=reason, notes=list(self.notes),
+                                            **extra)   # trusted parts (schema/state.py): no validation
 
 
 def _first_key(pool: Pool, skip: str = "") -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from claude_pool.schema.listing import Listing, PauseView
 from claude_pool.schema.plan import Plan
 from claude_pool.schema.pool import Block, Usage, UsageWindow
 
 from .deadlines import ends_text, expired_text
 from .status import duration
+
+if TYPE_CHECKING:   # `list`'s models: plan, apply and reconcile render no listing (their build is not paid)
+    from claude_pool.schema.listing import Listing, PauseView
 
 
 def plan_text(plan: Plan) -> str:

@@ -41,7 +41,11 @@ class SavedHelper(str, Enum):
 
 
 class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    # defer_build: a model's validator and serializer are built at its first use, not at import: a
+    # run with nothing to change makes no action, and the plan is built by diff.py from trusted
+    # parts (`model_construct`), so plan/apply/reconcile pay for these only to validate a saved plan
+    # or to write one as JSON.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, defer_build=True)
 
     type: str                            # each model narrows it to its Literal (the discriminator)
     change: Literal["create", "update", "delete"]
@@ -194,6 +198,8 @@ ACTION_MODELS: tuple[type[_Action], ...] = get_args(get_args(Action)[0])
 
 
 class Plan(BaseModel):
+    model_config = ConfigDict(defer_build=True)   # as _Action's
+
     format_version: int = PLAN_FORMAT_VERSION
     tool_version: str = ""
     created_at: str = ""

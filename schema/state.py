@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .pool import Pool, Usage
 
 PollResult = Literal["ok", "cached", "error", "skipped", "dead"]
 
+# The run makes these from trusted parts (`model_construct`: reconciler/observe.py, policy.py), so
+# their validators are built only if something validates one (defer_build): not in a run.
+_INTERNAL = ConfigDict(defer_build=True)
+
 
 class AccountObs(BaseModel):
     """One account as observed this run (no secrets)."""
+
+    model_config = _INTERNAL
 
     id: str
     email: str = ""
@@ -26,6 +32,8 @@ class AccountObs(BaseModel):
 
 class StoreObs(BaseModel):
     """Claude Code's credential store."""
+
+    model_config = _INTERNAL
 
     present: bool = False
     valid: bool = False                 # a parseable OAuth blob with a non-empty access token
@@ -41,6 +49,8 @@ class StoreObs(BaseModel):
 
 
 class SettingsObs(BaseModel):
+    model_config = _INTERNAL
+
     present: bool = False
     api_key_helper: str | None = None
     ours: bool = False                  # the helper in settings is claude-pool's
@@ -49,6 +59,8 @@ class SettingsObs(BaseModel):
 
 
 class ObservedState(BaseModel):
+    model_config = _INTERNAL
+
     now: datetime
     pool: Pool
     pool_digest: str
@@ -66,6 +78,8 @@ class ObservedState(BaseModel):
 
 
 class DesiredState(BaseModel):
+    model_config = _INTERNAL
+
     mode: Literal["account", "apikey"]
     current: str = ""
     current_key: str = ""

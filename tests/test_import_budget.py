@@ -224,3 +224,23 @@ def test_no_fast_exit_inside_another_program(tmp_path: Path, steady) -> None:  #
                           stdin=subprocess.DEVNULL)
     assert proc.stdout.strip() == "returned 0 True", proc.stderr
     assert os.path.exists(steady.pool_path)
+
+
+def test_fast_exit_of_a_hook_that_ran_the_engine(tmp_path: Path, steady, fake) -> None:  # type: ignore[no-untyped-def]
+    """A hook that ran the full engine in its own process (the stop-failure hook's `reconcile
+    --live`) leaves as the commands do, once its stdout is back in place: nothing on stdout, exit 0,
+    the move complete (pool, Claude Code's login) and the run's audit line there."""
+    fake.account("alice@example.com").five_hour = 100.0
+    out = tmp_path / "probe.json"
+    audit_before = len(steady.audit())
+    payload = json.dumps({"session_id": "s1", "hook_event_name": "StopFailure", "error": "authentication_failed"})
+    proc = subprocess.run([sys.executable, "-c", PROBE, "hook", "stop-failure"], input=payload,
+                          env=dict(buffered(steady.env), PROBE_OUT=str(out)), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert json.loads(out.read_text())["os_exit"] is True
+    assert steady.pool()["current"] == "bob"
+    assert steady.creds()["claudeAiOauth"]["accessToken"] == fake.account("bob@example.com").access_token
+    runs = [e for e in steady.audit()[audit_before:] if e.get("event") == "run"]
+    assert [e["trigger"] for e in runs] == ["hook:stop-failure"]
