@@ -124,3 +124,21 @@ def stable_program() -> str:
     except OSError:
         pass
     return current
+
+
+def helper_program_stale(command: str) -> bool | None:
+    """Of a helper command of ours (`<program> helper`): True when its program cannot keep working
+    (gone, or inside Claude Code's plugin folders, which `claude plugin uninstall` deletes), False
+    when it can, None when the command does not parse as one. The engine (reconciler/observe.py)
+    and the light `list --json` (reconciler/lightlist.py) both ask this."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if len(words) < 2:
+        return None
+    program = os.path.abspath(os.path.expanduser(words[-2].strip('"')))
+    plugins = os.path.join(os.path.abspath(claude_dir()), "plugins") + os.sep
+    return not os.path.exists(program) or program.startswith(plugins)

@@ -433,17 +433,7 @@ def _ours(command: str | None) -> bool:
 def _surely_live(command: str) -> bool:
     """reconciler/observe.py `_stale_helper` says False whatever our own command is: the program
     exists and is not in Claude Code's plugin folders."""
-    import shlex
-
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return False
-    if len(words) < 2:
-        return False
-    program = os.path.abspath(os.path.expanduser(words[-2].strip('"')))
-    plugins = os.path.join(os.path.abspath(paths.claude_dir()), "plugins") + os.sep
-    return os.path.exists(program) and not program.startswith(plugins)
+    return paths.helper_program_stale(command) is False
 
 
 def _refresh_token(blob: str) -> Any:

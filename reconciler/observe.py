@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import shlex
 from datetime import datetime
 
 from claude_pool.providers import paths
@@ -96,15 +95,7 @@ def _stale_helper(command: str, current: str) -> bool:
     them). Another live install of ours is not stale, so two installs never take turns rewriting it."""
     if command.strip() == current:
         return False
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return False
-    if len(words) < 2:
-        return False
-    program = os.path.abspath(os.path.expanduser(words[-2].strip('"')))
-    plugins = os.path.join(os.path.abspath(paths.claude_dir()), "plugins") + os.sep
-    return not os.path.exists(program) or program.startswith(plugins)
+    return paths.helper_program_stale(command) is True
 
 
 def working_blob(rt: Runtime, acc: Account, store: StoreObs) -> str:
