@@ -126,6 +126,23 @@ def stable_program() -> str:
     return current
 
 
+def is_our_helper(command: str | None, ours: str = "") -> bool:
+    """Is this apiKeyHelper command ours: exactly `ours`, or any `<path>/claude-pool* helper` (another
+    install of ours writes the same shape)? The engine (reconciler/runtime.py) and the light paths
+    (reconciler/lightlist.py, helper.py) both ask this."""
+    if not command:
+        return False
+    if ours and command.strip() == ours:
+        return True
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    return len(words) >= 2 and words[-1] == "helper" and os.path.basename(words[-2].strip('"')).startswith("claude-pool")
+
+
 def helper_program_stale(command: str) -> bool | None:
     """Of a helper command of ours (`<program> helper`): True when its program cannot keep working
     (gone, or inside Claude Code's plugin folders, which `claude plugin uninstall` deletes), False

@@ -418,16 +418,8 @@ def _settings_helper() -> str | None:
 
 
 def _ours(command: str | None) -> bool:
-    """reconciler/runtime.py `is_our_helper` (our own helper command always has this shape)."""
-    import shlex
-
-    if not command:
-        return False
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
-    return len(words) >= 2 and words[-1] == "helper" and Path(words[-2].strip('"')).name.startswith("claude-pool")
+    """Our helper's shape, whichever install of ours wrote it (providers/paths.py `is_our_helper`)."""
+    return paths.is_our_helper(command)
 
 
 def _surely_live(command: str) -> bool:

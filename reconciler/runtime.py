@@ -71,15 +71,7 @@ def _our_executable() -> str:
 
 
 def is_our_helper(command: str | None, ours: str) -> bool:
-    if not command:
-        return False
-    if command.strip() == ours:
-        return True
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
-    return len(words) >= 2 and words[-1] == "helper" and Path(words[-2].strip('"')).name.startswith("claude-pool")
+    return paths.is_our_helper(command, ours)
 
 
 def call_timeout(configured: float) -> float:
