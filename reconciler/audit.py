@@ -25,6 +25,8 @@ from typing import Any
 from claude_pool.providers import paths
 from claude_pool.providers.fsutil import ensure_private_dir
 
+from .deferred import defer
+
 REDACTED = "[redacted]"
 TOKEN_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9]{2,8}-[A-Za-z0-9_\-]{6,}|sk-ant-[A-Za-z0-9_\-]{16,}")
 SECRET_FIELDS = {"blob", "token", "access_token", "refresh_token", "accesstoken", "refreshtoken",
@@ -228,10 +230,7 @@ class _Quiet:
 # What importing structlog runs that a run of ours never uses: its stdlib-logging bridge
 # (`structlog/__init__` imports these; we log through our own processors into `_Sink`, no stdlib
 # logging) and asyncio (imported by the bridge and by `structlog._native` for its async methods,
-# about 30 ms of a run's start). Each is put in sys.modules unexecuted and runs at its first use,
-# so whoever does use one gets it whole. (Not importlib.util.LazyLoader: its module runs at the first
-# attribute anyone reads, the import system's own `__spec__`/`__path__` reads included, so structlog's
-# `import asyncio` would run asyncio at once; tests/test_import_budget.py checks.)
+# about 30 ms of a run's start), deferred to their first use (reconciler/deferred.py).
 _DEFERRED = ("asyncio", "structlog.stdlib", "structlog.threadlocal")
 _STRUCTLOG: Any = None
 _IMPORTING = threading.Lock()
@@ -245,63 +244,13 @@ def _structlog() -> Any:
         with _IMPORTING:
             if _STRUCTLOG is None:
                 if "structlog" not in sys.modules:
-                    _defer(_DEFERRED)
+                    defer(_DEFERRED)
                 import structlog
 
                 if not structlog.is_configured():
                     structlog.configure(processors=[_Quiet()], cache_logger_on_first_use=False)
                 _STRUCTLOG = structlog
     return _STRUCTLOG
-
-
-class _OnFirstUse:
-    """The `__getattr__` (PEP 562) of a module put in sys.modules unexecuted: the first name
-    asked of it runs the module's code into that same module object, then answers (a module
-    whose code fails is taken out of sys.modules, as a failed import is)."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
-        self.lock = threading.RLock()
-
-    def __call__(self, name: str) -> Any:
-        namespace = self.module.__dict__
-        with self.lock:
-            if namespace.get("__getattr__") is self:
-                del namespace["__getattr__"]
-                try:
-                    self.module.__spec__.loader.exec_module(self.module)
-                except BaseException:
-                    if sys.modules.get(self.module.__name__) is self.module:
-                        del sys.modules[self.module.__name__]
-                    raise
-        if name in namespace:
-            return namespace[name]
-        if callable(namespace.get("__getattr__")):   # the module's own
-            return namespace["__getattr__"](name)
-        raise AttributeError(f"module {self.module.__name__!r} has no attribute {name!r}")
-
-
-def _defer(names: tuple[str, ...]) -> None:
-    import importlib.machinery
-    import importlib.util
-
-    for name in names:
-        if name in sys.modules:
-            continue
-        parent = name.rpartition(".")[0]
-        try:
-            # a top-level name is found, not imported (`structlog` is not imported yet here)
-            spec = importlib.util.find_spec(parent or name)
-            if parent:
-                where = spec.submodule_search_locations if spec is not None else None
-                spec = importlib.machinery.PathFinder.find_spec(name, list(where)) if where else None
-        except (ImportError, ValueError):
-            continue
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            continue
-        module = importlib.util.module_from_spec(spec)
-        module.__getattr__ = _OnFirstUse(module)  # type: ignore[attr-defined]
-        sys.modules[name] = module
 
 
 def configure(trigger: str, *, stderr_level: str = "info", max_bytes: int = 1_048_576, keep: int = 3,

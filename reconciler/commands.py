@@ -125,6 +125,7 @@ def refused(message: str, model: str | None, session_id: object = None) -> int:
     request (learn.take_refusal: the one held when the session's turn began, or one the pool moved
     to since), then reconcile: live, but staying unless the account held now is the one at fault
     (or cannot serve). A server-side limit blocks nothing: the run only logs it and stays."""
+    engine_environment()
     from claude_pool.providers import turns
     from claude_pool.schema.limits import parse_refusal
 
@@ -588,12 +589,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"claude-pool: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """A command's parser that `build_parser(only=...)` leaves out: every call on it does nothing."""
+
+    def __getattr__(self, _name: str) -> Callable[..., "_Skipped"]:
+        return lambda *_a, **_k: self
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line. `only`: the command about to run (its parser alone is built, a few ms
+    fewer on every command: argparse translates each help string as it is added); None: all of
+    them, for `--help` and for a command that is not one."""
     p = _Parser(prog="claude-pool", description="Keep Claude Code on the credential with the most "
                 "rate-limit headroom.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p.commands = sub.choices   # type: ignore[attr-defined]   # name (and alias) -> its parser
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, aliases: list[str] | None = None):
+        if only is not None and only != name and only not in (aliases or []):
+            return _Skipped()
         sp = sub.add_parser(name, help=help, description=help, aliases=aliases or [])
         sp.set_defaults(fn=fn)
         return sp
@@ -696,11 +710,20 @@ NO_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
 _NO_PLUGINS_SET = False
 
 
-def main(argv: list[str]) -> int:
+def engine_environment() -> None:
+    """Before the engine's first import: pydantic's plugin scan off (NO_PLUGINS) and its
+    `importlib.metadata` left unrun unless something uses it (reconciler/deferred.py)."""
     global _NO_PLUGINS_SET
     if NO_PLUGINS not in os.environ:
         os.environ[NO_PLUGINS] = "__all__"
         _NO_PLUGINS_SET = True
+    from .deferred import defer_pydantic_plugin_scan
+
+    defer_pydantic_plugin_scan()
+
+
+def main(argv: list[str]) -> int:
+    engine_environment()
     launch: list[str] | None = None
     if argv and argv[0] in ("reconcile", "auto") and "--launch" in argv:
         i = argv.index("--launch")
@@ -740,7 +763,11 @@ def leave(code: int) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = build_parser()
+    # a command's own parser is all it needs; anything else (an unknown word, an option first)
+    # gets the whole parser and its usual message
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
+    if argv and argv[0] not in parser.commands:   # type: ignore[attr-defined]
+        parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
