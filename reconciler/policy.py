@@ -253,10 +253,14 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
             faster = [(pace(o.usage, observed.now, words), o.id) for o in trusted  # type: ignore[arg-type]
                       if o.id != active and score(o, pool.account(o.id), observed.now, words) < 100
                       and decision.tier(pool.account(o.id)) == decision.tier(pool.account(active))]
-            if faster and max(faster)[0] > pace(best.usage, observed.now, words):  # type: ignore[arg-type]
+            mine = pace(best.usage, observed.now, words)  # type: ignore[arg-type]
+            if faster and max(faster)[0] > mine:
                 top, other = max(faster)
+                theirs, ours = f"{top:.1f}", f"{mine:.1f}"
+                ahead = (f"is not enough ahead ({theirs} weekly points per hour to its reset, against {ours})"
+                         if theirs != ours else f"is no further ahead (both {ours} weekly points per hour to their reset)")
                 why = (f"{_label(best, observed, words)} stays: switching costs the session its prompt cache, "
-                       f"and {other} ({top:.1f} weekly points per hour to its reset) is not enough ahead" + room)
+                       f"and {other} {ahead}")
         else:
             was = observed.accounts.get(active)
             why = f"{_label(best, observed, words)} has the most headroom" + room + (

@@ -683,3 +683,16 @@ def test_if_needed_near_limit_counts_the_models_own_window():
     pool = Pool(current="a", accounts=[A("a", 10, 10, scoped=(("Opus", 90.0),)).account(), A("b", 10).account()])
     assert accounts_to_poll(pool, Reconcile(if_needed=True, model="opus"), "a", NOW, 60) == ["a"]
     assert accounts_to_poll(pool, Reconcile(if_needed=True, model="sonnet"), "a", NOW, 60) == []
+
+
+@pytest.mark.parametrize(("b_week_in", "says"), [
+    (timedelta(days=3) - timedelta(minutes=1), "and b is no further ahead (both 1.1 weekly points per hour to their reset)"),
+    (timedelta(hours=68), "and b is not enough ahead (1.2 weekly points per hour to its reset, against 1.1)"),
+])
+def test_staying_for_the_prompt_cache_says_how_far_the_other_is_ahead(b_week_in, says):
+    """The stay rule's reason reads the two paces so that the one ahead reads larger, and never
+    prints the same number twice as if one were ahead."""
+    observed = world(A("a", 30, 20), A("b", 30, 20, week_in=b_week_in), current="a")
+    desired = decide(observed, Reconcile())
+    assert desired.current == "a"
+    assert desired.reason == f"a at 30% (5h) stays: switching costs the session its prompt cache, {says}"
