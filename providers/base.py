@@ -64,5 +64,5 @@ class Recorder(Generic[Obs, Val]):
             return self.writes[-1]  # type: ignore[return-value]
         return self.inner.observe()
 
-    def write(self, value: Val) -> None:
+    def write(self, value: Val, **_how: object) -> None:   # how the inner one would write it (`into`, ...)
         self.writes.append(value)

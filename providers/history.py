@@ -199,10 +199,13 @@ def _append(path: str, line: bytes) -> None:
 
 
 def record(accounts: list, *, complete: bool = False, now: float | None = None,
-           state_dir: str | None = None) -> None:
+           state_dir: str | None = None, renamed: dict[str, str] | None = None) -> None:
     """Take the readings of `accounts` (the pool's JSON form: id, usage, usage_at) that are newer
     than the ones already taken: a history line when one says something new, and the cache with its
-    forecasts. `complete`: these are all the pool's accounts (the others are forgotten). Never raises."""
+    forecasts. `complete`: these are all the pool's accounts (the others are forgotten). `renamed`:
+    old id -> new id, accounts renamed since (`claude-pool rename`): their cache entry moves to the
+    new name and a rename line (`{"t": epoch, "r": [old, new]}`) makes `read` give the lines before
+    it the new name too. Never raises."""
     import time
 
     try:
@@ -212,6 +215,11 @@ def record(accounts: list, *, complete: bool = False, now: float | None = None,
         known = cache.get("accounts") if isinstance(cache.get("accounts"), dict) else {}
         changed = False
         lines: list[bytes] = []
+        for old, new in (renamed or {}).items():
+            if old in known and new not in known:   # type: ignore[operator]
+                known[new] = known.pop(old)   # type: ignore[union-attr, index]
+                lines.append((json.dumps({"t": int(now), "r": [old, new]}, separators=(",", ":")) + "\n").encode())
+                changed = True
         for acc in accounts:
             if not isinstance(acc, dict) or not isinstance(acc.get("id"), str) or not acc["id"]:
                 continue
@@ -255,8 +263,10 @@ def record_pool(pool_json: dict, **kw: object) -> None:
 
 def read(since: float | None = None, state_dir: str | None = None) -> list[dict]:
     """Every history line (the rotated file's first), oldest first, `t` >= since; broken lines
-    skipped. Each: {"t": epoch, "a": id, "w": {label: [pct, resets|None]}}."""
+    skipped. Each: {"t": epoch, "a": id, "w": {label: [pct, resets|None]}}, `a` the account's
+    name now (a rename line renames the lines before it)."""
     out: list[dict] = []
+    renames: list[tuple[float, str, str]] = []
     path = history_file(state_dir)
     for name in (path + ".1", path):
         try:
@@ -268,23 +278,32 @@ def read(since: float | None = None, state_dir: str | None = None) -> list[dict]
                 item = json.loads(raw)
             except ValueError:
                 continue
+            if (isinstance(item, dict) and isinstance(item.get("t"), (int, float)) and isinstance(item.get("r"), list)
+                    and len(item["r"]) == 2 and all(isinstance(x, str) for x in item["r"])):
+                renames.append((item["t"], item["r"][0], item["r"][1]))
+                continue
             if not (isinstance(item, dict) and isinstance(item.get("t"), (int, float)) and isinstance(item.get("a"), str)
                     and isinstance(item.get("w"), dict)):
                 continue
             if since is not None and item["t"] < since:
                 continue
             out.append(item)
+    renames.sort()
+    for item in out:
+        for at, old, new in renames:
+            if at >= item["t"] and item["a"] == old:
+                item["a"] = new
     out.sort(key=lambda x: x["t"])
     return out
 
 
-def record_saved(pool_path: "str | os.PathLike[str]", dump: "object") -> None:
+def record_saved(pool_path: "str | os.PathLike[str]", dump: "object", renamed: dict[str, str] | None = None) -> None:
     """`record_pool` after a save of the pool file at `pool_path`, when it is this user's pool (a
     pool written elsewhere, e.g. by a test to a path of its own, has no history here). `dump()`
-    gives the pool's JSON (called only then). Never raises."""
+    gives the pool's JSON (called only then); `renamed` as `record`'s. Never raises."""
     try:
         if os.path.abspath(os.fspath(pool_path)) != os.path.abspath(paths.pool_file()):
             return
-        record_pool(dump())   # type: ignore[operator]
+        record_pool(dump(), renamed=renamed)   # type: ignore[operator]
     except Exception:  # noqa: BLE001 - history never breaks a save
         return

@@ -157,10 +157,11 @@ class PoolFile:
         that every reader takes first (poolcodec.read_with_identity)."""
         spot.fill(poolcodec.encode(poolcodec.go_shape(value.model_dump(mode="json")), self.key))
 
-    def write(self, value: Pool, into: Reservation | None = None) -> None:
+    def write(self, value: Pool, into: Reservation | None = None, renamed: dict[str, str] | None = None) -> None:
         """The one save of the pool file by the engine (atomic, 0600; the status summary beside it).
         `into`: the reservation a refresh made, so a rotated login is kept even when the folder
-        stopped taking new files; if even that fails, the reservation stays for the next run."""
+        stopped taking new files; if even that fails, the reservation stays for the next run.
+        `renamed`: accounts renamed since the last save (old id -> new id), for the history."""
         ensure_private_dir(self.path.parent)
         clean_stale_temps(self.path.parent)
         try:
@@ -178,7 +179,7 @@ class PoolFile:
         from claude_pool.providers import history   # the readings' history and forecasts (issue 20)
 
         history.record_saved(self.path, lambda: value.model_dump(
-            mode="json", include={"accounts": {"__all__": {"id", "usage", "usage_at"}}}))
+            mode="json", include={"accounts": {"__all__": {"id", "usage", "usage_at"}}}), renamed=renamed)
 
     def _align_rescues(self, value: Pool, spot: Reservation) -> None:
         """Several refreshes of one run whose renames failed leave several rescues, each the pool as

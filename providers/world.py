@@ -35,8 +35,9 @@ class PoolStore(Protocol):
 
     def observe(self) -> "Pool": ...
 
-    def write(self, value: "Pool", into: Any = None) -> None:
-        """Save the pool; `into`: a reservation `reserve` made (the rotated login's own spot)."""
+    def write(self, value: "Pool", into: Any = None, renamed: "dict[str, str] | None" = None) -> None:
+        """Save the pool; `into`: a reservation `reserve` made (the rotated login's own spot);
+        `renamed`: accounts renamed in this run (old id -> new id), whose history moves with them."""
 
     def reserve(self) -> contextlib.AbstractContextManager[Any]:
         """Proof that a write can be made, before a token refresh (poolfile.PoolUnwritable if not)."""

@@ -173,6 +173,9 @@ def rename(ap: Applier, a: Rename) -> None:
     if a.kind == "account":
         acc = ap.account(a.target)
         acc.id = new
+        renamed = ap.rt.renamed
+        first = next((o for o, n in renamed.items() if n == a.target), a.target)   # a -> b -> c: a -> c
+        renamed[first] = new
         if p.current == a.target:
             p.current = new
         for h in p.switches:   # which account a refused request went out with (learn.senders)
@@ -285,7 +288,7 @@ def recording(world: World, rt: Runtime) -> tuple[World, Runtime]:
         world, pool=Recorder(world.pool, echo=True), store=Recorder(world.store, echo=True),  # type: ignore[arg-type]
         settings=Recorder(world.settings), claude_json=Recorder(world.claude_json))  # type: ignore[arg-type]
     dry_rt = dataclasses.replace(rt, pool=rt.pool.model_copy(deep=True), new_secrets=dict(rt.new_secrets),
-                                 save_lock=threading.Lock())
+                                 save_lock=threading.Lock(), renamed=dict(rt.renamed))
     return dry_world, dry_rt
 
 

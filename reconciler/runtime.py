@@ -115,6 +115,9 @@ class Runtime:
     new_secrets: dict[str, str] = field(default_factory=dict)   # key id -> key being added
     usage_dirty: bool = False                                   # readings to save with the run
     save_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: accounts renamed in this run, old id -> new id: the pool's save carries their history of
+    #: readings over to the new name (providers/history.py `record`)
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def remember_secrets(self) -> None:
         REDACTOR.add(*self.pool.secrets())
@@ -126,7 +129,10 @@ class Runtime:
     def save_pool(self, pools: PoolStore) -> None:
         """Save the in-memory pool now (also from the harvest's threads)."""
         with self.save_lock:
-            pools.write(self.pool)
+            if self.renamed:
+                pools.write(self.pool, renamed=dict(self.renamed))
+            else:
+                pools.write(self.pool)
 
 
 def build(trigger: str, config: Config | None = None) -> tuple[World, Runtime]:

@@ -227,3 +227,50 @@ def test_the_session_start_light_path_records_its_reading(sandbox, fake) -> None
     assert sandbox.pool_account("alice")["usage"]["five_hour"]["pct"] == 21   # the light look saved it
     lines = history.read(state_dir=str(sandbox.home / ".local" / "state" / "claude-pool"))
     assert [(x["a"], x["w"]["5h"][0], x["w"]["7d"][0]) for x in lines] == [("alice", 21.0, 7.0)]
+
+
+def test_a_rename_carries_the_history_over(tmp_path: Path) -> None:
+    """`record(renamed=...)`: the cache entry moves to the new name (so the forecast goes on), and
+    `read` gives every line before the rename the new name; an account that takes the old name
+    afterwards starts a history of its own."""
+    state = str(tmp_path / "state")
+    t0 = NOW - 2 * H
+    for i in range(7):
+        t = t0 + i * 600
+        history.record([acct("a", t, 10 + 20 * i / 6, 40, NOW + 3 * H, NOW + 3 * D)], complete=True, now=t,
+                       state_dir=state)
+    before = history.forecasts(state)["a"]
+    t1 = t0 + 3600 + 60
+    history.record([acct("work", t0 + 3600, 30, 40, NOW + 3 * H, NOW + 3 * D)], complete=True, now=t1,
+                   state_dir=state, renamed={"a": "work"})
+    assert set(history.forecasts(state)) == {"work"} and history.forecasts(state)["work"] == before
+    # the same save again (a second save in the run): nothing moves twice, no second line
+    size = (tmp_path / "state" / "history.jsonl").stat().st_size
+    history.record([acct("work", t0 + 3600, 30, 40, NOW + 3 * H, NOW + 3 * D)], complete=True, now=t1,
+                   state_dir=state, renamed={"a": "work"})
+    assert (tmp_path / "state" / "history.jsonl").stat().st_size == size
+    # a new account named "a" later: its own history
+    history.record([acct("work", t1 + 600, 32, 40, NOW + 3 * H, NOW + 3 * D),
+                    acct("a", t1 + 600, 5, 5, NOW + 3 * H, NOW + 3 * D)], complete=True, now=t1 + 600, state_dir=state)
+    lines = history.read(state_dir=state)
+    assert [x["a"] for x in lines] == ["work"] * 7 + ["work", "a"]
+    assert [x["w"]["5h"][0] for x in lines if x["a"] == "a"] == [5.0]
+    assert all("r" not in x for x in lines)
+
+
+def test_rename_by_command_keeps_the_accounts_history(sandbox, fake) -> None:
+    """`claude-pool rename` through plan/apply: the pool's save carries the history over, so the
+    report and `watch` see the account's past under its new name."""
+    now = time.time()
+    fake.add_account("alice@example.com", five_hour=50, five_hour_resets_at=now + 3 * H,
+                     seven_day=42, seven_day_resets_at=now + 3 * D)
+    sandbox.seed("alice@example.com")
+    _ramp_into_sandbox(sandbox, "alice", now)
+    state = str(sandbox.home / ".local" / "state" / "claude-pool")
+    ramp = [x for x in history.read(state_dir=state) if x["a"] == "alice"]
+    assert len(ramp) >= 12
+    assert sandbox.ok("rename", "alice", "work").stdout == "Renamed account alice to work.\n"
+    lines = history.read(state_dir=state)
+    assert {x["a"] for x in lines} == {"work"} and len(lines) >= len(ramp)
+    assert set(history.forecasts(state)) == {"work"}
+    assert "work" in sandbox.status().get("forecast", {})

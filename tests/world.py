@@ -85,7 +85,7 @@ class MemPool:
         self.journal.add("pool.observe")
         return Pool.model_validate_json(self.text)
 
-    def write(self, value: Pool, into: object = None) -> None:
+    def write(self, value: Pool, into: object = None, renamed: object = None) -> None:
         self.text = value.model_dump_json()
         self.writes += 1
         self.journal.add("pool.write", Pool.model_validate_json(self.text))
