@@ -274,6 +274,14 @@ def five_hour_pct(usage: Any, now: datetime) -> float:
     return window_pct(usage.five_hour, now)
 
 
+def switch_factor(usage: Any, now: datetime) -> float:
+    """How many times the active account's pace another must offer for the pool to move there
+    (`best`, rules 1 and 2): infinite while its five-hour window is open under BUSY."""
+    if five_hour_open(usage, now):
+        return OPEN_SWITCH if five_hour_pct(usage, now) >= BUSY else math.inf
+    return IDLE_SWITCH
+
+
 def roomy(obs: Any, acc: Any, now: datetime, words: frozenset[str] | None, line: float) -> bool:
     """Usable (every window that binds the model under 100 %, no 429 block) with its five-hour
     window under the line (the threshold, in percent)."""
@@ -336,10 +344,7 @@ def best(candidates: list[Any], accounts: Mapping[str, Any], now: datetime, acti
     mine = next((c for c in room if c.id == active), None)
     if mine is not None:
         other = by_pace(room)
-        if five_hour_open(mine.usage, now):
-            factor = OPEN_SWITCH if five_hour_pct(mine.usage, now) >= BUSY else math.inf
-        else:
-            factor = IDLE_SWITCH
+        factor = switch_factor(mine.usage, now)
         return other if other.id != active and paces[other.id] > factor * paces[active] else mine
     if room:
         return by_pace(room)

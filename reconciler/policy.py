@@ -257,10 +257,17 @@ def decide_reconcile(observed: ObservedState, intent: Reconcile) -> DesiredState
             if faster and max(faster)[0] > mine:
                 top, other = max(faster)
                 theirs, ours = f"{top:.1f}", f"{mine:.1f}"
-                ahead = (f"is not enough ahead ({theirs} weekly points per hour to its reset, against {ours})"
-                         if theirs != ours else f"is no further ahead (both {ours} weekly points per hour to their reset)")
+                factor = decision.switch_factor(best.usage, observed.now)
+                if theirs == ours:
+                    ahead = f"{other} is no further ahead (both {ours} weekly points per hour to their reset)"
+                elif math.isinf(factor):
+                    ahead = (f"its five-hour window is open and under {decision.BUSY:g}%, so it is not left for "
+                             f"pacing ({other}: {theirs} weekly points per hour to its reset, against {ours})")
+                else:
+                    ahead = (f"{other} is not enough ahead ({theirs} weekly points per hour to its reset, against "
+                             f"{ours}; a move takes {factor:g} times as much)")
                 why = (f"{_label(best, observed, words)} stays: switching costs the session its prompt cache, "
-                       f"and {other} {ahead}")
+                       f"and {ahead}")
         else:
             was = observed.accounts.get(active)
             why = f"{_label(best, observed, words)} has the most headroom" + room + (

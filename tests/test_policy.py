@@ -685,14 +685,23 @@ def test_if_needed_near_limit_counts_the_models_own_window():
     assert accounts_to_poll(pool, Reconcile(if_needed=True, model="sonnet"), "a", NOW, 60) == []
 
 
-@pytest.mark.parametrize(("b_week_in", "says"), [
-    (timedelta(days=3) - timedelta(minutes=1), "and b is no further ahead (both 1.1 weekly points per hour to their reset)"),
-    (timedelta(hours=68), "and b is not enough ahead (1.2 weekly points per hour to its reset, against 1.1)"),
+@pytest.mark.parametrize(("a_five", "b_week_in", "says"), [
+    (30, timedelta(days=3) - timedelta(minutes=1),
+     "a at 30% (5h) stays: switching costs the session its prompt cache, and b is no further ahead "
+     "(both 1.1 weekly points per hour to their reset)"),
+    (30, timedelta(hours=20),
+     "a at 30% (5h) stays: switching costs the session its prompt cache, and its five-hour window is open and "
+     "under 50%, so it is not left for pacing (b: 4.0 weekly points per hour to its reset, against 1.1)"),
+    (60, timedelta(hours=68),
+     "a at 60% (5h) stays: switching costs the session its prompt cache, and b is not enough ahead "
+     "(1.2 weekly points per hour to its reset, against 1.1; a move takes 1.75 times as much)"),
 ])
-def test_staying_for_the_prompt_cache_says_how_far_the_other_is_ahead(b_week_in, says):
-    """The stay rule's reason reads the two paces so that the one ahead reads larger, and never
-    prints the same number twice as if one were ahead."""
-    observed = world(A("a", 30, 20), A("b", 30, 20, week_in=b_week_in), current="a")
+def test_staying_for_the_prompt_cache_says_which_rule_holds_it(a_five, b_week_in, says):
+    """The stay rule's reason says why the pool stays (an open five-hour window under BUSY is never
+    left for pacing; past it, a move takes OPEN_SWITCH times the pace), never prints the same pace
+    twice as if one account were ahead, and never calls an account four times ahead 'not enough'
+    without saying what would be."""
+    observed = world(A("a", a_five, 20), A("b", 30, 20, week_in=b_week_in), current="a")
     desired = decide(observed, Reconcile())
     assert desired.current == "a"
-    assert desired.reason == f"a at 30% (5h) stays: switching costs the session its prompt cache, {says}"
+    assert desired.reason == says
