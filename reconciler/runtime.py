@@ -41,9 +41,15 @@ def load_config(path: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path} is not valid TOML: {exc}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        first = errors[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise UserError(f"{path}: {where}: {first.get('msg', 'invalid')}") from None
+        given = first.get("input")
+        # the value given, when it is a number or a truth value (a string is not repeated: a
+        # secret pasted into the wrong key must not reach the terminal)
+        got = f" (it says {given!r})" if isinstance(given, (int, float, bool)) else ""
+        more = f"; and {len(errors) - 1} more" if len(errors) > 1 else ""
+        raise UserError(f"{path}: {where}: {first.get('msg', 'invalid')}{got}{more}") from None
 
 
 def helper_command(platform: str | None = None, executable: str | None = None) -> str:

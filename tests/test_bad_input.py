@@ -160,3 +160,17 @@ def test_bad_ids_are_refused(sandbox, fake, command, bad):
     args, stdin = ID_COMMANDS[command](BAD_IDS[bad])
     sandbox.assert_refused(sandbox.run(*args, input=stdin))
     assert sandbox.snapshot() == before
+
+
+def test_a_config_value_out_of_range_is_named_with_what_it_says_and_never_a_string(sandbox, fake):
+    """config.toml's first bad value: where, what is wrong, the number it holds, how many more;
+    a string is never repeated (a key pasted into the wrong table stays off the terminal)."""
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.seed(ALICE)
+    sandbox.write_config(f'[policy]\nthreshold = 2\napi_key = "{KEY1}"\n')
+    proc = sandbox.run("plan")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line
+    assert "policy.threshold: Input should be less than or equal to 1 (it says 2); and 1 more" in line, line
+    assert KEY1 not in proc.stderr + proc.stdout
