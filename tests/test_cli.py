@@ -455,3 +455,26 @@ def test_every_command_as_a_real_process(sandbox, fake):
     sandbox.ok("rm", "k1")
     sandbox.assert_refused(sandbox.run("switch", "nobody"), "nobody")
     sandbox.assert_refused(sandbox.run("frobnicate"))
+
+
+@pytest.mark.parametrize(("args", "first_line"), [
+    (("help",), "usage: claude-pool [-h] COMMAND ..."),
+    (("help", "plan"), "usage: claude-pool plan [-h] [--json] [--out FILE] [--detailed-exitcode]"),
+    (("help", "key", "add"), "usage: claude-pool key add [-h] [--id NAME] [--from-clipboard] [key]"),
+    (("plan", "--help"), "usage: claude-pool plan [-h] [--json] [--out FILE] [--detailed-exitcode]"),
+    (("auto", "--help"), "usage: claude-pool reconcile [-h] [--if-needed] [--threshold T] [--live]"),
+])
+def test_help_for_the_tool_and_for_each_command(sandbox, args, first_line):
+    """`help [COMMAND]` as git and pip have it, and each command's own --help (a command builds
+    only its own parser: the text is the one the whole parser gives)."""
+    proc = sandbox.run(*args)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines()[0] == first_line
+
+
+def test_a_word_that_is_no_command_lists_the_commands(sandbox):
+    for args in (("bogus",), ("help", "bogus")):
+        proc = sandbox.run(*args)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert "invalid choice: 'bogus' (choose from 'plan', 'apply'," in proc.stderr
+        assert proc.stderr.count("\n") == 1
