@@ -3,9 +3,10 @@
 Reads Claude Code's statusLine JSON on stdin. Its `rate_limits` (present on a subscription login)
 are free usage data for the active account: they are recorded in `usage-feed.json` beside the
 pool (plaintext, no secret) and the next reconcile uses them instead of polling that account.
-Prints a short badge: the account's name, or, on API keys, the key's name in a warning colour
-with the time until an account is back; and, while an account's login ends within 3 days, which
-one and when (`pool: alice · bob: login ends in 1d23h`).
+Prints a short badge: the account's name (with `· out, back in 2h59m` in a warning colour while
+that account is out: every account is and there is no key, or the move is still to come), or, on
+API keys, the key's name in a warning colour with the time until an account is back; and, while
+an account's login ends within 3 days, which one and when (`pool: alice · bob: login ends in 1d23h`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,38 @@ def feed_from(payload: dict, active: str, since: str | None, now: float) -> dict
     return feed if ("five_hour" in feed or "seven_day" in feed) else None
 
 
-def badge(data: dict | None, now: float, color: bool = True) -> str:
+def out_until(data: dict, payload: dict, now: float) -> float | None:
+    """When the held account is back (epoch), if it is out now: by Claude Code's own rate limits
+    of this render, or by the pool's last reading of it and its 429 block (status.json's `held`,
+    asked of reconciler/decision.py `exhausted_until`, only when a window there is at 100%)."""
+    found: list[float] = []
+    limits = payload.get("rate_limits")
+    for name in ("five_hour", "seven_day"):
+        w = limits.get(name) if isinstance(limits, dict) else None
+        pct, resets = (w.get("used_percentage"), w.get("resets_at")) if isinstance(w, dict) else (None, None)
+        if (isinstance(pct, (int, float)) and not isinstance(pct, bool) and pct >= 100
+                and isinstance(resets, (int, float)) and not isinstance(resets, bool) and now < resets < 1e11):
+            found.append(float(resets))
+    held = data.get("held")
+    if isinstance(held, dict) and held.get("id") == data.get("name") and (held.get("block") or _full(held.get("usage"))):
+        from datetime import datetime, timezone
+
+        from . import decision
+
+        when = decision.exhausted_until(decision.light_account(held), datetime.fromtimestamp(now, tz=timezone.utc))
+        if when is not None:
+            found.append(when.timestamp())
+    return max(found) if found else None
+
+
+def _full(numbers: object) -> bool:
+    """Any window's `pct` in this raw usage JSON is at 100 or above."""
+    from .hooks import _near
+
+    return _near(numbers, 100.0)
+
+
+def badge(data: dict | None, now: float, color: bool = True, payload: dict | None = None) -> str:
     if data is None:
         return "pool: ?"          # the pool could not be read (`claude-pool list` says why)
     if not data or data.get("mode") == "empty":
@@ -55,7 +87,12 @@ def badge(data: dict | None, now: float, color: bool = True) -> str:
             text += f" · accounts back in {duration(when - now)}"
         text += " · Remote Control, /schedule off"   # what an apiKeyHelper turns off in Claude Code
         return (f"{YELLOW}{text}{RESET}" if color else text) + deadline_marker(data, now, color)
-    return f"pool: {data.get('name', '')}" + deadline_marker(data, now, color)
+    text = f"pool: {data.get('name', '')}"
+    back = out_until(data, payload or {}, now) if data.get("mode") == "account" else None
+    if back is not None:   # every other account out too, or the move not made yet: say so
+        out = f" · out, back in {duration(back - now)}"
+        text += f"{YELLOW}{out}{RESET}" if color else out
+    return text + deadline_marker(data, now, color)
 
 
 def deadline_marker(data: dict, now: float, color: bool = True) -> str:
@@ -94,5 +131,5 @@ def main(argv: list[str]) -> int:
                 pass
             else:
                 _nudge(payload)
-    sys.stdout.write(badge(data, now, color="--no-color" not in argv) + "\n")
+    sys.stdout.write(badge(data, now, color="--no-color" not in argv, payload=payload) + "\n")
     return 0

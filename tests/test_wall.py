@@ -91,3 +91,33 @@ def test_the_hooks_gate_is_the_decisions_near_and_looks_at_percentages_only(tmp_
     assert hooks._gate(hooks._threshold()) == 85.0
     (tmp_path / "config.toml").write_text("[policy]\nthreshold = 0.6\n")
     assert hooks._gate(hooks._threshold()) == 60.0, "a lower threshold lowers the gate"
+
+
+def test_the_statusline_says_when_the_held_account_is_out(sandbox, fake) -> None:
+    """Every account out and no key: the pool stays on one, and the badge says it is out and when
+    it is back (the later of its windows at 100%), from the pool's reading or from Claude Code's
+    own rate limits of this render; an account with room says nothing of the kind."""
+    now = time.time()
+    fake.add_account(ALICE, five_hour=100, five_hour_resets_at=now + 3600)
+    fake.add_account(BOB, five_hour=100, five_hour_resets_at=now + 2 * 3600,
+                     seven_day=100, seven_day_resets_at=now + 3 * 3600)
+    sandbox.seed(ALICE, BOB)
+    sandbox.ok("reconcile", "--live")
+    assert sandbox.pool()["current"] in ("alice", "bob") and sandbox.pool()["mode"] == "account"
+    held = sandbox.pool()["current"]
+    back = {"alice": "59m", "bob": "2h59m"}[held]
+    line = sandbox.ok("statusline", "--no-color", input=json.dumps({"session_id": "s"})).stdout
+    assert line == f"pool: {held} · out, back in {back}\n", line
+    colored = sandbox.ok("statusline", input=json.dumps({"session_id": "s"})).stdout
+    assert colored.startswith(f"pool: {held}\x1b[33m · out, back in ")
+    # alice's window reset and bob has room again: nothing is out
+    fake.set_usage(ALICE, five_hour=5)
+    fake.set_usage(BOB, five_hour=5, seven_day=5)
+    sandbox.ok("reconcile", "--live")
+    quiet = {"five_hour": {"used_percentage": 5, "resets_at": int(now) + 3600}}
+    line = sandbox.ok("statusline", "--no-color", input=json.dumps({"rate_limits": quiet})).stdout
+    assert line == f"pool: {sandbox.pool()['current']}\n", line
+    # Claude Code's own rate limits say the held account hit its weekly limit: the badge says so at once
+    full = {"seven_day": {"used_percentage": 100, "resets_at": int(now) + 4 * 3600 + 30}}
+    line = sandbox.ok("statusline", "--no-color", input=json.dumps({"rate_limits": full})).stdout
+    assert line == f"pool: {sandbox.pool()['current']} · out, back in 4h00m\n", line
