@@ -336,3 +336,30 @@ def test_ours_decides_with_the_production_policy(monkeypatch):
     sim(mk(FIVE_HOUR), "ours")
     assert len(seen) >= len(FIVE_HOUR) and all(type(i).__name__ == "Reconcile" for i in seen)
     assert any(i.if_needed and i.threshold == 0.95 and i.model == "sonnet" for i in seen)
+
+
+def test_a_pause_moves_off_at_its_start_and_the_account_comes_back_after_it():
+    """A trace's pause (`"pauses": [[from, until]]`) is `claude-pool pause` at its start: the pool
+    moves off the account at that moment (a run of its own, not the next prompt), never serves on
+    it meanwhile, and it is chosen again once the pause has ended and it is the better place."""
+    accounts = [{"id": "a", "five_hour_limit": 100, "seven_day_limit": 1000, "weekly_reset_at_hour": 50,
+                 "pauses": [[2.7, 6.0]]},
+                {"id": "b", "five_hour_limit": 10, "seven_day_limit": 1000, "weekly_reset_at_hour": 50,
+                 "seven_day_used_at_start": 600}]
+    reqs = [req(t / 2, units=1) for t in range(0, 20)]
+    res = sim(mk(reqs, accounts=accounts, duration=12.0), "ours")
+    served = {t: who for t, who, _ in res.served_log}
+    assert all(served[t] == "a" for t in served if t < 2.7), served
+    assert all(served[t] == "b" for t in served if 2.7 <= t < 6.0), served
+    assert (2.7, "b") in res.timeline   # the pause's own run, at its start (no request then)
+    # past the pause a is back: b's busy five-hour window (7 of 10) is left for a's weekly room
+    assert all(served[t] == "a" for t in served if t >= 6.0), served
+    assert res.summary()["billed_units"] == 0
+    # the seed (the Go tool) knows no pause: it stays on a
+    assert {who for _, who, _ in sim(mk(reqs, accounts=accounts, duration=12.0), "seed").served_log} == {"a"}
+
+
+def test_a_trace_pause_must_end_after_it_starts():
+    bad = [{"id": "a", "five_hour_limit": 10, "seven_day_limit": 100, "pauses": [[3, 2]]}]
+    with pytest.raises(trace.TraceError, match=r"accounts\[0\].pauses\[0\]: until"):
+        mk([req(0)], accounts=bad)

@@ -19,6 +19,9 @@ The hook moments run what reconciler/hooks.py runs, with the session's model (th
                       simulator no move races a request, so the sender is the account held)
     apiKeyHelper      next key round robin, then reconcile
     wake              reconcile (scheduled at the earliest reset + 30 s, one sleeper)
+    pause             a trace's account pause (`"pauses"`): `claude-pool pause` at its start (the
+                      pool's `paused` field set, then reconcile, as the command converges), ending
+                      by itself at its `until` (decision.paused, as in the product)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from claude_pool.reconciler.learn import refusal_block
 from claude_pool.reconciler.observe import unpolled
 from claude_pool.schema.limits import families
 from claude_pool.schema.config import PolicyConfig
-from claude_pool.schema.pool import Account, ApiKey, Pool
+from claude_pool.schema.pool import Account, ApiKey, Pause, Pool
 from claude_pool.schema.state import AccountObs, DesiredState, ObservedState, SettingsObs, StoreObs
 from claude_pool.schema.usage import parse_usage
 
@@ -56,6 +59,21 @@ class Ours:
             accounts=[Account(id=a.id, email=f"{a.id}@example.com", blob="{}", priority=a.priority,
                               threshold=a.threshold) for a in world.trace.accounts],   # the trace's preferences
             api_keys=[ApiKey(id=f"key{i + 1}", key="sk-ant-sim") for i in range(world.api_keys)])
+        # each pause is the command at its start: a run then (the recovery wake's queue carries it)
+        self.pause_starts = {start for a in world.trace.accounts for start, _ in a.pauses}
+        for start in sorted(self.pause_starts):
+            world.schedule_wake(start)
+
+    def _sync_pauses(self, now_h: float) -> None:
+        """The pool's `paused` as the trace's pauses set it by `now_h` (the command at each start;
+        a pause past its `until` ends by itself, as decision.paused reads it)."""
+        specs = {a.id: a.pauses for a in self.world.trace.accounts}
+        for acc in self.pool.accounts:
+            started = [(s, e) for s, e in specs.get(acc.id, ()) if s <= now_h]
+            if not started:
+                continue
+            start, end = started[-1]
+            acc.paused = Pause(at=clock(start), until=clock(end) if end is not None else None, reason="trace")
 
     # -- hook moments
     def _reconcile(self, model: str | None, **kw: object) -> Reconcile:
@@ -78,6 +96,7 @@ class Ours:
 
     def quick_look(self, now: float, model: str | None) -> bool:
         """reconciler/quicklook.py's verdict "stay" (True) or "change"; its reading is saved."""
+        self._sync_pauses(now)
         pool, when = self.pool, clock(now)
         acc = pool.account(self.world.held)
         if pool.mode != "account" or acc is None or acc.id != pool.current:
@@ -101,6 +120,7 @@ class Ours:
     # -- one run, as reconciler/engine.py does it
     def run(self, now: float, intent: Intent) -> DesiredState:
         when = clock(now)
+        self._sync_pauses(now)
         ttl = self.config.usage_ttl_seconds
         observed = self.observe_from_sim(when, intent)
         if policy.needs_wider_poll(observed, intent):

@@ -26,6 +26,9 @@ class AccountSpec:
     # the default tier) and the account's own threshold (a fraction; None: the policy's)
     priority: int | None = None
     threshold: float | None = None
+    # `claude-pool pause` over the trace: (from hour, until hour or None: to the end), each the
+    # command at `from` (the pool moves off the account then) ending by itself at `until`
+    pauses: tuple[tuple[float, float | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,23 @@ def _threshold(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _pauses(value: Any, what: str) -> tuple[tuple[float, float | None], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TraceError(f"{what} must be a list of [from hour, until hour or null]")
+    out: list[tuple[float, float | None]] = []
+    for j, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 2:
+            raise TraceError(f"{what}[{j}] must be [from hour, until hour or null]")
+        start = float(_num(item[0], f"{what}[{j}][0]"))
+        end = None if item[1] is None else float(_num(item[1], f"{what}[{j}][1]"))
+        if end is not None and end <= start:
+            raise TraceError(f"{what}[{j}]: until ({end}) must be after from ({start})")
+        out.append((start, end))
+    return tuple(sorted(out, key=lambda p: p[0]))
+
+
 def from_dict(data: Any) -> Trace:
     if not isinstance(data, dict):
         raise TraceError("a trace is a JSON object")
@@ -104,6 +124,7 @@ def from_dict(data: Any) -> Trace:
             scoped_used_at_start={str(m): _num(v, f"accounts[{i}].scoped_used_at_start.{m}") for m, v in used.items()},
             priority=_priority(a.get("priority"), f"accounts[{i}].priority"),
             threshold=_threshold(a.get("threshold"), f"accounts[{i}].threshold"),
+            pauses=_pauses(a.get("pauses"), f"accounts[{i}].pauses"),
         ))
     keys = data.get("api_keys", 0)
     if isinstance(keys, bool) or not isinstance(keys, int) or keys < 0:
