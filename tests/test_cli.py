@@ -478,3 +478,24 @@ def test_a_word_that_is_no_command_lists_the_commands(sandbox):
         assert proc.returncode == 1 and proc.stdout == ""
         assert "invalid choice: 'bogus' (choose from 'plan', 'apply'," in proc.stderr
         assert proc.stderr.count("\n") == 1
+
+
+def test_each_command_alone_parses_and_helps_as_in_the_whole_parser():
+    """A command builds only its own parser (commands.build_parser(only=...)): for every command
+    and alias, its help text and the namespace it parses are the whole parser's."""
+    from claude_pool.reconciler import commands
+
+    whole = commands.build_parser()
+    samples = {"switch": ["x"], "rm": ["x"], "priority": ["x", "2"], "threshold": ["x", "0.8"], "pause": ["x"],
+               "resume": ["x"], "rename": ["x", "y"], "export": ["f"], "import-pool": ["f"], "key": ["add", "--id", "k"],
+               "config": ["show"], "reconcile": ["--live"], "auto": ["--if-needed"], "plan": ["--json"]}
+    assert set(whole.commands) >= set(samples)
+    for name, sub in whole.commands.items():
+        alone = commands.build_parser(name)
+        assert name in alone.commands and len(alone.commands) <= 2, name   # itself (and its alias)
+        assert alone.commands[name].format_help() == sub.format_help(), name
+        argv = [name, *samples.get(name, [])]
+        got, want = vars(alone.parse_args(argv)), vars(whole.parse_args(argv))
+        assert got.keys() == want.keys() and {k: v for k, v in got.items() if k != "fn"} == \
+            {k: v for k, v in want.items() if k != "fn"}, name
+        assert getattr(got.get("fn"), "__name__", None) == getattr(want.get("fn"), "__name__", None), name
