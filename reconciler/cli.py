@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
     from claude_pool.reconciler import commands
 
-    if args[:1] == ["help"] and len(args) <= 3:   # `help` and `help COMMAND [VERB]`, as git and pip have them
-        args = [*args[1:], "--help"] if len(args) > 1 else ["--help"]
+    if args[:1] == ["help"]:   # `help` and `help COMMAND [VERB]`, as git and pip have them
+        topic = [w for w in args[1:3] if w != "help"]
+        args = [*topic, "--help"]
     if args in ([], ["-h"], ["--help"]):
         # the parser alone (commands.py loads the engine only when a command runs): the same text
         parser = commands.build_parser()

@@ -459,6 +459,7 @@ def test_every_command_as_a_real_process(sandbox, fake):
 
 @pytest.mark.parametrize(("args", "first_line"), [
     (("help",), "usage: claude-pool [-h] COMMAND ..."),
+    (("help", "help"), "usage: claude-pool [-h] COMMAND ..."),
     (("help", "plan"), "usage: claude-pool plan [-h] [--json] [--out FILE] [--detailed-exitcode]"),
     (("help", "key", "add"), "usage: claude-pool key add [-h] [--id NAME] [--from-clipboard] [key]"),
     (("plan", "--help"), "usage: claude-pool plan [-h] [--json] [--out FILE] [--detailed-exitcode]"),
@@ -473,7 +474,7 @@ def test_help_for_the_tool_and_for_each_command(sandbox, args, first_line):
 
 
 def test_a_word_that_is_no_command_lists_the_commands(sandbox):
-    for args in (("bogus",), ("help", "bogus")):
+    for args in (("bogus",), ("help", "bogus"), ("help", "bogus", "x", "y")):
         proc = sandbox.run(*args)
         assert proc.returncode == 1 and proc.stdout == ""
         assert "invalid choice: 'bogus' (choose from 'plan', 'apply'," in proc.stderr
