@@ -27,6 +27,8 @@ class SettingsView(BaseModel):
     present: bool
     api_key_helper: str | None = None
     error: str = ""
+    #: credentials its `env` object sets that outrank the pool's (providers/authenv.py): names only
+    env_overrides: list[str] = []
 
 
 class SettingsFile:
@@ -73,7 +75,10 @@ class SettingsFile:
         if data is None:
             return SettingsView(present=False)
         helper = data.get("apiKeyHelper")
-        return SettingsView(present=True, api_key_helper=helper if isinstance(helper, str) else None)
+        from .authenv import overrides
+
+        return SettingsView(present=True, api_key_helper=helper if isinstance(helper, str) else None,
+                            env_overrides=overrides(data.get("env")))
 
     def write(self, value: str | None) -> None:
         """Set `apiKeyHelper` to `value`, or remove the key when `value` is None."""

@@ -152,23 +152,33 @@ def system_message(text: str) -> str:
     return json.dumps({"systemMessage": text}) + "\n"
 
 
+AUTH_ENV_PREFIX = "auth-env-notice."           # + the local date: the outranking-credential notice was shown
+
+
 def session_notice(now: float | None = None, stream: object = None) -> bool:
     """At session start: at most once a (local) day, one line naming the accounts whose login ends
     within 3 days or has ended, after the plugin wrapper's notice ($CLAUDE_POOL_NOTICE) when it
-    passed one; written as ONE `{"systemMessage": ...}` JSON object on stdout (shown to the user,
-    never to the model; nothing else may go there). Reads status.json only (no decryption, no
-    network); never raises. True when the message was written."""
+    passed one; and, at most once a day too, a line naming a credential in Claude Code's
+    environment that outranks the pool's (providers/authenv.py: the hook's environment is Claude
+    Code's, settings.json `env` included; names only, never a value). Written as ONE
+    `{"systemMessage": ...}` JSON object on stdout (shown to the user, never to the model; nothing
+    else may go there). Reads status.json only (no decryption, no network); never raises. True when
+    the message was written."""
     texts = []
     try:
         wrapper = " ".join(os.environ.pop(NOTICE_ENV, "").split())  # one line; not passed on to children
         if wrapper:
             texts.append(wrapper)
-        from claude_pool.providers import paths, sidecars
+        from claude_pool.providers import authenv, paths, sidecars
 
         now = time.time() if now is None else now
         entries = due(sidecars.read_status(), now)  # type: ignore[arg-type]
         if entries and _first_today(paths.state_dir(), now):
             texts.append(notice_line(entries, now))
+        outranking = authenv.overrides(os.environ)
+        if outranking and _first_today(paths.state_dir(), now, AUTH_ENV_PREFIX):
+            texts.append("claude-pool: " + authenv.explain(
+                outranking, "in Claude Code's environment (your shell or settings.json `env`)") + ".")
     except Exception:  # noqa: BLE001 - a notice must never cost the user a session start
         pass
     if not texts:
@@ -182,10 +192,10 @@ def session_notice(now: float | None = None, stream: object = None) -> bool:
         return False
 
 
-def _first_today(state_dir: str, now: float) -> bool:
-    """Claims today's notice: creates `login-notice.<date>` in the state dir (O_EXCL, so of
-    several sessions starting at once one wins) and removes the markers of earlier days."""
-    today = MARKER_PREFIX + time.strftime("%Y-%m-%d", time.localtime(now))
+def _first_today(state_dir: str, now: float, prefix: str = MARKER_PREFIX) -> bool:
+    """Claims today's notice: creates `<prefix><date>` (`login-notice.<date>`) in the state dir
+    (O_EXCL, so of several sessions starting at once one wins) and removes the markers of earlier days."""
+    today = prefix + time.strftime("%Y-%m-%d", time.localtime(now))
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     try:
         fd = os.open(os.path.join(state_dir, today), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -193,7 +203,7 @@ def _first_today(state_dir: str, now: float) -> bool:
         return False
     os.close(fd)
     for name in os.listdir(state_dir):
-        if name.startswith(MARKER_PREFIX) and name != today:
+        if name.startswith(prefix) and name != today:
             try:
                 os.unlink(os.path.join(state_dir, name))
             except OSError:

@@ -83,10 +83,16 @@ def observe_store(world: World, rt: Runtime, *, identify: bool) -> StoreObs:
 
 
 def observe_settings(world: World, rt: Runtime) -> SettingsObs:
+    from claude_pool.providers.authenv import overrides
+
     view = world.settings.observe()
     ours = is_our_helper(view.api_key_helper, rt.helper)
+    in_settings = list(getattr(view, "env_overrides", []) or [])
     return SettingsObs.model_construct(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
-                                      ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper))
+                                      ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper),
+                                      overrides=in_settings,
+                                      env_overrides=[n for n in overrides(os.environ) if n not in in_settings],
+                                      env_is_claude_codes=os.environ.get("CLAUDECODE") == "1")   # Claude Code runs us
 
 
 def _stale_helper(command: str, current: str) -> bool:

@@ -146,6 +146,14 @@ class _Builder:
         for acc in observed.pool.accounts:
             if paused_text(acc, observed.now):
                 self.notes.append(f"{acc.id}: {paused_text(acc, observed.now)}")
+        from claude_pool.providers.authenv import explain
+
+        settings = observed.settings
+        for names, where in ((settings.overrides, "in settings.json `env`"),
+                             (settings.env_overrides, "in Claude Code's environment" if settings.env_is_claude_codes
+                              else "in this shell (a Claude Code started from it gets it)")):
+            if names:
+                self.notes.append(explain(list(names), where))
         if observed.store.error:
             self.notes.append(observed.store.error)
         if self.foreign_login:

@@ -56,6 +56,11 @@ class SettingsObs(BaseModel):
     ours: bool = False                  # the helper in settings is claude-pool's
     stale: bool = False                 # ours, but a program that is gone or in a folder Claude Code deletes
     error: str = ""                     # not JSON / not an object: never rewritten
+    # credentials that outrank the pool's (providers/authenv.py; names only): set in its `env`
+    # object, and set in this run's own environment (a hook's is Claude Code's)
+    overrides: list[str] = []
+    env_overrides: list[str] = []
+    env_is_claude_codes: bool = False   # Claude Code started this run (CLAUDECODE=1): the environment is its
 
 
 class ObservedState(BaseModel):

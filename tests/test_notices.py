@@ -143,6 +143,36 @@ def test_the_deadline_notice_joins_the_wrappers_in_one_message(tmp_path: Path, m
     assert deadlines.session_notice(1_900_000_000.0, out) is False and out.getvalue().count("\n") == 1
 
 
+def test_a_credential_that_outranks_the_pool_is_named_once_a_day_never_its_value(sandbox, fake) -> None:
+    """ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN) in Claude Code's environment
+    (its hooks get the user's shell and settings.json `env`: checked on 2.1.197, docs/CLAUDE-CODE-FACTS.md)
+    outranks every login the pool switches: the session-start hook says which variable, once a day,
+    in its one systemMessage; the value is never shown. `plan` in a shell that has it says so too."""
+    key = "sk-ant-api03-OUTRANKINGKEY-" + "q" * 40
+    fake.add_account("alice@example.com", five_hour=10)
+    sandbox.seed("alice@example.com")
+    payload = json.dumps({"session_id": "s1", "hook_event_name": "SessionStart", "source": "startup"})
+    env = {"ANTHROPIC_API_KEY": key, "CLAUDECODE": "1"}
+    first = sandbox.run("hook", "session-start", input=payload, env=env, subprocess=True)
+    said = told(first)
+    assert said.startswith("claude-pool: ANTHROPIC_API_KEY is set in Claude Code's environment"), said
+    assert "billed to that key" in said and "unset it" in said
+    assert key not in first.stdout + first.stderr and "OUTRANKING" not in said
+    again = sandbox.run("hook", "session-start", input=payload, env=env, subprocess=True)
+    assert again.returncode == 0 and again.stdout == ""      # once a day
+    quiet = sandbox.run("hook", "session-start", input=payload, env={"CLAUDECODE": "1"}, subprocess=True)
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    # the CLI, from a shell that has it (and settings.json's `env` naming another): one note each
+    sandbox.settings_path.write_text(json.dumps({"env": {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-SETTINGSSECRET"}}))
+    plan = sandbox.ok("plan", env={"ANTHROPIC_API_KEY": key})
+    notes = [line.strip() for line in plan.stdout.splitlines() if line.strip().startswith("note:")]
+    assert any(n.startswith("note: CLAUDE_CODE_OAUTH_TOKEN is set in settings.json `env`: Claude Code uses that "
+                            "login instead of the one claude-pool switches") for n in notes), notes
+    assert any(n.startswith("note: ANTHROPIC_API_KEY is set in this shell") for n in notes), notes
+    assert key not in plan.stdout + plan.stderr and "SETTINGSSECRET" not in plan.stdout + plan.stderr
+    assert key not in sandbox.audit_path.read_text() and "SETTINGSSECRET" not in sandbox.audit_path.read_text()
+
+
 # ----------------------------------------------------------------------------- the bootstrap
 
 
@@ -247,3 +277,15 @@ def test_the_notices_never_reach_the_model(tmp_path: Path, fake) -> None:
         for needle in ("claude-pool", "installing in the background", "is not installed", "bootstrap.log",
                        "TOMLDecodeError", "systemMessage"):
             assert needle not in body, f"{needle!r} reached the model"
+
+
+def test_the_outranking_names_come_in_claude_codes_order_and_only_names() -> None:
+    from claude_pool.providers import authenv
+
+    env = {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-x", "ANTHROPIC_API_KEY": "sk-ant-api03-y", "ANTHROPIC_AUTH_TOKEN": " ",
+           "HOME": "/h", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"}
+    assert authenv.overrides(env) == ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]   # a blank one is not set
+    line = authenv.explain(authenv.overrides(env), "here")
+    assert line.startswith("ANTHROPIC_API_KEY is set here: Claude Code sends it instead of")
+    assert line.endswith("(also set: CLAUDE_CODE_OAUTH_TOKEN)") and "sk-ant" not in line
+    assert authenv.overrides({"env": "not a mapping"}.get("env")) == [] and authenv.explain([], "here") == ""

@@ -1,0 +1,45 @@
+"""Credentials in Claude Code's environment that outrank what claude-pool gives it.
+
+Claude Code picks its credential in this order (checked on Claude Code 2.1.197, docs/CLAUDE-CODE-FACTS.md):
+ANTHROPIC_AUTH_TOKEN, ANTHROPIC_API_KEY, settings.json `apiKeyHelper`, CLAUDE_CODE_OAUTH_TOKEN, then
+the stored login. claude-pool only writes the last two of its own (the helper, the stored login),
+so a variable above them, set in the user's shell or in settings.json's `env` object (Claude Code
+puts those into its own environment, and its hooks see them there), quietly takes the pool out
+of the loop: the session keeps sending that credential whatever the pool decides.
+
+ANTHROPIC_API_KEY is sent by `claude -p` always, and by an interactive session once the user
+approved it at Claude Code's prompt. Only variable names are ever shown, never a value.
+Standard library only: the session-start hook asks it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+#: variable -> what it does to the pool (a phrase after "Claude Code ...")
+OUTRANKING: dict[str, str] = {
+    "ANTHROPIC_AUTH_TOKEN": "sends it instead of any login or API key claude-pool gives it",
+    "ANTHROPIC_API_KEY": ("sends it instead of any login or API key claude-pool gives it (`claude -p` always, "
+                          "a session once you approved it), billed to that key"),
+    "CLAUDE_CODE_OAUTH_TOKEN": ("uses that login instead of the one claude-pool switches (the pool's API keys, "
+                                "when it falls back to them, still reach it)"),
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR": ("uses the login read from that descriptor instead of the one "
+                                                "claude-pool switches"),
+}
+
+
+def overrides(env: Mapping[str, object] | None) -> list[str]:
+    """The names of OUTRANKING set to a non-empty string in `env` (an environment, or
+    settings.json's `env` object), in Claude Code's order."""
+    if not isinstance(env, Mapping):
+        return []
+    return [name for name in OUTRANKING if isinstance(env.get(name), str) and str(env.get(name)).strip()]
+
+
+def explain(names: list[str], where: str) -> str:
+    """One line for these variables, set `where` ("in settings.json `env`", ...): names only."""
+    if not names:
+        return ""
+    first = names[0]   # the one Claude Code takes
+    also = f" (also set: {', '.join(names[1:])})" if len(names) > 1 else ""
+    return (f"{first} is set {where}: Claude Code {OUTRANKING[first]}; unset it to let claude-pool choose{also}")
