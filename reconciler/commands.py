@@ -488,7 +488,14 @@ def cmd_list(a: argparse.Namespace) -> int:
                 acc.usage_calls = clean_calls(sorted(set(acc.usage_calls) | set(mine.usage_calls)))
             world.pool.write(fresh)
     view = build(rt.pool, outcome.observed, outcome.observed.now, len(outcome.plan.actions))
-    _out(view.model_dump_json(indent=2) if a.json else list_text(view))
+    if a.json:
+        _out(view.model_dump_json(indent=2))
+        return 0
+    from claude_pool.providers.authenv import OUTRANKING
+
+    # a credential that outranks the pool's (the policy's notes, as `plan` prints them)
+    outranked = [n for n in outcome.desired.notes if n.split(" ", 1)[0] in OUTRANKING]
+    _out(list_text(view) + "".join(f"\nnote: {n}" for n in outranked))
     return 0
 
 

@@ -170,6 +170,10 @@ def test_a_credential_that_outranks_the_pool_is_named_once_a_day_never_its_value
                             "login instead of the one claude-pool switches") for n in notes), notes
     assert any(n.startswith("note: ANTHROPIC_API_KEY is set in this shell") for n in notes), notes
     assert key not in plan.stdout + plan.stderr and "SETTINGSSECRET" not in plan.stdout + plan.stderr
+    listed = sandbox.ok("list", env={"ANTHROPIC_API_KEY": key}).stdout
+    assert listed.rstrip().splitlines()[-2:] == notes, listed   # the same two notes, after the accounts
+    assert key not in listed
+    assert "note:" not in sandbox.ok("list", "--json").stdout
     assert key not in sandbox.audit_path.read_text() and "SETTINGSSECRET" not in sandbox.audit_path.read_text()
 
 
