@@ -14,7 +14,7 @@ Standard library only: the session-start hook asks it.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 #: variable -> what it does to the pool (a phrase after "Claude Code ...")
 OUTRANKING: dict[str, str] = {
@@ -43,3 +43,32 @@ def explain(names: list[str], where: str) -> str:
     first = names[0]   # the one Claude Code takes
     also = f" (also set: {', '.join(names[1:])})" if len(names) > 1 else ""
     return (f"{first} is set {where}: Claude Code {OUTRANKING[first]}; unset it to let claude-pool choose{also}")
+
+
+def in_effect(env: Mapping[str, str]) -> str:
+    """In an interactive session's environment (the statusline's): the variable the session sends
+    instead of the pool's credential, or "". ANTHROPIC_API_KEY counts only once the user approved
+    it at Claude Code's prompt (`.claude.json` `customApiKeyResponses.approved` holds its last 20
+    characters); that file is read only when the variable is set."""
+    names = overrides(env)
+    if not names:
+        return ""
+    first = names[0]
+    if first != "ANTHROPIC_API_KEY":
+        return first
+    import json
+
+    from .claude_json import claude_json_path
+    from .fsutil import read_regular
+
+    try:
+        data = json.loads(read_regular(claude_json_path(), 64 * 1024 * 1024) or b"{}")
+        approved = data.get("customApiKeyResponses", {}).get("approved", [])
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return ""   # not known: say nothing rather than something wrong
+    key = str(env.get(first, "")).strip()
+    if isinstance(approved, list) and key[-20:] in approved:
+        return first
+    rest = [n for n in names[1:] if n != "ANTHROPIC_API_KEY"]
+    return rest[0] if rest else ""
+

@@ -118,9 +118,30 @@ def _nudge(payload: dict) -> None:
         pass
 
 
+def bypass_badge(color: bool = True) -> str:
+    """`pool: bypassed by ANTHROPIC_API_KEY` when this session sends a credential from its
+    environment that outranks the pool's (providers/authenv.py), else ''."""
+    import os
+
+    from claude_pool.providers import authenv
+
+    try:
+        name = authenv.in_effect(os.environ)
+    except Exception:  # noqa: BLE001 - the badge is printed whatever happens
+        return ""
+    if not name:
+        return ""
+    text = f"pool: bypassed by {name}"
+    return f"{YELLOW}{text}{RESET}" if color else text
+
+
 def main(argv: list[str]) -> int:
     now = time.time()
     payload = read_payload()
+    bypassed = bypass_badge(color="--no-color" not in argv)
+    if bypassed:   # the session does not send the pool's credential: no feed, nothing to nudge
+        sys.stdout.write(bypassed + "\n")
+        return 0
     data = current()
     if data and data.get("mode") == "account":
         feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]

@@ -121,3 +121,27 @@ def test_the_statusline_says_when_the_held_account_is_out(sandbox, fake) -> None
     full = {"seven_day": {"used_percentage": 100, "resets_at": int(now) + 4 * 3600 + 30}}
     line = sandbox.ok("statusline", "--no-color", input=json.dumps({"rate_limits": full})).stdout
     assert line == f"pool: {sandbox.pool()['current']} · out, back in 4h00m\n", line
+
+
+def test_the_statusline_says_when_the_session_bypasses_the_pool(sandbox, fake) -> None:
+    """A session whose environment holds ANTHROPIC_AUTH_TOKEN, or an ANTHROPIC_API_KEY the user
+    approved at Claude Code's prompt, does not send the pool's credential: the badge says so (the
+    variable's name, never its value) and no feed is recorded; an API key the user did not
+    approve is not used by an interactive session, so the usual badge stays."""
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.seed(ALICE)
+    key = "sk-ant-api03-STATUSLINEKEY-" + "w" * 40
+    limits = {"five_hour": {"used_percentage": 12, "resets_at": int(time.time()) + 3600}}
+    payload = json.dumps({"session_id": "s", "rate_limits": limits})
+    claude_json = sandbox.home / ".claude.json"
+    claude_json.write_text(json.dumps({"customApiKeyResponses": {"approved": [], "rejected": [key[-20:]]}}))
+    line = sandbox.ok("statusline", "--no-color", input=payload, env={"ANTHROPIC_API_KEY": key}).stdout
+    assert line == "pool: alice\n", line
+    claude_json.write_text(json.dumps({"customApiKeyResponses": {"approved": [key[-20:]], "rejected": []}}))
+    if sandbox.feed_path.exists():
+        sandbox.feed_path.unlink()
+    line = sandbox.ok("statusline", "--no-color", input=payload, env={"ANTHROPIC_API_KEY": key}).stdout
+    assert line == "pool: bypassed by ANTHROPIC_API_KEY\n", line
+    assert not sandbox.feed_path.exists()   # that session's rate limits are not the account's
+    colored = sandbox.ok("statusline", input=payload, env={"ANTHROPIC_AUTH_TOKEN": "gateway-SECRET"}).stdout
+    assert colored == "\x1b[33mpool: bypassed by ANTHROPIC_AUTH_TOKEN\x1b[0m\n" and "SECRET" not in colored
