@@ -84,6 +84,14 @@ def main(argv: list[str]) -> int:
         ahead = {}
     if ahead:
         out["forecast"] = ahead
+    from claude_pool.providers import authenv   # a session that sends its own credential, not the pool's
+
+    try:
+        bypassed = authenv.in_effect(os.environ)
+    except Exception:  # noqa: BLE001 - never breaks a statusline
+        bypassed = ""
+    if bypassed:
+        out["bypassed_by"] = bypassed
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

@@ -145,3 +145,12 @@ def test_the_statusline_says_when_the_session_bypasses_the_pool(sandbox, fake) -
     assert not sandbox.feed_path.exists()   # that session's rate limits are not the account's
     colored = sandbox.ok("statusline", input=payload, env={"ANTHROPIC_AUTH_TOKEN": "gateway-SECRET"}).stdout
     assert colored == "\x1b[33mpool: bypassed by ANTHROPIC_AUTH_TOKEN\x1b[0m\n" and "SECRET" not in colored
+
+
+def test_status_names_the_variable_a_session_sends_instead_of_the_pools(sandbox, fake) -> None:
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.seed(ALICE)
+    assert "bypassed_by" not in json.loads(sandbox.ok("status").stdout)
+    got = json.loads(sandbox.ok("status", env={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-STATUSSECRET"}).stdout)
+    assert got["bypassed_by"] == "CLAUDE_CODE_OAUTH_TOKEN" and got["name"] == "alice"
+    assert "STATUSSECRET" not in json.dumps(got)
