@@ -84,16 +84,25 @@ def main(argv: list[str]) -> int:
         ahead = {}
     if ahead:
         out["forecast"] = ahead
-    from claude_pool.providers import authenv   # a session that sends its own credential, not the pool's
-
-    try:
-        bypassed = authenv.in_effect(os.environ)
-    except Exception:  # noqa: BLE001 - never breaks a statusline
-        bypassed = ""
+    bypassed = bypassed_by()
     if bypassed:
         out["bypassed_by"] = bypassed
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
+
+
+def bypassed_by() -> str:
+    """The variable this session sends instead of the pool's credential (providers/authenv.py
+    `in_effect`), or ''. Looked up only when a variable of those families is set at all: this runs
+    on every statusline render, and the common environment has none."""
+    if not any(k.startswith(("ANTHROPIC_A", "CLAUDE_CODE_OAUTH")) for k in os.environ):
+        return ""
+    from claude_pool.providers import authenv
+
+    try:
+        return authenv.in_effect(os.environ)
+    except Exception:  # noqa: BLE001 - never breaks a statusline
+        return ""
 
 
 def forecasts(now: float) -> dict[str, dict]:

@@ -121,14 +121,9 @@ def _nudge(payload: dict) -> None:
 def bypass_badge(color: bool = True) -> str:
     """`pool: bypassed by ANTHROPIC_API_KEY` when this session sends a credential from its
     environment that outranks the pool's (providers/authenv.py), else ''."""
-    import os
+    from .status import bypassed_by
 
-    from claude_pool.providers import authenv
-
-    try:
-        name = authenv.in_effect(os.environ)
-    except Exception:  # noqa: BLE001 - the badge is printed whatever happens
-        return ""
+    name = bypassed_by()
     if not name:
         return ""
     text = f"pool: bypassed by {name}"
