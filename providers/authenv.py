@@ -28,6 +28,10 @@ OUTRANKING: dict[str, str] = {
 }
 
 
+#: these outrank only the stored login: the pool's apiKeyHelper (API-key mode) still wins over them
+LOGIN_ONLY = ("CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR")
+
+
 def overrides(env: Mapping[str, object] | None) -> list[str]:
     """The names of OUTRANKING set to a non-empty string in `env` (an environment, or
     settings.json's `env` object), in Claude Code's order."""

@@ -84,25 +84,27 @@ def main(argv: list[str]) -> int:
         ahead = {}
     if ahead:
         out["forecast"] = ahead
-    bypassed = bypassed_by()
+    bypassed = bypassed_by(str(out["mode"]))
     if bypassed:
         out["bypassed_by"] = bypassed
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 
 
-def bypassed_by() -> str:
+def bypassed_by(mode: str) -> str:
     """The variable this session sends instead of the pool's credential (providers/authenv.py
-    `in_effect`), or ''. Looked up only when a variable of those families is set at all: this runs
-    on every statusline render, and the common environment has none."""
+    `in_effect`), or ''; in API-key mode a login variable is outranked by the pool's own helper.
+    Looked up only when a variable of those families is set at all: this runs on every statusline
+    render, and the common environment has none."""
     if not any(k.startswith(("ANTHROPIC_A", "CLAUDE_CODE_OAUTH")) for k in os.environ):
         return ""
     from claude_pool.providers import authenv
 
     try:
-        return authenv.in_effect(os.environ)
+        name = authenv.in_effect(os.environ)
     except Exception:  # noqa: BLE001 - never breaks a statusline
         return ""
+    return "" if mode == "apikey" and name in authenv.LOGIN_ONLY else name
 
 
 def forecasts(now: float) -> dict[str, dict]:

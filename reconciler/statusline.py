@@ -118,12 +118,12 @@ def _nudge(payload: dict) -> None:
         pass
 
 
-def bypass_badge(color: bool = True) -> str:
+def bypass_badge(data: dict | None, color: bool = True) -> str:
     """`pool: bypassed by ANTHROPIC_API_KEY` when this session sends a credential from its
     environment that outranks the pool's (providers/authenv.py), else ''."""
     from .status import bypassed_by
 
-    name = bypassed_by()
+    name = bypassed_by(str((data or {}).get("mode", "account")))
     if not name:
         return ""
     text = f"pool: bypassed by {name}"
@@ -133,11 +133,11 @@ def bypass_badge(color: bool = True) -> str:
 def main(argv: list[str]) -> int:
     now = time.time()
     payload = read_payload()
-    bypassed = bypass_badge(color="--no-color" not in argv)
+    data = current()
+    bypassed = bypass_badge(data, color="--no-color" not in argv)
     if bypassed:   # the session does not send the pool's credential: no feed, nothing to nudge
         sys.stdout.write(bypassed + "\n")
         return 0
-    data = current()
     if data and data.get("mode") == "account":
         feed = feed_from(payload, str(data.get("name") or ""), data.get("since"), now)  # type: ignore[arg-type]
         if feed is not None:

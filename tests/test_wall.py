@@ -154,3 +154,12 @@ def test_status_names_the_variable_a_session_sends_instead_of_the_pools(sandbox,
     got = json.loads(sandbox.ok("status", env={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-STATUSSECRET"}).stdout)
     assert got["bypassed_by"] == "CLAUDE_CODE_OAUTH_TOKEN" and got["name"] == "alice"
     assert "STATUSSECRET" not in json.dumps(got)
+    # on API keys the pool's helper outranks that login variable: nothing is bypassed
+    sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-WALLKEY-" + "k" * 40)
+    sandbox.ok("switch", "k1")
+    got = json.loads(sandbox.ok("status", env={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-STATUSSECRET"}).stdout)
+    assert got["mode"] == "apikey" and "bypassed_by" not in got
+    line = sandbox.ok("statusline", "--no-color", input="{}", env={"CLAUDE_CODE_OAUTH_TOKEN": "x"}).stdout
+    assert line.startswith("pool: API key k1"), line
+    got = json.loads(sandbox.ok("status", env={"ANTHROPIC_AUTH_TOKEN": "gw"}).stdout)
+    assert got["bypassed_by"] == "ANTHROPIC_AUTH_TOKEN"   # that one outranks the helper too
