@@ -40,6 +40,9 @@ DEFAULT_TTL_SECONDS = 60   # a cached reading younger than this is reused, not r
 
 # The ranking (§6 rule 3), chosen in the simulator (docs/SIMULATOR.md):
 NEAR = 85.0          # the active account this close to a limit is watched closely (statusline, prompt hook)
+# Claude Code's statusline input may still carry the previous credential's last response this long
+# after a switch: its rate limits are not the held account's until then (learn.take_feed, statusline)
+FEED_SETTLE = timedelta(seconds=30)
 BUSY = 50.0          # an open five-hour window under this much use is never left for pacing
 OPEN_SWITCH = 1.75   # a busy open window is left only for a pace this many times the active's
 IDLE_SWITCH = 4.0    # with the active's five-hour window closed, likewise

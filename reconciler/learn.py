@@ -42,7 +42,7 @@ def forget_expired_blocks(rt: Runtime, now: datetime) -> None:
             rt.usage_dirty = True
 
 
-FEED_SETTLE = timedelta(seconds=30)
+FEED_SETTLE = decision.FEED_SETTLE
 
 
 def take_feed(rt: Runtime, feed: dict | None) -> None:

@@ -49,7 +49,7 @@ def out_until(data: dict, payload: dict, now: float) -> float | None:
     of this render, or by the pool's last reading of it and its 429 block (status.json's `held`,
     asked of reconciler/decision.py `exhausted_until`, only when a window there is at 100%)."""
     found: list[float] = []
-    limits = payload.get("rate_limits")
+    limits = payload.get("rate_limits") if _settled(data, now) else None
     for name in ("five_hour", "seven_day"):
         w = limits.get(name) if isinstance(limits, dict) else None
         pct, resets = (w.get("used_percentage"), w.get("resets_at")) if isinstance(w, dict) else (None, None)
@@ -66,6 +66,20 @@ def out_until(data: dict, payload: dict, now: float) -> float | None:
         if when is not None:
             found.append(when.timestamp())
     return max(found) if found else None
+
+
+def _settled(data: dict, now: float) -> bool:
+    """This render's rate limits are the held account's: no switch in the last FEED_SETTLE
+    (before that they may still be the previous credential's last response)."""
+    since = data.get("since")
+    if not isinstance(since, str):
+        return True
+    from claude_pool.schema.timefmt import parse_time
+
+    from .decision import FEED_SETTLE
+
+    when = parse_time(since)
+    return when is None or now - when.timestamp() >= FEED_SETTLE.total_seconds()
 
 
 def _full(numbers: object) -> bool:

@@ -121,6 +121,12 @@ def test_the_statusline_says_when_the_held_account_is_out(sandbox, fake) -> None
     full = {"seven_day": {"used_percentage": 100, "resets_at": int(now) + 4 * 3600 + 30}}
     line = sandbox.ok("statusline", "--no-color", input=json.dumps({"rate_limits": full})).stdout
     assert line == f"pool: {sandbox.pool()['current']} · out, back in 4h00m\n", line
+    # ... but not in the first 30 s after a switch: those rate limits may be the previous account's
+    status = json.loads(sandbox.status_path.read_text())
+    status["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    sandbox.status_path.write_text(json.dumps(status))
+    line = sandbox.ok("statusline", "--no-color", input=json.dumps({"rate_limits": full})).stdout
+    assert line == f"pool: {sandbox.pool()['current']}\n", line
 
 
 def test_the_statusline_says_when_the_session_bypasses_the_pool(sandbox, fake) -> None:
