@@ -491,11 +491,10 @@ def cmd_list(a: argparse.Namespace) -> int:
     if a.json:
         _out(view.model_dump_json(indent=2))
         return 0
-    from claude_pool.providers.authenv import OUTRANKING
+    from .policy import bypass_notes
 
-    # a credential that outranks the pool's (the policy's notes, as `plan` prints them)
-    outranked = [n for n in outcome.desired.notes if n.split(" ", 1)[0] in OUTRANKING]
-    _out(list_text(view) + "".join(f"\nnote: {n}" for n in outranked))
+    # what makes Claude Code send something else than the pool's credential (as `plan` notes it)
+    _out(list_text(view) + "".join(f"\nnote: {n}" for n in bypass_notes(outcome.observed)))
     return 0
 
 

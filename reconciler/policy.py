@@ -121,6 +121,27 @@ def paused_text(acc: object, now: datetime) -> str:
     return f"paused{until} (by hand{said}; never chosen meanwhile)"
 
 
+def bypass_notes(observed: ObservedState) -> list[str]:
+    """What makes Claude Code send something else than the credential the pool gives it: a
+    variable that outranks it (providers/authenv.py), in settings.json's `env` or in the
+    environment, and in account mode an apiKeyHelper that is not ours (it outranks every login;
+    the pool puts it back whenever it leaves API keys). Names only, never a value."""
+    from claude_pool.providers.authenv import explain
+
+    settings, notes = observed.settings, []
+    for names, where in ((settings.overrides, "in settings.json `env`"),
+                         (settings.env_overrides, "in Claude Code's environment" if settings.env_is_claude_codes
+                          else "in this shell (a Claude Code started from it gets it)")):
+        if names:
+            notes.append(explain(list(names), where))
+    if (observed.pool.mode == "account" and observed.pool.accounts and settings.api_key_helper and not settings.ours
+            and not settings.error):
+        notes.append("settings.json has an apiKeyHelper that is not claude-pool's: Claude Code sends the key it "
+                     "prints instead of the logins claude-pool switches (claude-pool keeps it, and puts it back "
+                     "whenever it leaves API keys); remove it from settings.json to let claude-pool choose")
+    return notes
+
+
 class _Builder:
     """Turns a target (mode, account, key) into a full desired state for this observation."""
 
@@ -146,14 +167,7 @@ class _Builder:
         for acc in observed.pool.accounts:
             if paused_text(acc, observed.now):
                 self.notes.append(f"{acc.id}: {paused_text(acc, observed.now)}")
-        from claude_pool.providers.authenv import explain
-
-        settings = observed.settings
-        for names, where in ((settings.overrides, "in settings.json `env`"),
-                             (settings.env_overrides, "in Claude Code's environment" if settings.env_is_claude_codes
-                              else "in this shell (a Claude Code started from it gets it)")):
-            if names:
-                self.notes.append(explain(list(names), where))
+        self.notes += bypass_notes(observed)
         if observed.store.error:
             self.notes.append(observed.store.error)
         if self.foreign_login:

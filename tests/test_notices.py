@@ -293,3 +293,21 @@ def test_the_outranking_names_come_in_claude_codes_order_and_only_names() -> Non
     assert line.startswith("ANTHROPIC_API_KEY is set here: Claude Code sends it instead of")
     assert line.endswith("(also set: CLAUDE_CODE_OAUTH_TOKEN)") and "sk-ant" not in line
     assert authenv.overrides({"env": "not a mapping"}.get("env")) == [] and authenv.explain([], "here") == ""
+
+
+def test_a_foreign_api_key_helper_in_account_mode_is_named_as_what_claude_code_sends(sandbox, fake) -> None:
+    """An apiKeyHelper that is not claude-pool's outranks every login: on accounts, `plan` and `list`
+    say so (its command, which may hold a secret, is never shown); on API keys ours replaces it
+    (it is kept and put back) and nothing is said."""
+    fake.add_account("alice@example.com", five_hour=100)
+    sandbox.seed("alice@example.com")
+    sandbox.settings_path.write_text(json.dumps({"apiKeyHelper": "echo sk-ant-api03-HELPERSECRET"}))
+    want = "note: settings.json has an apiKeyHelper that is not claude-pool's: Claude Code sends the key it prints"
+    plan = sandbox.ok("plan").stdout
+    assert want in plan and "HELPERSECRET" not in plan, plan
+    listed = sandbox.ok("list").stdout
+    assert listed.rstrip().splitlines()[-1].startswith(want) and "HELPERSECRET" not in listed, listed
+    sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-NOTICEKEY-" + "n" * 40)
+    sandbox.ok("apply")   # alice is out: API keys, our helper in place of the user's (saved)
+    assert sandbox.pool()["mode"] == "apikey"
+    assert "apiKeyHelper that is not" not in sandbox.ok("plan").stdout
