@@ -28,6 +28,11 @@ OUTRANKING: dict[str, str] = {
 }
 
 
+#: an apiKeyHelper of the user's own while the pool is on accounts (policy.bypass_notes, the session start)
+FOREIGN_HELPER = ("settings.json has an apiKeyHelper that is not claude-pool's: Claude Code sends the key it prints "
+                  "instead of the logins claude-pool switches (claude-pool keeps it, and puts it back whenever it "
+                  "leaves API keys); remove it from settings.json to let claude-pool choose")
+
 #: these outrank only the stored login: the pool's apiKeyHelper (API-key mode) still wins over them
 LOGIN_ONLY = ("CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR")
 

@@ -176,9 +176,10 @@ def session_notice(now: float | None = None, stream: object = None) -> bool:
         if entries and _first_today(paths.state_dir(), now):
             texts.append(notice_line(entries, now))
         outranking = authenv.overrides(os.environ)
-        if outranking and _first_today(paths.state_dir(), now, AUTH_ENV_PREFIX):
-            texts.append("claude-pool: " + authenv.explain(
-                outranking, "in Claude Code's environment (your shell or settings.json `env`)") + ".")
+        bypass = authenv.explain(outranking, "in Claude Code's environment (your shell or settings.json `env`)") \
+            if outranking else _foreign_helper(sidecars.read_status())
+        if bypass and _first_today(paths.state_dir(), now, AUTH_ENV_PREFIX):
+            texts.append(f"claude-pool: {bypass}.")
     except Exception:  # noqa: BLE001 - a notice must never cost the user a session start
         pass
     if not texts:
@@ -190,6 +191,23 @@ def session_notice(now: float | None = None, stream: object = None) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+def _foreign_helper(status: object) -> str:
+    """On accounts, settings.json's apiKeyHelper when it is not ours (providers/authenv.py
+    FOREIGN_HELPER), else ''; settings.json is small, and read only when the pool is on accounts."""
+    from claude_pool.providers import authenv, fsutil, paths
+
+    if not isinstance(status, dict) or status.get("mode") != "account":
+        return ""
+    try:
+        settings = json.loads(fsutil.read_text(paths.settings_file()))
+    except (OSError, ValueError, RecursionError):
+        return ""
+    helper = settings.get("apiKeyHelper") if isinstance(settings, dict) else None
+    if not isinstance(helper, str) or not helper.strip() or paths.is_our_helper(helper):
+        return ""
+    return authenv.FOREIGN_HELPER
 
 
 def _first_today(state_dir: str, now: float, prefix: str = MARKER_PREFIX) -> bool:

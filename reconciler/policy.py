@@ -126,7 +126,7 @@ def bypass_notes(observed: ObservedState) -> list[str]:
     variable that outranks it (providers/authenv.py), in settings.json's `env` or in the
     environment, and in account mode an apiKeyHelper that is not ours (it outranks every login;
     the pool puts it back whenever it leaves API keys). Names only, never a value."""
-    from claude_pool.providers.authenv import explain
+    from claude_pool.providers.authenv import FOREIGN_HELPER, explain
 
     settings, notes = observed.settings, []
     for names, where in ((settings.overrides, "in settings.json `env`"),
@@ -136,9 +136,7 @@ def bypass_notes(observed: ObservedState) -> list[str]:
             notes.append(explain(list(names), where))
     if (observed.pool.mode == "account" and observed.pool.accounts and settings.api_key_helper and not settings.ours
             and not settings.error):
-        notes.append("settings.json has an apiKeyHelper that is not claude-pool's: Claude Code sends the key it "
-                     "prints instead of the logins claude-pool switches (claude-pool keeps it, and puts it back "
-                     "whenever it leaves API keys); remove it from settings.json to let claude-pool choose")
+        notes.append(FOREIGN_HELPER)
     return notes
 
 

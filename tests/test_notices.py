@@ -307,6 +307,10 @@ def test_a_foreign_api_key_helper_in_account_mode_is_named_as_what_claude_code_s
     assert want in plan and "HELPERSECRET" not in plan, plan
     listed = sandbox.ok("list").stdout
     assert listed.rstrip().splitlines()[-1].startswith(want) and "HELPERSECRET" not in listed, listed
+    payload = json.dumps({"session_id": "s1", "hook_event_name": "SessionStart", "source": "startup"})
+    said = told(sandbox.run("hook", "session-start", input=payload, subprocess=True))
+    assert said.startswith("claude-pool: settings.json has an apiKeyHelper that is not claude-pool's"), said
+    assert "HELPERSECRET" not in said
     sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-NOTICEKEY-" + "n" * 40)
     sandbox.ok("apply")   # alice is out: API keys, our helper in place of the user's (saved)
     assert sandbox.pool()["mode"] == "apikey"
