@@ -315,3 +315,44 @@ def test_a_foreign_api_key_helper_in_account_mode_is_named_as_what_claude_code_s
     sandbox.ok("apply")   # alice is out: API keys, our helper in place of the user's (saved)
     assert sandbox.pool()["mode"] == "apikey"
     assert "apiKeyHelper that is not" not in sandbox.ok("plan").stdout
+
+
+@pytest.mark.slow
+def test_the_real_claude_code_sends_a_settings_env_key_and_the_session_start_says_so(tmp_path: Path, fake) -> None:
+    """The contract behind providers/authenv.py, on the real Claude Code (docs/CLAUDE-CODE-FACTS.md):
+    an ANTHROPIC_API_KEY in settings.json's `env` goes out instead of the pool's login, and the
+    plugin's session-start hook sees it in its environment and names it in its one systemMessage
+    (never the value, which reaches no request body, stdout or the audit log either)."""
+    claude = find_claude()
+    if claude is None:
+        pytest.skip("needs the real Claude Code binary")
+    key = "sk-ant-api03-E2EENVKEY-" + "v" * 40
+    fake.add_account("alice@example.com", five_hour=10)
+    fake.add_api_key(key)
+    home = tmp_path / "home"
+    (home / "proj").mkdir(parents=True)
+    box = Sandbox(home, fake, subprocess=True)
+    box.login("alice@example.com")
+    box.ok("import")
+    box.settings_path.write_text(json.dumps({"env": {"ANTHROPIC_API_KEY": key}}))
+    (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True, "projects": {
+        str(home / "proj"): {"hasTrustDialogAccepted": True}}}))
+    env = dict(box.env, PATH=f"{os.path.dirname(CLAUDE_POOL)}:{os.path.dirname(os.path.realpath(claude))}:{SYSTEM_PATH}",
+               ANTHROPIC_BASE_URL=fake.base_url, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+               DISABLE_TELEMETRY="1", DISABLE_AUTOUPDATER="1")
+    try:
+        proc = subprocess.run([claude, "--plugin-dir", str(REPO), "-p", "hello", "--output-format", "stream-json",
+                               "--verbose"], env=env, cwd=home / "proj", capture_output=True, text=True, timeout=90)
+    finally:
+        end_processes(f"HOME={home}", grace=3.0)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    sent = fake.messages_requests()
+    assert sent and all(r["auth_kind"] == "x-api-key" and r["token"] == key for r in sent), \
+        [(r["auth_kind"], (r["token"] or "")[:16]) for r in sent]
+    runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    starts = [r for r in runs if r.get("type") == "system" and r.get("subtype") == "hook_response"
+              and r.get("hook_event") == "SessionStart"]
+    said = [json.loads(r.get("stdout") or "{}").get("systemMessage", "") for r in starts if r.get("stdout")]
+    assert any(s.startswith("claude-pool: ANTHROPIC_API_KEY is set in Claude Code's environment") for s in said), starts
+    assert key not in proc.stdout and key not in box.audit_path.read_text()
+    assert all(key not in json.dumps(r["body"]) for r in sent)
