@@ -55,3 +55,8 @@ class ClaudeSessions:
 
     def running(self) -> list[int]:
         return running_sessions()
+
+    def last_folder(self) -> dict | None:
+        from .sidecars import claude_dir_seen
+
+        return claude_dir_seen()

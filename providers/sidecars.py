@@ -149,3 +149,33 @@ class FeedFile:
 
     def observe(self) -> Feed | None:
         return read_feed(self.path)
+
+
+# ---- claude-dir.json: the folder Claude Code's sessions use ----------------------------------
+
+#: the note is refreshed once a day while the folder stays the same (a session start writes it)
+CLAUDE_DIR_REFRESH = 86400.0
+
+
+def claude_dir_file() -> str:
+    return os.path.join(paths.state_dir(), "claude-dir.json")
+
+
+def note_claude_dir(now: float) -> None:
+    """At session start (Claude Code's environment): remember which folder Claude Code uses
+    (`$CLAUDE_CONFIG_DIR` or `~/.claude`), so a claude-pool run from a shell that names another one
+    can say its writes do not reach these sessions. Written only when it changed, or once a day."""
+    here = os.path.realpath(paths.claude_dir())
+    seen = _read_json(claude_dir_file())
+    if seen and seen.get("dir") == here and isinstance(seen.get("at"), (int, float)) \
+            and 0 <= now - seen["at"] < CLAUDE_DIR_REFRESH:
+        return
+    os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
+    _write_json(claude_dir_file(), {"dir": here, "at": now})
+
+
+def claude_dir_seen() -> dict | None:
+    """{"dir": the folder, "at": epoch} of the last session start, or None."""
+    data = _read_json(claude_dir_file())
+    return data if data and isinstance(data.get("dir"), str) and isinstance(data.get("at"), (int, float)) else None
+

@@ -125,9 +125,13 @@ class Wake(Protocol):
 
 @runtime_checkable
 class Sessions(Protocol):
-    """Running Claude Code sessions (providers/sessions.py): their pids."""
+    """Running Claude Code sessions (providers/sessions.py): their pids, and the folder Claude
+    Code's last session start used (providers/sidecars.py `note_claude_dir`)."""
 
     def running(self) -> list[int]: ...
+
+    def last_folder(self) -> dict | None:
+        """{"dir", "at"} of the last session start, or None."""
 
 
 @runtime_checkable

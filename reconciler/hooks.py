@@ -98,6 +98,12 @@ def session_start(payload: dict | None = None, stdout: object = None) -> int:
 
     start = time.monotonic()
     session_notice(stream=stdout)  # logins ending within 3 days (once a day), the wrapper's: one systemMessage
+    try:
+        from claude_pool.providers import sidecars
+
+        sidecars.note_claude_dir(time.time())   # which folder these sessions use (policy.bypass_notes)
+    except OSError:
+        pass
     trigger = "hook:session-start"
     model = detect(payload)
     env = {"CLAUDE_POOL_DEADLINE": repr(time.time() + SESSION_START_BUDGET)}

@@ -92,7 +92,24 @@ def observe_settings(world: World, rt: Runtime) -> SettingsObs:
                                       ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper),
                                       overrides=in_settings,
                                       env_overrides=[n for n in overrides(os.environ) if n not in in_settings],
-                                      env_is_claude_codes=os.environ.get("CLAUDECODE") == "1")   # Claude Code runs us
+                                      env_is_claude_codes=os.environ.get("CLAUDECODE") == "1",   # Claude Code runs us
+                                      **_claude_dirs(world, world.clock().timestamp()))
+
+
+SEEN_FOR = 7 * 86400.0   # a session start this recent still says which folder Claude Code uses
+
+
+def _claude_dirs(world: World, now: float) -> dict[str, str]:
+    """This run's Claude Code folder, and the one its last session start used when that differs
+    (the world's sessions provider; only from a shell: inside Claude Code they agree)."""
+    if os.environ.get("CLAUDECODE") == "1":
+        return {}
+    here = os.path.realpath(paths.claude_dir())
+    seen = world.sessions.last_folder()
+    if (not isinstance(seen, dict) or not isinstance(seen.get("dir"), str) or seen["dir"] == here
+            or not isinstance(seen.get("at"), (int, float)) or not 0 <= now - seen["at"] < SEEN_FOR):
+        return {}
+    return {"sessions_claude_dir": seen["dir"], "claude_dir": here}
 
 
 def _stale_helper(command: str, current: str) -> bool:

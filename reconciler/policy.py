@@ -137,6 +137,11 @@ def bypass_notes(observed: ObservedState) -> list[str]:
     if (observed.pool.mode == "account" and observed.pool.accounts and settings.api_key_helper and not settings.ours
             and not settings.error):
         notes.append(FOREIGN_HELPER)
+    if settings.sessions_claude_dir:
+        notes.append(f"Claude Code's last session started with its folder at {settings.sessions_claude_dir} "
+                     f"(CLAUDE_CONFIG_DIR), not this shell's {settings.claude_dir}: what claude-pool writes here "
+                     f"does not reach those sessions; run it with CLAUDE_CONFIG_DIR={settings.sessions_claude_dir} "
+                     "for them")
     return notes
 
 

@@ -61,6 +61,9 @@ class SettingsObs(BaseModel):
     overrides: list[str] = []
     env_overrides: list[str] = []
     env_is_claude_codes: bool = False   # Claude Code started this run (CLAUDECODE=1): the environment is its
+    # the folder Claude Code's last session start used, when it is not this run's (CLAUDE_CONFIG_DIR)
+    sessions_claude_dir: str = ""
+    claude_dir: str = ""                # this run's
 
 
 class ObservedState(BaseModel):

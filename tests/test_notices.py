@@ -356,3 +356,22 @@ def test_the_real_claude_code_sends_a_settings_env_key_and_the_session_start_say
     assert any(s.startswith("claude-pool: ANTHROPIC_API_KEY is set in Claude Code's environment") for s in said), starts
     assert key not in proc.stdout and key not in box.audit_path.read_text()
     assert all(key not in json.dumps(r["body"]) for r in sent)
+
+
+def test_a_shell_whose_claude_folder_is_not_the_sessions_says_so(sandbox, fake, tmp_path: Path) -> None:
+    """A session start records which folder Claude Code uses; `plan` from a shell with another
+    CLAUDE_CONFIG_DIR says its writes do not reach those sessions, and names the folder to use;
+    from a shell that agrees (or inside Claude Code) it says nothing."""
+    fake.add_account("alice@example.com", five_hour=10)
+    sandbox.seed("alice@example.com")
+    work = tmp_path / "claude-work"
+    work.mkdir()
+    payload = json.dumps({"session_id": "s1", "hook_event_name": "SessionStart", "source": "startup"})
+    sandbox.run("hook", "session-start", input=payload, env={"CLAUDE_CONFIG_DIR": str(work), "CLAUDECODE": "1"})
+    plan = sandbox.ok("plan", env={"CLAUDE_CONFIG_DIR": None}).stdout
+    want = (f"note: Claude Code's last session started with its folder at {os.path.realpath(work)} (CLAUDE_CONFIG_DIR), "
+            f"not this shell's {os.path.realpath(sandbox.home / '.claude')}")
+    assert want in plan, plan
+    assert f"CLAUDE_CONFIG_DIR={os.path.realpath(work)}" in plan
+    assert "last session started" not in sandbox.ok("plan", env={"CLAUDE_CONFIG_DIR": str(work)}).stdout
+    assert "last session started" not in sandbox.ok("plan", env={"CLAUDE_CONFIG_DIR": None, "CLAUDECODE": "1"}).stdout

@@ -340,6 +340,12 @@ class MemSessions:
     def running(self) -> list[int]:
         return list(self.pids)
 
+    #: a test sets {"dir", "at"}: the folder Claude Code's last session start used
+    folder: dict | None = None
+
+    def last_folder(self) -> dict | None:
+        return self.folder
+
 
 class MemTemps:
     def __init__(self, journal: Journal) -> None:
