@@ -244,7 +244,10 @@ def cmd_switch(a: argparse.Namespace) -> int:
 def cmd_import(a: argparse.Namespace) -> int:
     if a.id is not None:
         check_id(a.id)
-    outcome = _run("import", Import(a.id), execute=True)
+    from . import engine
+
+    world, rt = _runtime("import")
+    outcome = engine.run(world, rt, Import(a.id), execute=True)
     target = outcome.desired.current
     email = outcome.observed.store.email
     imported = next((x for x in outcome.applied if x.type == "import_account"), None)
@@ -260,6 +263,11 @@ def cmd_import(a: argparse.Namespace) -> int:
         _out(f"{target} is already in the pool and active.")
     for line in _hand_note(outcome, target):
         _out(line)
+    from .render import nowhere_to_go
+
+    hint = nowhere_to_go(len(rt.pool.accounts), len(rt.pool.api_keys))   # the pool as this run saved it
+    if hint:
+        _out(hint[1].upper() + hint[2:-1] + ".")
     return 0
 
 

@@ -135,7 +135,18 @@ def list_text(view: Listing) -> str:
             lines.append(f" {'*' if key.active else ' '} {key.id}  {key.masked}")
     if view.pending_changes:
         lines.append(f"({view.pending_changes} pending change(s): `claude-pool plan` shows them)")
+    hint = nowhere_to_go(len(view.accounts), len(view.api_keys))
+    if hint:
+        lines.append(hint)
     return "\n".join(lines)
+
+
+def nowhere_to_go(accounts: int, keys: int) -> str:
+    """With one account and no API key the pool has nowhere to move: how to give it somewhere."""
+    if accounts != 1 or keys:
+        return ""
+    return ("(one account and no API key: nowhere to move yet; /login as another account in Claude Code "
+            "and run `claude-pool import`, or add a key with `claude-pool key add`)")
 
 
 def forecasts() -> dict[str, dict]:

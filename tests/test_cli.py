@@ -500,3 +500,22 @@ def test_each_command_alone_parses_and_helps_as_in_the_whole_parser():
         assert got.keys() == want.keys() and {k: v for k, v in got.items() if k != "fn"} == \
             {k: v for k, v in want.items() if k != "fn"}, name
         assert getattr(got.get("fn"), "__name__", None) == getattr(want.get("fn"), "__name__", None), name
+
+
+def test_one_account_and_no_key_says_where_to_get_somewhere_to_move(sandbox, fake):
+    """With one account and no API key the pool has nowhere to move: `import` and `list` say how
+    to give it somewhere; a second account (or a key) and they say nothing of the kind."""
+    fake.add_account(ALICE, five_hour=10)
+    fake.add_account(BOB, five_hour=10)
+    sandbox.login(ALICE)
+    first = sandbox.ok("import").stdout
+    assert first.splitlines() == ["Imported alice (alice@example.com); it is the active account.",
+                                  "One account and no API key: nowhere to move yet; /login as another account in "
+                                  "Claude Code and run `claude-pool import`, or add a key with `claude-pool key add`."]
+    assert "nowhere to move yet" in sandbox.ok("list").stdout.splitlines()[-1]
+    sandbox.login(BOB)
+    assert "nowhere" not in sandbox.ok("import").stdout
+    assert "nowhere" not in sandbox.ok("list").stdout
+    sandbox.ok("rm", "bob")
+    sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-NOWHEREKEY-" + "x" * 40)
+    assert "nowhere" not in sandbox.ok("list").stdout
