@@ -500,9 +500,12 @@ def cmd_list(a: argparse.Namespace) -> int:
         _out(view.model_dump_json(indent=2))
         return 0
     from .policy import bypass_notes
+    from .watch import hooks_line
 
-    # what makes Claude Code send something else than the pool's credential (as `plan` notes it)
-    _out(list_text(view) + "".join(f"\nnote: {n}" for n in bypass_notes(outcome.observed)))
+    # when Claude Code last ran us, and what makes it send something else than the pool's
+    # credential (as `plan` notes it)
+    _out(list_text(view) + "\n" + hooks_line(outcome.observed.now.timestamp())
+         + "".join(f"\nnote: {n}" for n in bypass_notes(outcome.observed)))
     return 0
 
 

@@ -62,6 +62,42 @@ def _epoch(value: object) -> float | None:
     return when.timestamp() if when is not None else None
 
 
+def last_hook(path: str | None = None) -> tuple[str, float] | None:
+    """(what, epoch) of the newest audit event a run Claude Code started wrote (a hook, or the
+    apiKeyHelper's background run), from the audit log or its last rotation; None: none there."""
+    from claude_pool.providers.fsutil import read_regular
+
+    base = path or paths.audit_log()
+    for name in (base, f"{base}.1"):
+        try:
+            data = read_regular(name, 8 << 20)
+        except OSError:
+            continue
+        for raw in reversed((data or b"").splitlines()):
+            if b'"hook:' not in raw and b'"helper"' not in raw:
+                continue
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                continue
+            trigger = ev.get("trigger") if isinstance(ev, dict) else None
+            if not isinstance(trigger, str) or not (trigger.startswith("hook:") or trigger == "helper"):
+                continue
+            t = _epoch(ev.get("time"))
+            if t is not None:
+                return (trigger[5:] if trigger.startswith("hook:") else "apiKeyHelper"), t
+    return None
+
+
+def hooks_line(now: float, path: str | None = None) -> str:
+    """`list`'s last line: when Claude Code last ran claude-pool (is the plugin doing its job?)."""
+    found = last_hook(path)
+    if found is None:
+        return "hooks: none in the audit log yet (the plugin runs them at every session start and prompt: see README, Install)"
+    what, t = found
+    return f"hooks: the last ran {duration(max(0.0, now - t))} ago ({what})"
+
+
 def audit_events(since: float, path: str | None = None) -> list[dict]:
     """The switches and 429s of the audit log (and its rotated files) since `since`, oldest first:
     {"t", "kind": "switch"|"429", "before", "after", "target", "reason", "until"}."""

@@ -512,10 +512,24 @@ def test_one_account_and_no_key_says_where_to_get_somewhere_to_move(sandbox, fak
     assert first.splitlines() == ["Imported alice (alice@example.com); it is the active account.",
                                   "One account and no API key: nowhere to move yet; /login as another account in "
                                   "Claude Code and run `claude-pool import`, or add a key with `claude-pool key add`."]
-    assert "nowhere to move yet" in sandbox.ok("list").stdout.splitlines()[-1]
+    listed = sandbox.ok("list").stdout.splitlines()
+    assert "nowhere to move yet" in listed[-2], listed
+    # and, last, when Claude Code last ran claude-pool: no hook yet in this sandbox
+    assert listed[-1].startswith("hooks: none in the audit log yet"), listed
     sandbox.login(BOB)
     assert "nowhere" not in sandbox.ok("import").stdout
     assert "nowhere" not in sandbox.ok("list").stdout
     sandbox.ok("rm", "bob")
     sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-NOWHEREKEY-" + "x" * 40)
     assert "nowhere" not in sandbox.ok("list").stdout
+
+
+def test_list_says_when_claude_code_last_ran_claude_pool(sandbox, fake):
+    """`list` ends with the newest run a hook (or the apiKeyHelper) started, from the audit log: a
+    quiet way to see the plugin is doing its job."""
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.seed(ALICE)
+    assert sandbox.ok("list").stdout.splitlines()[-1].startswith("hooks: none in the audit log yet")
+    sandbox.ok("reconcile", "--if-needed", env={"CLAUDE_POOL_TRIGGER": "hook:prompt-submit"})
+    assert sandbox.ok("list").stdout.splitlines()[-1] in ("hooks: the last ran 0s ago (prompt-submit)",
+                                                           "hooks: the last ran 1s ago (prompt-submit)")
