@@ -51,6 +51,7 @@ class Snapshot:
     forecasts: dict = field(default_factory=dict)
     events: list = field(default_factory=list)      # the audit log's lines of interest, oldest first
     error: str = ""
+    hook: tuple | None = None                        # (what, epoch) of the newest run Claude Code started
 
 
 def _epoch(value: object) -> float | None:
@@ -176,7 +177,8 @@ def gather(now: float | None = None) -> Snapshot:
     for key in pool.get("api_keys", []):
         key.pop("key", None)
     _overlay_feed(pool)
-    return Snapshot(now=now, pool=pool, forecasts=history.forecasts(), events=audit_events(now - 8 * 86400))
+    return Snapshot(now=now, pool=pool, forecasts=history.forecasts(), events=audit_events(now - 8 * 86400),
+                    hook=last_hook())
 
 
 def key_seconds(pool: dict, events: list, start: float, end: float) -> float:
@@ -367,6 +369,9 @@ def frame(snap: Snapshot, width: int = 100, color: bool = False, live: bool = Fa
             else:
                 text = f"  {_when(e['t'], now)}  429 on {e['target']}" + (f": {e['reason']}" if e.get("reason") else "")
             lines.append(text[:width])
+    if snap.hook is not None:   # is the plugin doing its job: when Claude Code last ran claude-pool
+        what, t = snap.hook
+        lines.append(_paint(f"hooks: the last ran {duration(max(0.0, now - t))} ago ({what})", DIM, color))
     return "\n".join(line if _visible(line) <= width else line[:width] for line in lines) + "\n"
 
 

@@ -93,8 +93,12 @@ def test_watch_once_shows_the_pool_as_plain_text(sandbox, fake) -> None:
     assert "keys: k1" in out and "billed-key time today:" in out
     assert "429 on bob" in out and "alice -> keys (k1)" in out and "keys (k1) -> alice" in out, out
     assert KEY not in out and "sk-ant" not in out and "accessToken" not in out
+    assert "hooks:" not in out   # no run Claude Code started in this sandbox's audit log
     if fake_calls is not None:
         assert len(fake.requests) == fake_calls, "watch made a network call"
+    sandbox.ok("reconcile", "--if-needed", env={"CLAUDE_POOL_TRIGGER": "hook:session-start"})
+    last = sandbox.ok("watch", "--once", env={"COLUMNS": "160"}).stdout.splitlines()[-1]
+    assert last.startswith("hooks: the last ran ") and last.endswith(" ago (session-start)"), last
 
 
 def test_watch_once_on_a_narrow_terminal_drops_columns(sandbox, fake) -> None:
