@@ -57,6 +57,7 @@ EXTERNAL = [r"https?:", r"//[a-z0-9.-]+\.[a-z]{2,}", r"@import", r"url\(", r"<sc
             r"<iframe", r"<object", r"<embed", r"\bsrc\s*=", r"\bhref\s*=", r"xlink:href", r"ftp:", r"data:"]
 
 
+@pytest.mark.slow   # two installs / a five-account week: the full suite (the quick loop keeps its budget)
 def test_the_report_is_self_contained(sandbox, fake, tmp_path: Path) -> None:
     path, page = make_report(sandbox, fake, tmp_path)
     for pattern in EXTERNAL:

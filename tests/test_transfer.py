@@ -170,6 +170,7 @@ def _real_machine_id() -> str:
 
 # --------------------------------------------------------------- two machines, real processes
 
+@pytest.mark.slow   # two installs / a five-account week: the full suite (the quick loop keeps its budget)
 def test_export_move_then_import_on_another_machine(sandbox: Sandbox, box_b: Sandbox, fake, tmp_path: Path) -> None:
     fake.add_account(ALICE, five_hour=10)
     fake.add_account(BOB, five_hour=40)
