@@ -169,3 +169,27 @@ def test_status_names_the_variable_a_session_sends_instead_of_the_pools(sandbox,
     assert line.startswith("pool: API key k1"), line
     got = json.loads(sandbox.ok("status", env={"ANTHROPIC_AUTH_TOKEN": "gw"}).stdout)
     assert got["bypassed_by"] == "ANTHROPIC_AUTH_TOKEN"   # that one outranks the helper too
+
+
+def test_the_example_statusline_script_builds_its_line_from_status(sandbox, fake) -> None:
+    """examples/statusline.sh, the README's do-it-yourself statusline: an account, a bypassing
+    credential, and API keys with the time until an account is back, each from `claude-pool status`."""
+    from conftest import CLAUDE_POOL
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "statusline.sh")
+    env = sandbox.full_env({"PATH": f"{os.path.dirname(CLAUDE_POOL)}:/usr/bin:/bin"})
+
+    def line(**extra: str) -> str:
+        out = subprocess.run(["sh", script], env={**env, **extra}, input="{}", capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert line() == "pool: empty\n"
+    fake.add_account(ALICE, five_hour=10)
+    sandbox.seed(ALICE)
+    assert line() == "pool: alice\n"
+    assert line(ANTHROPIC_AUTH_TOKEN="gateway-SECRET") == "\x1b[33mpool: bypassed by ANTHROPIC_AUTH_TOKEN\x1b[0m\n"
+    sandbox.ok("key", "add", "--id", "k1", input="sk-ant-api03-EXAMPLEKEY-" + "e" * 40)
+    sandbox.ok("switch", "k1")
+    assert line().startswith("\x1b[33mpool: API key k1")
