@@ -42,8 +42,6 @@ def forget_expired_blocks(rt: Runtime, now: datetime) -> None:
             rt.usage_dirty = True
 
 
-FEED_SETTLE = decision.FEED_SETTLE
-
 
 def take_feed(rt: Runtime, feed: dict | None) -> None:
     """Take the statusline's free reading of the active account's usage as a cached poll.
@@ -63,7 +61,7 @@ def take_feed(rt: Runtime, feed: dict | None) -> None:
         at = datetime.fromtimestamp(float(feed["at"]), tz=timezone.utc)
     except (KeyError, TypeError, ValueError, OverflowError):
         return
-    if since is not None and at - since < FEED_SETTLE:
+    if since is not None and at - since < decision.FEED_SETTLE:
         return
     if acc.usage_at is not None and acc.usage_at >= at:
         return

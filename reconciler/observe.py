@@ -87,7 +87,7 @@ def observe_settings(world: World, rt: Runtime) -> SettingsObs:
 
     view = world.settings.observe()
     ours = is_our_helper(view.api_key_helper, rt.helper)
-    in_settings = list(getattr(view, "env_overrides", []) or [])
+    in_settings = list(view.env_overrides)
     return SettingsObs.model_construct(present=view.present, api_key_helper=view.api_key_helper, error=view.error,
                                       ours=ours, stale=ours and _stale_helper(view.api_key_helper or "", rt.helper),
                                       overrides=in_settings,

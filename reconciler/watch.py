@@ -63,30 +63,39 @@ def _epoch(value: object) -> float | None:
     return when.timestamp() if when is not None else None
 
 
-def last_hook(path: str | None = None) -> tuple[str, float] | None:
-    """(what, epoch) of the newest audit event a run Claude Code started wrote (a hook, or the
-    apiKeyHelper's background run), from the audit log or its last rotation; None: none there."""
+def _audit_records(names: list[str], needles: tuple[bytes, ...], *, newest_first: bool = False):
+    """The audit log's events (JSON objects) in these files, in this order, from the lines that
+    hold one of `needles` (a cheap filter before parsing); unreadable files and lines skipped."""
     from claude_pool.providers.fsutil import read_regular
 
-    base = path or paths.audit_log()
-    for name in (base, f"{base}.1"):
+    for name in names:
         try:
             data = read_regular(name, 8 << 20)
         except OSError:
             continue
-        for raw in reversed((data or b"").splitlines()):
-            if b'"hook:' not in raw and b'"helper"' not in raw:
+        lines = (data or b"").splitlines()
+        for raw in reversed(lines) if newest_first else lines:
+            if not any(n in raw for n in needles):
                 continue
             try:
                 ev = json.loads(raw)
             except ValueError:
                 continue
-            trigger = ev.get("trigger") if isinstance(ev, dict) else None
-            if not isinstance(trigger, str) or not (trigger.startswith("hook:") or trigger == "helper"):
-                continue
-            t = _epoch(ev.get("time"))
-            if t is not None:
-                return (trigger[5:] if trigger.startswith("hook:") else "apiKeyHelper"), t
+            if isinstance(ev, dict):
+                yield ev
+
+
+def last_hook(path: str | None = None) -> tuple[str, float] | None:
+    """(what, epoch) of the newest audit event a run Claude Code started wrote (a hook, or the
+    apiKeyHelper's background run), from the audit log or its last rotation; None: none there."""
+    base = path or paths.audit_log()
+    for ev in _audit_records([base, f"{base}.1"], (b'"hook:', b'"helper"'), newest_first=True):
+        trigger = ev.get("trigger")
+        if not isinstance(trigger, str) or not (trigger.startswith("hook:") or trigger == "helper"):
+            continue
+        t = _epoch(ev.get("time"))
+        if t is not None:
+            return (trigger[5:] if trigger.startswith("hook:") else "apiKeyHelper"), t
     return None
 
 
@@ -102,34 +111,19 @@ def hooks_line(now: float, path: str | None = None) -> str:
 def audit_events(since: float, path: str | None = None) -> list[dict]:
     """The switches and 429s of the audit log (and its rotated files) since `since`, oldest first:
     {"t", "kind": "switch"|"429", "before", "after", "target", "reason", "until"}."""
-    from claude_pool.providers.fsutil import read_regular
-
     base = path or paths.audit_log()
     out: list[dict] = []
-    for name in [f"{base}.{i}" for i in (3, 2, 1)] + [base]:
-        try:
-            data = read_regular(name, 8 << 20)
-        except OSError:
+    for ev in _audit_records([f"{base}.{i}" for i in (3, 2, 1)] + [base], (b"save_pool_state", b"rate_limited")):
+        t = _epoch(ev.get("time"))
+        if t is None or t < since:
             continue
-        for raw in (data or b"").splitlines():
-            if b"save_pool_state" not in raw and b"rate_limited" not in raw:
-                continue
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(ev, dict):
-                continue
-            t = _epoch(ev.get("time"))
-            if t is None or t < since:
-                continue
-            if ev.get("event") == "apply" and ev.get("action") == "save_pool_state" and ev.get("result") == "ok":
-                if ev.get("before") != ev.get("after"):
-                    out.append({"t": t, "kind": "switch", "before": str(ev.get("before", "")),
-                                "after": str(ev.get("after", "")), "reason": str(ev.get("reason", ""))})
-            elif ev.get("event") == "rate_limited" and ev.get("action") == "block" and ev.get("result") == "ok":
-                out.append({"t": t, "kind": "429", "target": str(ev.get("target", "")),
-                            "reason": str(ev.get("reason", "")), "until": _epoch(ev.get("until"))})
+        if ev.get("event") == "apply" and ev.get("action") == "save_pool_state" and ev.get("result") == "ok":
+            if ev.get("before") != ev.get("after"):
+                out.append({"t": t, "kind": "switch", "before": str(ev.get("before", "")),
+                            "after": str(ev.get("after", "")), "reason": str(ev.get("reason", ""))})
+        elif ev.get("event") == "rate_limited" and ev.get("action") == "block" and ev.get("result") == "ok":
+            out.append({"t": t, "kind": "429", "target": str(ev.get("target", "")),
+                        "reason": str(ev.get("reason", "")), "until": _epoch(ev.get("until"))})
     out.sort(key=lambda e: e["t"])
     return out
 
